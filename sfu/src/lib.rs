@@ -5,15 +5,12 @@
 //! thread and exposes an async [`SfuHandle`].
 
 pub mod api;
+mod driver;
+pub mod engine;
+pub mod forward;
 mod handle;
 
 pub use api::*;
+pub use driver::{default_announced_ips, start};
 pub use handle::SfuHandle;
 
-/// Starts the media plane on its own thread. Returns the handle and the event stream.
-pub fn start(
-    config: SfuConfig,
-) -> std::io::Result<(SfuHandle, tokio::sync::mpsc::UnboundedReceiver<SfuEvent>)> {
-    let _ = config;
-    Err(std::io::Error::other("media plane not built yet"))
-}

@@ -1,1 +1,3 @@
 //! Helpers for the black-box tests.
+
+pub mod media_client;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs every test of Parley: the Rust suites and the browser end-to-end test.
+# Installs what the tests need when it is missing (Debian/Ubuntu: chromium, cmake, pkg-config;
+# the e2e test's npm dependencies). Exits non-zero when anything fails; the last line is a summary.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+declare -a RESULTS=()
+FAILED=0
+step() { # step "name" command...
+  local name=$1; shift
+  echo "==> $name"
+  local start=$SECONDS
+  if "$@"; then
+    RESULTS+=("ok   $name ($((SECONDS - start))s)")
+  else
+    RESULTS+=("FAIL $name ($((SECONDS - start))s)")
+    FAILED=1
+  fi
+}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi
+}
+
+install_prerequisites() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  # ffmpeg joins this list when the recording tests arrive.
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+      echo "installing: ${missing[*]}"
+      as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" || return 1
+    else
+      echo "missing ${missing[*]} and no apt-get: install them by hand" >&2
+      return 1
+    fi
+  fi
+  command -v node >/dev/null || { echo "node (>= 18) is required for the browser test" >&2; return 1; }
+  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    # playwright-core only: the browser is Debian's chromium, never a downloaded one.
+    (cd tests/e2e && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi) || return 1
+  fi
+}
+
+step "prerequisites" install_prerequisites
+step "cargo build --release -p parley-signaling" cargo build --release -p parley-signaling
+step "cargo test --workspace" cargo test --workspace
+if [ -x target/release/parley ]; then
+  export PARLEY_BIN=${PARLEY_BIN:-$ROOT/target/release/parley}
+  step "browser e2e (node --test tests/e2e/)" node --test --test-concurrency=1 tests/e2e/
+else
+  RESULTS+=("FAIL browser e2e (no server binary)")
+  FAILED=1
+fi
+
+echo
+echo "==> summary"
+printf '  %s\n' "${RESULTS[@]}"
+if [ $FAILED -eq 0 ]; then
+  echo "ALL TESTS PASSED (${#RESULTS[@]} steps, ${SECONDS}s)"
+else
+  echo "TESTS FAILED ($(printf '%s\n' "${RESULTS[@]}" | grep -c '^FAIL') of ${#RESULTS[@]} steps failed, ${SECONDS}s)"
+fi
+exit $FAILED

@@ -1,0 +1,1267 @@
+//! The sans-IO core of the media plane.
+//!
+//! [`Sfu`] owns every room, participant and peer connection. It is driven from outside:
+//! datagrams go in through [`Sfu::handle_datagram`], time through [`Sfu::handle_timeout`], requests
+//! through the command methods; datagrams to send come out of [`Sfu::poll_transmit`] and
+//! notifications out of [`Sfu::poll_event`]. It never reads a clock or touches a socket, so tests
+//! drive it with synthetic time and hand-made packets.
+
+pub mod demux;
+pub mod downtrack;
+pub mod participant;
+pub mod peer;
+pub mod speakers;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp::packet::Packet;
+use rtc::rtp_transceiver::RTCRtpTransceiverInit;
+use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+use crate::api::*;
+use crate::engine::demux::{DatagramKind, classify, stun_local_ufrag};
+use crate::engine::downtrack::DownTrack;
+use crate::engine::participant::{Codec, PKey, Participant, Peer, PublishedTrack};
+use crate::engine::speakers::SpeakerDetector;
+
+/// A datagram the driver must send.
+#[derive(Debug)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub to: SocketAddr,
+    pub data: BytesMut,
+}
+
+/// How often rooms run their periodic work (speaker detection, layer selection).
+const ROOM_TICK: Duration = Duration::from_millis(100);
+/// Largest data-channel message relayed (chat text is capped well below this by the UI).
+const MAX_DATA_MESSAGE: usize = 4096;
+
+struct Room {
+    members: Vec<PKey>,
+    speaker: SpeakerDetector,
+    active_speaker: Option<PKey>,
+}
+
+/// The media plane.
+pub struct Sfu {
+    local_addrs: Vec<SocketAddr>,
+    metrics: Arc<SfuMetrics>,
+    next_key: PKey,
+    participants: HashMap<PKey, Participant>,
+    by_name: HashMap<(RoomId, ParticipantId), PKey>,
+    rooms: HashMap<RoomId, Room>,
+    by_ufrag: HashMap<String, (PKey, PeerRole)>,
+    by_addr: HashMap<SocketAddr, (PKey, PeerRole)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SfuEvent>,
+    next_room_tick: Option<Instant>,
+    /// Reused buffer for media drained from a peer connection (no allocation per packet).
+    scratch: Vec<TaggedRTCMessage>,
+}
+
+fn random_string(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn err(e: impl std::fmt::Display) -> SfuError {
+    SfuError::Negotiation(e.to_string())
+}
+
+impl Sfu {
+    /// `local_addrs` are the addresses of the sockets the driver reads from; each becomes a host
+    /// candidate.
+    pub fn new(local_addrs: Vec<SocketAddr>, metrics: Arc<SfuMetrics>) -> Self {
+        Self {
+            local_addrs,
+            metrics,
+            next_key: 1,
+            participants: HashMap::new(),
+            by_name: HashMap::new(),
+            rooms: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_room_tick: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<SfuMetrics> {
+        &self.metrics
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant at which [`Sfu::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peers = self
+            .participants
+            .values()
+            .flat_map(|p| [p.publisher.deadline, p.subscriber.deadline])
+            .flatten();
+        peers.chain(self.next_room_tick).min()
+    }
+
+    fn key(&self, room: &str, participant: &str) -> Result<PKey, SfuError> {
+        self.by_name
+            .get(&(room.to_owned(), participant.to_owned()))
+            .copied()
+            .ok_or(SfuError::NoSuchParticipant)
+    }
+
+    // ----- commands -----
+
+    pub fn join(
+        &mut self,
+        now: Instant,
+        room: &str,
+        participant: &str,
+        options: ParticipantOptions,
+    ) -> Result<(), SfuError> {
+        let name = (room.to_owned(), participant.to_owned());
+        if self.by_name.contains_key(&name) {
+            return Err(SfuError::AlreadyJoined);
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let make_peer = |role| -> Result<Peer, SfuError> {
+            let ufrag = random_string(16);
+            let pwd = random_string(32);
+            let pc = peer::build(now, role, &ufrag, &pwd, &self.local_addrs).map_err(err)?;
+            Ok(Peer {
+                pc,
+                ufrag,
+                deadline: None,
+                connected: false,
+                remote_addrs: Vec::new(),
+            })
+        };
+        let publisher = make_peer(PeerRole::Publisher)?;
+        let subscriber = make_peer(PeerRole::Subscriber)?;
+        self.by_ufrag
+            .insert(publisher.ufrag.clone(), (key, PeerRole::Publisher));
+        self.by_ufrag
+            .insert(subscriber.ufrag.clone(), (key, PeerRole::Subscriber));
+        let p = Participant {
+            room: room.to_owned(),
+            id: participant.to_owned(),
+            options,
+            publisher,
+            subscriber,
+            declared: HashMap::new(),
+            published: HashMap::new(),
+            downtracks: HashMap::new(),
+            downtrack_by_track: HashMap::new(),
+            sub_negotiating: false,
+            sub_dirty: false,
+            data_channel: None,
+            estimate_bps: None,
+        };
+        self.participants.insert(key, p);
+        self.by_name.insert(name, key);
+        let r = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
+            members: Vec::new(),
+            speaker: SpeakerDetector::new(),
+            active_speaker: None,
+        });
+        r.members.push(key);
+        if self.next_room_tick.is_none() {
+            self.next_room_tick = Some(now + ROOM_TICK);
+        }
+        self.metrics.rooms.store(self.rooms.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.participants.store(
+            self.participants.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // The newcomer subscribes to everything already published in the room.
+        let existing: Vec<(PKey, String)> = self.rooms[room]
+            .members
+            .iter()
+            .filter(|k| **k != key)
+            .flat_map(|k| {
+                self.participants
+                    .get(k)
+                    .map(|p| {
+                        p.published
+                            .keys()
+                            .map(|t| (*k, t.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        for (publisher, track) in existing {
+            self.subscribe(now, key, publisher, &track);
+        }
+        self.renegotiate(now, key);
+        Ok(())
+    }
+
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        room: &str,
+        participant: &str,
+        sdp: String,
+        tracks: Vec<TrackDescriptor>,
+    ) -> Result<String, SfuError> {
+        let key = self.key(room, participant)?;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(SfuError::NoSuchParticipant)?;
+        if !p.options.can_publish && !tracks.is_empty() {
+            return Err(SfuError::NotAllowed("this participant may not publish".into()));
+        }
+        if !p.options.can_screen_share
+            && tracks
+                .iter()
+                .any(|t| matches!(t.source, TrackSource::Screen | TrackSource::ScreenAudio))
+        {
+            return Err(SfuError::NotAllowed(
+                "this participant may not share a screen".into(),
+            ));
+        }
+        let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        p.publisher
+            .pc
+            .set_remote_description(now, offer)
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let answer = p.publisher.pc.create_answer(None).map_err(err)?;
+        p.publisher
+            .pc
+            .set_local_description(now, answer)
+            .map_err(err)?;
+        let sdp = p
+            .publisher
+            .pc
+            .local_description()
+            .map(|d| d.sdp)
+            .ok_or_else(|| SfuError::Negotiation("no local description".into()))?;
+        p.declared = tracks.into_iter().map(|t| (t.mid, t.source)).collect();
+        self.drain_peer(now, key, PeerRole::Publisher);
+        Ok(sdp)
+    }
+
+    pub fn subscriber_answer(
+        &mut self,
+        now: Instant,
+        room: &str,
+        participant: &str,
+        sdp: String,
+    ) -> Result<(), SfuError> {
+        let key = self.key(room, participant)?;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(SfuError::NoSuchParticipant)?;
+        if !p.sub_negotiating {
+            return Err(SfuError::Negotiation("no subscriber offer is outstanding".into()));
+        }
+        let answer =
+            RTCSessionDescription::answer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        p.subscriber
+            .pc
+            .set_remote_description(now, answer)
+            .map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        p.sub_negotiating = false;
+        let again = std::mem::take(&mut p.sub_dirty);
+        self.drain_peer(now, key, PeerRole::Subscriber);
+        if again {
+            self.renegotiate(now, key);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn remote_candidate(
+        &mut self,
+        now: Instant,
+        room: &str,
+        participant: &str,
+        role: PeerRole,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    ) -> Result<(), SfuError> {
+        let key = self.key(room, participant)?;
+        let p = self
+            .participants
+            .get_mut(&key)
+            .ok_or(SfuError::NoSuchParticipant)?;
+        if candidate.is_empty() {
+            // End-of-candidates: nothing to do for an ICE-lite server.
+            return Ok(());
+        }
+        if candidate.len() > 512 {
+            return Err(SfuError::InvalidCandidate("candidate too long".into()));
+        }
+        let init = RTCIceCandidateInit {
+            candidate,
+            sdp_mid,
+            sdp_mline_index,
+            ..Default::default()
+        };
+        p.peer_mut(role)
+            .pc
+            .add_remote_candidate(init)
+            .map_err(|e| SfuError::InvalidCandidate(e.to_string()))?;
+        self.drain_peer(now, key, role);
+        Ok(())
+    }
+
+    pub fn set_muted(&mut self, room: &str, participant: &str, source: TrackSource, muted: bool) {
+        let Ok(key) = self.key(room, participant) else {
+            return;
+        };
+        let mut changed = false;
+        if let Some(p) = self.participants.get_mut(&key) {
+            for t in p.published.values_mut() {
+                if t.source == source && t.muted != muted {
+                    t.muted = muted;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.emit_tracks(key);
+        }
+    }
+
+    pub fn video_size(
+        &mut self,
+        now: Instant,
+        room: &str,
+        subscriber: &str,
+        publisher: &str,
+        source: TrackSource,
+        width: u32,
+        height: u32,
+    ) {
+        let (Ok(sub), Ok(publ)) = (self.key(room, subscriber), self.key(room, publisher)) else {
+            return;
+        };
+        if let Some(dt) = self
+            .participants
+            .get_mut(&sub)
+            .and_then(|p| p.downtracks.get_mut(&(publ, source)))
+        {
+            dt.set_render_size(width.min(16384), height.min(16384), now);
+        }
+    }
+
+    pub fn send_data(&mut self, now: Instant, room: &str, participant: &str, text: String) {
+        if let Ok(key) = self.key(room, participant) {
+            self.relay_data(now, key, &text);
+        }
+    }
+
+    pub fn leave(&mut self, now: Instant, room: &str, participant: &str) {
+        if let Ok(key) = self.key(room, participant) {
+            self.remove_participant(now, key);
+        }
+    }
+
+    pub fn close_room(&mut self, now: Instant, room: &str) {
+        let members = self
+            .rooms
+            .get(room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        for key in members {
+            self.remove_participant(now, key);
+        }
+    }
+
+    /// Closes every connection (on shutdown).
+    pub fn close_all(&mut self, now: Instant) {
+        let keys: Vec<PKey> = self.participants.keys().copied().collect();
+        for key in keys {
+            self.remove_participant(now, key);
+        }
+    }
+
+    // ----- input -----
+
+    /// Feeds one datagram received on `local` from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, data: &[u8]) {
+        SfuMetrics::add(&self.metrics.bytes_in, data.len() as u64);
+        let target = match self.by_addr.get(&from) {
+            Some(t) => Some(*t),
+            None if classify(data) == DatagramKind::Stun => stun_local_ufrag(data)
+                .and_then(|u| self.by_ufrag.get(u))
+                .copied(),
+            None => None,
+        };
+        let Some((key, role)) = target else {
+            SfuMetrics::add(&self.metrics.unknown_source_datagrams, 1);
+            return;
+        };
+        let Some(p) = self.participants.get_mut(&key) else {
+            SfuMetrics::add(&self.metrics.unknown_source_datagrams, 1);
+            return;
+        };
+        let peer = p.peer_mut(role);
+        if !peer.remote_addrs.contains(&from) {
+            // Learned from an authenticated-looking STUN request; rtc checks its integrity and
+            // drops forgeries, and we forget the address when the participant leaves.
+            if peer.remote_addrs.len() >= 8 {
+                SfuMetrics::add(&self.metrics.unknown_source_datagrams, 1);
+                return;
+            }
+            peer.remote_addrs.push(from);
+            self.by_addr.insert(from, (key, role));
+        }
+        let msg = TaggedBytesMut {
+            now,
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: from,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: BytesMut::from(data),
+        };
+        if let Err(e) = peer.pc.handle_read(msg) {
+            tracing::debug!(participant = %p.id, ?role, "handle_read: {e}");
+            SfuMetrics::add(&self.metrics.packets_dropped, 1);
+        }
+        self.drain_peer(now, key, role);
+    }
+
+    /// Runs whatever is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(PKey, PeerRole)> = self
+            .participants
+            .iter()
+            .flat_map(|(k, p)| {
+                [
+                    (*k, PeerRole::Publisher, p.publisher.deadline),
+                    (*k, PeerRole::Subscriber, p.subscriber.deadline),
+                ]
+            })
+            .filter(|(_, _, d)| d.is_some_and(|d| d <= now))
+            .map(|(k, r, _)| (k, r))
+            .collect();
+        for (key, role) in due {
+            if let Some(p) = self.participants.get_mut(&key) {
+                let peer = p.peer_mut(role);
+                if let Err(e) = peer.pc.handle_timeout(now) {
+                    tracing::debug!(?role, "handle_timeout: {e}");
+                }
+                peer.deadline = None;
+            }
+            self.drain_peer(now, key, role);
+        }
+        if self.next_room_tick.is_some_and(|t| t <= now) {
+            self.room_tick(now);
+            self.next_room_tick = if self.rooms.is_empty() {
+                None
+            } else {
+                Some(now + ROOM_TICK)
+            };
+        }
+    }
+
+    // ----- internals -----
+
+    /// Drains everything a peer connection produced after being touched.
+    fn drain_peer(&mut self, now: Instant, key: PKey, role: PeerRole) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let peer = p.peer_mut(role);
+        while let Some(out) = peer.pc.poll_write() {
+            SfuMetrics::add(&self.metrics.bytes_out, out.message.len() as u64);
+            self.transmits.push_back(Transmit {
+                local: out.transport.local_addr,
+                to: out.transport.peer_addr,
+                data: out.message,
+            });
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = peer.pc.poll_event() {
+            events.push(ev);
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while let Some(msg) = peer.pc.poll_read() {
+            scratch.push(msg);
+        }
+        peer.deadline = peer.pc.poll_timeout();
+        for ev in events {
+            self.on_peer_event(now, key, role, ev);
+        }
+        for msg in scratch.drain(..) {
+            match (role, msg.message) {
+                (PeerRole::Publisher, RTCMessage::RtpPacket(track_id, packet)) => {
+                    self.on_rtp(msg.now, key, &track_id, packet);
+                }
+                (PeerRole::Subscriber, RTCMessage::RtcpPacket(track_id, packets)) => {
+                    self.on_subscriber_rtcp(now, key, &track_id, &packets);
+                }
+                (PeerRole::Publisher, RTCMessage::DataChannelMessage(_, m)) => {
+                    if m.is_string && m.data.len() <= MAX_DATA_MESSAGE {
+                        if let Ok(text) = std::str::from_utf8(&m.data) {
+                            let text = text.to_owned();
+                            self.relay_data(now, key, &text);
+                        }
+                    } else {
+                        SfuMetrics::add(&self.metrics.packets_dropped, 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    fn on_peer_event(&mut self, now: Instant, key: PKey, role: PeerRole, ev: RTCPeerConnectionEvent) {
+        match ev {
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+                let Some(p) = self.participants.get_mut(&key) else {
+                    return;
+                };
+                let connected = state == RTCPeerConnectionState::Connected;
+                let peer = p.peer_mut(role);
+                if peer.connected != connected {
+                    peer.connected = connected;
+                    self.events.push_back(SfuEvent::PeerState {
+                        room: p.room.clone(),
+                        participant: p.id.clone(),
+                        role,
+                        connected,
+                    });
+                }
+                if connected && role == PeerRole::Subscriber {
+                    // Everything subscribed so far needs a first keyframe now that it can flow.
+                    for dt in p.downtracks.values_mut() {
+                        dt.wants_keyframe = true;
+                    }
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if role == PeerRole::Publisher => {
+                self.on_track_open(now, key, init);
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if role == PeerRole::Publisher => {
+                self.unpublish(now, key, &track_id);
+            }
+            RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) if role == PeerRole::Publisher => {
+                if let Some(p) = self.participants.get_mut(&key)
+                    && let Some(dc) = p.publisher.pc.data_channel(id)
+                    && dc.label() == "parley"
+                {
+                    p.data_channel = Some(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_track_open(
+        &mut self,
+        now: Instant,
+        key: PKey,
+        init: rtc::peer_connection::event::RTCTrackEventInit,
+    ) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let layer = match init.rid.as_deref() {
+            Some("q") | None => 0,
+            Some("h") => 1,
+            Some("f") => 2,
+            Some(_) => 0,
+        };
+        if let Some(t) = p.published.get_mut(&init.track_id) {
+            // Another simulcast layer of a track we already know.
+            t.layer_ssrcs[layer] = Some(init.ssrc);
+            t.simulcast |= init.rid.is_some();
+            return;
+        }
+        let mid = p
+            .publisher
+            .pc
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|tid| {
+                let t = p.publisher.pc.rtp_transceiver(tid)?;
+                (t.receiver() == Some(init.receiver_id)).then(|| t.mid().clone())?
+            });
+        let Some(receiver) = p.publisher.pc.rtp_receiver(init.receiver_id) else {
+            return;
+        };
+        let kind = match receiver.track().kind() {
+            RtpCodecKind::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        let codec = receiver
+            .track()
+            .codec(init.ssrc)
+            .map(|c| c.mime_type.to_ascii_lowercase());
+        let codec = match codec.as_deref() {
+            Some("audio/opus") => Codec::Opus,
+            Some("video/vp8") => Codec::Vp8,
+            Some("video/h264") => Codec::H264,
+            other => {
+                tracing::info!(?other, "ignoring a track with an unsupported codec");
+                return;
+            }
+        };
+        let mut receiver = receiver;
+        let audio_level_ext = receiver
+            .get_parameters()
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == peer::AUDIO_LEVEL_URI)
+            .map(|e| e.id as u8);
+        let declared = mid.as_ref().and_then(|m| p.declared.get(m)).copied();
+        let source = declared.unwrap_or(match kind {
+            MediaKind::Audio => TrackSource::Microphone,
+            MediaKind::Video => TrackSource::Camera,
+        });
+        // One track per source: a re-published source replaces the old one.
+        let replaced: Vec<String> = p
+            .published
+            .iter()
+            .filter(|(_, t)| t.source == source)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut layer_ssrcs = [None; 3];
+        layer_ssrcs[layer] = Some(init.ssrc);
+        p.published.insert(
+            init.track_id.clone(),
+            PublishedTrack {
+                source,
+                kind,
+                receiver_id: init.receiver_id,
+                codec,
+                layer_ssrcs,
+                simulcast: init.rid.is_some(),
+                audio_level_ext,
+                muted: false,
+                last_keyframe_request: [None; 3],
+            },
+        );
+        SfuMetrics::add(&self.metrics.tracks, 1);
+        for old in replaced {
+            self.unpublish(now, key, &old);
+        }
+        let room = self.participants[&key].room.clone();
+        let members: Vec<PKey> = self
+            .rooms
+            .get(&room)
+            .map(|r| r.members.iter().copied().filter(|k| *k != key).collect())
+            .unwrap_or_default();
+        for sub in members {
+            self.subscribe(now, sub, key, &init.track_id);
+            self.renegotiate(now, sub);
+        }
+        self.emit_tracks(key);
+    }
+
+    /// Adds a down-track of `publisher`'s track to `sub`'s subscriber connection (no offer yet).
+    fn subscribe(&mut self, now: Instant, sub: PKey, publisher: PKey, track_id: &str) {
+        let Some(pubp) = self.participants.get(&publisher) else {
+            return;
+        };
+        let Some(track) = pubp.published.get(track_id) else {
+            return;
+        };
+        let (source, kind, codec) = (track.source, track.kind, track.codec);
+        let publisher_id = pubp.id.clone();
+        let Some(s) = self.participants.get_mut(&sub) else {
+            return;
+        };
+        if !s.options.can_subscribe || s.downtracks.contains_key(&(publisher, source)) {
+            return;
+        }
+        let (mime, clock_rate, channels, fmtp, pt) = match codec {
+            Codec::Opus => ("audio/opus", 48000, 2, "minptime=10;useinbandfec=1", peer::PT_OPUS),
+            Codec::Vp8 => ("video/VP8", 90000, 0, "", peer::PT_VP8),
+            Codec::H264 => ("video/H264", 90000, 0, peer::H264_FMTP, peer::PT_H264),
+        };
+        let ssrc: u32 = rand::random();
+        let out_track_id = format!("{publisher_id}:{}", source.as_str());
+        let track = MediaStreamTrack::new(
+            publisher_id.clone(),
+            out_track_id.clone(),
+            out_track_id.clone(),
+            match kind {
+                MediaKind::Audio => RtpCodecKind::Audio,
+                MediaKind::Video => RtpCodecKind::Video,
+            },
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: mime.to_owned(),
+                    clock_rate,
+                    channels,
+                    sdp_fmtp_line: fmtp.to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                ..Default::default()
+            }],
+        );
+        let init = RTCRtpTransceiverInit {
+            direction: RTCRtpTransceiverDirection::Sendonly,
+            streams: vec![publisher_id],
+            send_encodings: vec![],
+        };
+        let tid = match s.subscriber.pc.add_transceiver_from_track(track, Some(init)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("cannot add a down-track: {e}");
+                return;
+            }
+        };
+        let Some(sender_id) = s
+            .subscriber
+            .pc
+            .rtp_transceiver(tid)
+            .and_then(|t| t.sender())
+        else {
+            return;
+        };
+        let dt = DownTrack::new(
+            publisher,
+            source,
+            kind,
+            sender_id,
+            out_track_id.clone(),
+            ssrc,
+            pt,
+            clock_rate,
+            codec,
+            now,
+        );
+        s.downtracks.insert((publisher, source), dt);
+        s.downtrack_by_track.insert(out_track_id, (publisher, source));
+    }
+
+    fn unpublish(&mut self, now: Instant, key: PKey, track_id: &str) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = p.published.remove(track_id) else {
+            return;
+        };
+        self.metrics
+            .tracks
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let room = p.room.clone();
+        let members: Vec<PKey> = self
+            .rooms
+            .get(&room)
+            .map(|r| r.members.iter().copied().filter(|k| *k != key).collect())
+            .unwrap_or_default();
+        for sub in members {
+            self.drop_downtrack(sub, (key, track.source));
+            self.renegotiate(now, sub);
+        }
+        self.emit_tracks(key);
+    }
+
+    fn drop_downtrack(&mut self, sub: PKey, dkey: (PKey, TrackSource)) {
+        let Some(s) = self.participants.get_mut(&sub) else {
+            return;
+        };
+        if let Some(dt) = s.downtracks.remove(&dkey) {
+            s.downtrack_by_track.remove(&dt.track_id);
+            if let Err(e) = s.subscriber.pc.remove_track(dt.sender_id) {
+                tracing::debug!("remove_track: {e}");
+            }
+        }
+    }
+
+    /// Sends a fresh subscriber offer, or marks one as needed when an offer is already out.
+    fn renegotiate(&mut self, now: Instant, key: PKey) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        if p.sub_negotiating {
+            p.sub_dirty = true;
+            return;
+        }
+        if p.downtracks.is_empty() && p.subscriber.pc.current_remote_description().is_none() {
+            // Nothing to receive yet and nothing negotiated: no offer needed.
+            return;
+        }
+        let offer = match p.subscriber.pc.create_offer(None) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("create_offer: {e}");
+                return;
+            }
+        };
+        if let Err(e) = p.subscriber.pc.set_local_description(now, offer) {
+            tracing::warn!("set_local_description: {e}");
+            return;
+        }
+        let Some(sdp) = p.subscriber.pc.local_description().map(|d| d.sdp) else {
+            return;
+        };
+        let mut tracks = Vec::new();
+        let tids: Vec<_> = p.subscriber.pc.get_transceivers().collect();
+        for tid in tids {
+            let Some(t) = p.subscriber.pc.rtp_transceiver(tid) else {
+                continue;
+            };
+            let (Some(mid), Some(sender)) = (t.mid().clone(), t.sender()) else {
+                continue;
+            };
+            if let Some((dkey, dt)) = p.downtracks.iter().find(|(_, d)| d.sender_id == sender) {
+                tracks.push((mid, dkey.0, dt.source, dt.kind));
+            }
+        }
+        let tracks = tracks
+            .into_iter()
+            .filter_map(|(mid, publ, source, kind)| {
+                Some(SubscribedTrack {
+                    mid,
+                    participant_id: self.participants.get(&publ)?.id.clone(),
+                    source,
+                    kind,
+                })
+            })
+            .collect();
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        p.sub_negotiating = true;
+        self.events.push_back(SfuEvent::SubscriberOffer {
+            room: p.room.clone(),
+            participant: p.id.clone(),
+            sdp,
+            tracks,
+        });
+        self.drain_peer(now, key, PeerRole::Subscriber);
+    }
+
+    fn emit_tracks(&mut self, key: PKey) {
+        let Some(p) = self.participants.get(&key) else {
+            return;
+        };
+        let mut tracks: Vec<TrackState> = p
+            .published
+            .values()
+            .map(|t| TrackState {
+                source: t.source,
+                muted: t.muted,
+            })
+            .collect();
+        tracks.sort_by_key(|t| t.source.as_str());
+        self.events.push_back(SfuEvent::TracksChanged {
+            room: p.room.clone(),
+            participant: p.id.clone(),
+            tracks,
+        });
+    }
+
+    fn remove_participant(&mut self, now: Instant, key: PKey) {
+        let Some(p) = self.participants.get(&key) else {
+            return;
+        };
+        let room = p.room.clone();
+        let track_ids: Vec<String> = p.published.keys().cloned().collect();
+        for t in track_ids {
+            self.unpublish(now, key, &t);
+        }
+        let Some(mut p) = self.participants.remove(&key) else {
+            return;
+        };
+        self.by_name.remove(&(p.room.clone(), p.id.clone()));
+        for role in [PeerRole::Publisher, PeerRole::Subscriber] {
+            let peer = p.peer_mut(role);
+            self.by_ufrag.remove(&peer.ufrag);
+            for a in &peer.remote_addrs {
+                self.by_addr.remove(a);
+            }
+            let _ = peer.pc.close();
+            while let Some(out) = peer.pc.poll_write() {
+                self.transmits.push_back(Transmit {
+                    local: out.transport.local_addr,
+                    to: out.transport.peer_addr,
+                    data: out.message,
+                });
+            }
+        }
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.members.retain(|k| *k != key);
+            r.speaker.remove(key);
+            if r.active_speaker == Some(key) {
+                r.active_speaker = None;
+                self.events.push_back(SfuEvent::ActiveSpeaker {
+                    room: room.clone(),
+                    participant: None,
+                });
+            }
+            if r.members.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+        self.metrics
+            .rooms
+            .store(self.rooms.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.participants.store(
+            self.participants.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Relays a chat/reaction message to everyone else in the room, stamped with who sent it.
+    fn relay_data(&mut self, now: Instant, from: PKey, text: &str) {
+        let Some(p) = self.participants.get(&from) else {
+            return;
+        };
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
+        let Some(obj) = value.as_object_mut() else {
+            return;
+        };
+        let kind = obj.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+        if kind != "chat" && kind != "reaction" {
+            return;
+        }
+        obj.insert("from".into(), p.id.clone().into());
+        obj.insert("display_name".into(), p.options.display_name.clone().into());
+        let out = value.to_string();
+        let room = p.room.clone();
+        self.events.push_back(SfuEvent::Data {
+            room: room.clone(),
+            participant: p.id.clone(),
+            text: text.to_owned(),
+        });
+        let members: Vec<PKey> = self
+            .rooms
+            .get(&room)
+            .map(|r| r.members.iter().copied().filter(|k| *k != from).collect())
+            .unwrap_or_default();
+        for k in members {
+            if let Some(p) = self.participants.get_mut(&k)
+                && let Some(id) = p.data_channel
+                && let Some(mut dc) = p.publisher.pc.data_channel(id)
+            {
+                if let Err(e) = dc.send_text(now, out.clone()) {
+                    tracing::debug!("data channel send: {e}");
+                }
+                self.drain_peer(now, k, PeerRole::Publisher);
+            }
+        }
+    }
+
+    /// One RTP packet from a publisher: update the track's state, then fan out.
+    fn on_rtp(&mut self, now: Instant, key: PKey, track_id: &str, packet: Packet) {
+        SfuMetrics::add(&self.metrics.packets_in, 1);
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = p.published.get_mut(track_id) else {
+            return;
+        };
+        let layer = match track.layer_of(packet.header.ssrc) {
+            Some(l) => l,
+            None => {
+                // A layer whose OnOpen has not been seen (or a repair stream): learn it by rid.
+                let rid = p
+                    .publisher
+                    .pc
+                    .rtp_receiver(track.receiver_id)
+                    .and_then(|r| r.track().rid(packet.header.ssrc).cloned());
+                let layer = match rid.as_deref() {
+                    Some("q") => 0,
+                    Some("h") => 1,
+                    Some("f") => 2,
+                    _ => return,
+                };
+                track.layer_ssrcs[layer] = Some(packet.header.ssrc);
+                layer
+            }
+        };
+        let source = track.source;
+        let muted = track.muted;
+        let codec = track.codec;
+        let room = p.room.clone();
+        if let Some(ext) = track.audio_level_ext
+            && let Some(level) = packet.header.get_extension(ext)
+            && let Some(r) = self.rooms.get_mut(&room)
+        {
+            r.speaker.observe(key, &level, now);
+        }
+        if muted {
+            return;
+        }
+        let keyframe = match codec {
+            Codec::Vp8 => crate::forward::vp8::is_keyframe(&packet.payload),
+            Codec::H264 => crate::forward::h264::is_keyframe(&packet.payload),
+            Codec::Opus => false,
+        };
+        let layers_available = self.participants[&key].published[track_id].layer_ssrcs;
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let members = r.members.clone();
+        let mut keyframe_wanted = [false; 3];
+        for sub in members {
+            if sub == key {
+                continue;
+            }
+            let Some(s) = self.participants.get_mut(&sub) else {
+                continue;
+            };
+            let Some(dt) = s.downtracks.get_mut(&(key, source)) else {
+                continue;
+            };
+            let out = dt.forward(layer, &packet, keyframe, &layers_available, now);
+            if let Some(l) = dt.keyframe_request() {
+                keyframe_wanted[l] = true;
+            }
+            let Some(out) = out else {
+                continue;
+            };
+            let bytes = out.payload.len() as u64;
+            let msg = TaggedRTCMessage {
+                now,
+                message: RTCMessage::RtpPacket(dt.track_id.clone(), out),
+            };
+            match s.subscriber.pc.handle_write(msg) {
+                Ok(()) => {
+                    SfuMetrics::add(&self.metrics.packets_out, 1);
+                    let _ = bytes;
+                }
+                Err(e) => {
+                    tracing::trace!("forward: {e}");
+                    SfuMetrics::add(&self.metrics.packets_dropped, 1);
+                }
+            }
+            self.drain_writes(sub, PeerRole::Subscriber);
+        }
+        for (l, wanted) in keyframe_wanted.into_iter().enumerate() {
+            if wanted {
+                self.request_keyframe(now, key, track_id, l);
+            }
+        }
+    }
+
+    /// Only the outgoing datagrams of a peer (the fan-out path, where nothing else can be pending).
+    fn drain_writes(&mut self, key: PKey, role: PeerRole) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let peer = p.peer_mut(role);
+        while let Some(out) = peer.pc.poll_write() {
+            SfuMetrics::add(&self.metrics.bytes_out, out.message.len() as u64);
+            self.transmits.push_back(Transmit {
+                local: out.transport.local_addr,
+                to: out.transport.peer_addr,
+                data: out.message,
+            });
+        }
+        peer.deadline = peer.pc.poll_timeout();
+    }
+
+    /// Asks a publisher for a keyframe on one layer, at most once per interval.
+    fn request_keyframe(&mut self, now: Instant, key: PKey, track_id: &str, layer: usize) {
+        const MIN_INTERVAL: Duration = Duration::from_millis(500);
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = p.published.get_mut(track_id) else {
+            return;
+        };
+        let Some(ssrc) = track.layer_ssrcs.get(layer).copied().flatten() else {
+            return;
+        };
+        if track.last_keyframe_request[layer].is_some_and(|t| now.duration_since(t) < MIN_INTERVAL) {
+            return;
+        }
+        track.last_keyframe_request[layer] = Some(now);
+        let receiver_id = track.receiver_id;
+        if let Some(mut r) = p.publisher.pc.rtp_receiver(receiver_id) {
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+            };
+            if r.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
+                SfuMetrics::add(&self.metrics.plis_sent, 1);
+            }
+        }
+        self.drain_writes(key, PeerRole::Publisher);
+    }
+
+    fn on_subscriber_rtcp(
+        &mut self,
+        now: Instant,
+        sub: PKey,
+        track_id: &str,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+    ) {
+        let Some(s) = self.participants.get_mut(&sub) else {
+            return;
+        };
+        let Some(dkey) = s.downtrack_by_track.get(track_id).copied() else {
+            return;
+        };
+        let mut keyframe = false;
+        for pkt in packets {
+            let any = pkt.as_any();
+            if any.downcast_ref::<PictureLossIndication>().is_some()
+                || any.downcast_ref::<FullIntraRequest>().is_some()
+            {
+                SfuMetrics::add(&self.metrics.plis_received, 1);
+                keyframe = true;
+            } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                SfuMetrics::add(&self.metrics.nacks_received, 1);
+                let Some(dt) = s.downtracks.get_mut(&dkey) else {
+                    continue;
+                };
+                let seqs = nack.nacks.iter().flat_map(|n| n.packet_list());
+                let resend = dt.nack(seqs, now);
+                let track = dt.track_id.clone();
+                for pkt in resend {
+                    let msg = TaggedRTCMessage {
+                        now,
+                        message: RTCMessage::RtpPacket(track.clone(), pkt),
+                    };
+                    if s.subscriber.pc.handle_write(msg).is_ok() {
+                        SfuMetrics::add(&self.metrics.retransmissions, 1);
+                    }
+                }
+            } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
+                if remb.bitrate.is_finite() && remb.bitrate >= 0.0 {
+                    s.estimate_bps = Some(remb.bitrate as u64);
+                }
+            }
+        }
+        self.drain_writes(sub, PeerRole::Subscriber);
+        if keyframe {
+            let layer = self
+                .participants
+                .get(&sub)
+                .and_then(|s| s.downtracks.get(&dkey))
+                .and_then(|d| d.current_layer());
+            let publisher = dkey.0;
+            let track_id = self.participants.get(&publisher).and_then(|p| {
+                p.published
+                    .iter()
+                    .find(|(_, t)| t.source == dkey.1)
+                    .map(|(id, _)| id.clone())
+            });
+            if let (Some(layer), Some(track_id)) = (layer, track_id) {
+                self.request_keyframe(now, publisher, &track_id, layer);
+            }
+        }
+    }
+
+    /// Periodic work: active speaker, layer choice from bandwidth estimates, keyframe requests.
+    fn room_tick(&mut self, now: Instant) {
+        let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            let Some(r) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            let dominant = r.speaker.tick(now);
+            if dominant != r.active_speaker {
+                r.active_speaker = dominant;
+                let participant =
+                    dominant.and_then(|k| self.participants.get(&k).map(|p| p.id.clone()));
+                self.events.push_back(SfuEvent::ActiveSpeaker {
+                    room: room.clone(),
+                    participant,
+                });
+            }
+            let members = r.members.clone();
+            let layers: HashMap<(PKey, TrackSource), [Option<u32>; 3]> = members
+                .iter()
+                .filter_map(|k| self.participants.get(k).map(|p| (k, p)))
+                .flat_map(|(k, p)| p.published.values().map(move |t| ((*k, t.source), t.layer_ssrcs)))
+                .collect();
+            for sub in &members {
+                let mut wanted: Vec<(PKey, TrackSource, usize)> = Vec::new();
+                let Some(s) = self.participants.get_mut(sub) else {
+                    continue;
+                };
+                let estimate = s.estimate_bps;
+                let count = s
+                    .downtracks
+                    .values()
+                    .filter(|d| d.kind == MediaKind::Video)
+                    .count()
+                    .max(1) as u64;
+                for ((publ, source), dt) in s.downtracks.iter_mut() {
+                    if dt.kind != MediaKind::Video {
+                        continue;
+                    }
+                    let Some(pp) = layers.get(&(*publ, *source)) else {
+                        continue;
+                    };
+                    // The estimate is shared by all the subscriber's videos.
+                    dt.select_layer(pp, estimate.map(|e| e / count), now);
+                    if let Some(l) = dt.keyframe_request() {
+                        wanted.push((*publ, *source, l));
+                    }
+                }
+                for (publ, source, layer) in wanted {
+                    let track_id = self.participants.get(&publ).and_then(|p| {
+                        p.published
+                            .iter()
+                            .find(|(_, t)| t.source == source)
+                            .map(|(id, _)| id.clone())
+                    });
+                    if let Some(t) = track_id {
+                        self.request_keyframe(now, publ, &t, layer);
+                    }
+                }
+            }
+            if let Some(r) = self.rooms.get_mut(&room) {
+                for (k, ms) in r.speaker.take_talk_time() {
+                    if let Some(p) = self.participants.get(&k) {
+                        self.events.push_back(SfuEvent::TalkTime {
+                            room: room.clone(),
+                            participant: p.id.clone(),
+                            speaking_ms: ms,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+}

@@ -1,0 +1,312 @@
+//! One configuration struct, assembled from (lowest to highest priority) built-in defaults, an
+//! optional TOML file, `PARLEY_*` environment variables and command-line flags.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// A value that must never be printed. `Debug`/`Display` show a mask.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP + WebSocket listener binds.
+    pub http_addr: SocketAddr,
+    /// Where the single media UDP socket binds; port 0 picks a free port (tests).
+    pub udp_addr: SocketAddr,
+    /// Host candidates the SFU announces; empty lets the SFU decide.
+    pub announced_ips: Vec<IpAddr>,
+    /// `sqlite://path` (created if missing); `postgres://` is reserved for later.
+    pub database_url: String,
+    /// Base of the links handed out (host and invite links).
+    pub public_url: String,
+    /// Signing key for join tokens; generated once and kept in the database when not configured.
+    pub jwt_secret: Option<Secret>,
+    /// Bearer token allowing operator-level calls (listing meetings); listing is off without it.
+    pub admin_token: Option<Secret>,
+    /// Directory served as the web app.
+    pub web_root: PathBuf,
+    /// Lifetime of join tokens.
+    pub token_ttl: Duration,
+    /// How long a participant whose socket dropped keeps its seat.
+    pub resume_grace: Duration,
+    /// How long a fresh socket may wait before sending `join`.
+    pub join_timeout: Duration,
+    /// Per-connection flood limit: sustained frames per second and burst size.
+    pub ws_rate_per_sec: f64,
+    pub ws_burst: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            udp_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 7882),
+            announced_ips: Vec::new(),
+            database_url: "sqlite://parley.db".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            jwt_secret: None,
+            admin_token: None,
+            web_root: default_web_root(),
+            token_ttl: Duration::from_secs(24 * 3600),
+            resume_grace: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(10),
+            ws_rate_per_sec: 50.0,
+            ws_burst: 100.0,
+        }
+    }
+}
+
+/// `<workspace>/web`, located at compile time so `cargo run` works from any directory.
+pub fn default_web_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("web")
+}
+
+/// Command-line flags; every flag also reads its `PARLEY_*` variable (clap's `env`).
+#[derive(Debug, Parser, Default)]
+#[command(name = "parley", about = "Parley video meetings server", version)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "PARLEY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address, e.g. 127.0.0.1:8080.
+    #[arg(long, env = "PARLEY_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// UDP media port (0 = random).
+    #[arg(long, env = "PARLEY_UDP_PORT")]
+    pub udp_port: Option<u16>,
+    /// UDP media bind address (port taken from --udp-port when given).
+    #[arg(long, env = "PARLEY_UDP_ADDR")]
+    pub udp_addr: Option<SocketAddr>,
+    /// Announced IP addresses for ICE host candidates, comma separated.
+    #[arg(long, env = "PARLEY_ANNOUNCED_IPS", value_delimiter = ',')]
+    pub announced_ips: Option<Vec<IpAddr>>,
+    /// Database URL, e.g. sqlite://parley.db.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Public base URL used in links.
+    #[arg(long, env = "PARLEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// JWT signing secret (generated and stored in the database when absent).
+    #[arg(long, env = "PARLEY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// Operator bearer token for listing meetings.
+    #[arg(long, env = "PARLEY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Directory with the web app.
+    #[arg(long, env = "PARLEY_WEB_ROOT")]
+    pub web_root: Option<PathBuf>,
+    /// Join token lifetime in seconds.
+    #[arg(long, env = "PARLEY_TOKEN_TTL_SECS")]
+    pub token_ttl_secs: Option<u64>,
+    /// Seconds a dropped participant keeps its seat.
+    #[arg(long, env = "PARLEY_RESUME_GRACE_SECS")]
+    pub resume_grace_secs: Option<u64>,
+    /// Write the OpenAPI document to this path and exit.
+    #[arg(long)]
+    pub dump_openapi: Option<PathBuf>,
+}
+
+/// The TOML file: the same keys as the flags, all optional.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub http_addr: Option<SocketAddr>,
+    pub udp_port: Option<u16>,
+    pub udp_addr: Option<SocketAddr>,
+    pub announced_ips: Option<Vec<IpAddr>>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub jwt_secret: Option<Secret>,
+    pub admin_token: Option<Secret>,
+    pub web_root: Option<PathBuf>,
+    pub token_ttl_secs: Option<u64>,
+    pub resume_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Builds the configuration from parsed flags (which already include environment variables)
+    /// and the TOML file they name.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    fn merge(cli: &Cli, file: FileConfig) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let mut udp_addr = cli.udp_addr.or(file.udp_addr).unwrap_or(d.udp_addr);
+        if let Some(port) = cli.udp_port.or(file.udp_port) {
+            udp_addr.set_port(port);
+        }
+        let public_url = cli
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or(d.public_url);
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "public_url must start with http:// or https://, got {public_url:?}"
+            )));
+        }
+        let database_url = cli
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or(d.database_url);
+        if !database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid(format!(
+                "only sqlite:// database URLs are supported so far, got {:?}",
+                mask_url(&database_url)
+            )));
+        }
+        let secs = |v: Option<u64>, def: Duration| v.map(Duration::from_secs).unwrap_or(def);
+        Ok(Config {
+            http_addr: cli.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
+            udp_addr,
+            announced_ips: cli
+                .announced_ips
+                .clone()
+                .or(file.announced_ips)
+                .unwrap_or_default(),
+            database_url,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            jwt_secret: cli.jwt_secret.clone().or(file.jwt_secret),
+            admin_token: cli.admin_token.clone().or(file.admin_token),
+            web_root: cli.web_root.clone().or(file.web_root).unwrap_or(d.web_root),
+            token_ttl: secs(cli.token_ttl_secs.or(file.token_ttl_secs), d.token_ttl),
+            resume_grace: secs(
+                cli.resume_grace_secs.or(file.resume_grace_secs),
+                d.resume_grace,
+            ),
+            ..d
+        })
+    }
+
+    /// A printable view: secrets masked, passwords in URLs hidden.
+    pub fn describe(&self) -> String {
+        format!(
+            "http_addr={} udp_addr={} announced_ips={:?} database_url={} public_url={} \
+             jwt_secret={} admin_token={} web_root={} token_ttl={}s resume_grace={}s",
+            self.http_addr,
+            self.udp_addr,
+            self.announced_ips,
+            mask_url(&self.database_url),
+            self.public_url,
+            if self.jwt_secret.is_some() {
+                "********"
+            } else {
+                "<stored in database>"
+            },
+            if self.admin_token.is_some() {
+                "********"
+            } else {
+                "<none: listing disabled>"
+            },
+            self.web_root.display(),
+            self.token_ttl.as_secs(),
+            self.resume_grace.as_secs(),
+        )
+    }
+}
+
+/// Hides a password in `scheme://user:password@host` URLs.
+fn mask_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:********@{host}");
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let cli = Cli {
+            udp_port: Some(0),
+            ..Cli::default()
+        };
+        let file = FileConfig {
+            udp_port: Some(9999),
+            public_url: Some("https://meet.example.com/".into()),
+            ..FileConfig::default()
+        };
+        let c = Config::merge(&cli, file).expect("valid");
+        assert_eq!(c.udp_addr.port(), 0);
+        assert_eq!(c.public_url, "https://meet.example.com");
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = Config {
+            jwt_secret: Some(Secret::new("topsecret")),
+            database_url: "postgres://u:pw@h/db".into(),
+            ..Config::default()
+        };
+        let s = c.describe();
+        assert!(!s.contains("topsecret") && !s.contains("pw@"), "{s}");
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP surface: `/api/v1` (JSON), health and metrics, and the web app's files.
+
+mod health;
+mod meetings;
+mod participants;
+mod web;
+
+pub mod openapi;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(app: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/meetings",
+            post(meetings::create).get(meetings::list),
+        )
+        .route("/meetings/{id}", get(meetings::get))
+        .route("/meetings/{id}/join", post(meetings::join))
+        .route("/meetings/{id}/end", post(meetings::end))
+        .route("/meetings/{id}/chat", get(meetings::chat))
+        .route("/meetings/{id}/participants", get(participants::list))
+        .route(
+            "/meetings/{id}/participants/{pid}/mute",
+            post(participants::mute),
+        )
+        .route(
+            "/meetings/{id}/participants/{pid}",
+            delete(participants::remove),
+        )
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(api_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(web::router(&app.config.web_root))
+        .with_state(app)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound("No such API endpoint.".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Status {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "This endpoint does not accept that method.".into(),
+    }
+}

@@ -1,0 +1,175 @@
+//! Wiring: database, media plane, hubs, HTTP server, and the orderly way down.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use parley_sfu::{SfuConfig, SfuEvent, SfuHandle};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Tokens;
+use crate::configuration::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::ws::{HubContext, Hubs};
+
+/// Shared by every handler and connection.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: Store,
+    pub tokens: Tokens,
+    pub sfu: SfuHandle,
+    pub hubs: Hubs,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins; every socket closes with 1001.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket task, so shutdown can wait for their close frames.
+    pub ws_tasks: TaskTracker,
+    /// Cleared when the media plane's event stream ends (its thread is gone).
+    pub media_running: AtomicBool,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// A server started by [`spawn`].
+pub struct RunningServer {
+    http_addr: SocketAddr,
+    udp_addr: SocketAddr,
+    app: AppState,
+    server: JoinHandle<std::io::Result<()>>,
+    events: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Where HTTP and WebSocket requests go.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The media plane's UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// `http://<addr>` of the server.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Graceful shutdown: stop accepting, close every socket with 1001, record open sessions as
+    /// ended by shutdown, stop the media plane, close the database.
+    pub async fn shutdown(self) {
+        let app = self.app;
+        tracing::info!("shutting down");
+        app.shutdown.cancel();
+        app.ws_tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), app.ws_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some WebSocket connections did not close in time");
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.server).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(_) => tracing::warn!("HTTP server did not drain in time"),
+            _ => {}
+        }
+        app.hubs.shutdown().await;
+        app.sfu.shutdown().await;
+        self.events.abort();
+        app.store.close().await;
+        tracing::info!("shut down");
+    }
+}
+
+/// Starts the whole server on the configured addresses (port 0 picks free ports).
+///
+/// Fails if the database cannot be opened or the media plane cannot start: a meeting server
+/// without media is not something to run silently.
+pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open database {}", config.database_url))?;
+    let closed = store.close_dangling_sessions().await?;
+    if closed > 0 {
+        tracing::info!(closed, "closed sessions left open by a previous run");
+    }
+    let secret = match &config.jwt_secret {
+        Some(s) => s.expose().to_owned(),
+        None => store.jwt_secret().await.context("cannot load JWT secret")?,
+    };
+    let tokens = Tokens::new(secret.as_bytes(), config.token_ttl);
+
+    let (sfu, events) = parley_sfu::start(SfuConfig {
+        udp_bind: config.udp_addr,
+        announced_ips: config.announced_ips.clone(),
+    })
+    .with_context(|| format!("cannot start the media plane on UDP {}", config.udp_addr))?;
+    let udp_addr = sfu.local_addr();
+
+    let metrics = Arc::new(Metrics::default());
+    let hubs = Hubs::new(HubContext {
+        store: store.clone(),
+        sfu: sfu.clone(),
+        metrics: metrics.clone(),
+        resume_grace: config.resume_grace,
+        map: Hubs::new_map(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot bind HTTP {}", config.http_addr))?;
+    let http_addr = listener.local_addr()?;
+
+    let app = AppState(Arc::new(AppInner {
+        config,
+        store,
+        tokens,
+        sfu,
+        hubs: hubs.clone(),
+        metrics,
+        shutdown: CancellationToken::new(),
+        ws_tasks: TaskTracker::new(),
+        media_running: AtomicBool::new(true),
+    }));
+    let events = tokio::spawn(route_events(events, hubs, app.clone()));
+    let router = crate::routes::router(app.clone());
+    let stop = app.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    tracing::info!(%http_addr, %udp_addr, "listening");
+    Ok(RunningServer {
+        http_addr,
+        udp_addr,
+        app,
+        server,
+        events,
+    })
+}
+
+/// Forwards media-plane events to the hubs of their rooms.
+async fn route_events(mut events: UnboundedReceiver<SfuEvent>, hubs: Hubs, app: AppState) {
+    while let Some(event) = events.recv().await {
+        hubs.route(event);
+    }
+    app.media_running.store(false, Ordering::Relaxed);
+    if !app.shutdown.is_cancelled() {
+        tracing::error!("media plane stopped unexpectedly");
+    }
+}

@@ -1,0 +1,283 @@
+//! Persistence through sqlx. All SQL lives here so that adding PostgreSQL later (a second
+//! migrations directory and an `AnyPool` or an enum of pools) touches one module.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{FromRow, Row};
+
+use crate::domain::{MeetingId, ParticipantId, Role, random_token};
+
+/// The connection pool. A type alias so that the rest of the code names one thing.
+pub type DbPool = sqlx::SqlitePool;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: DbPool,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct MeetingRow {
+    pub seq: i64,
+    pub id: String,
+    pub title: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub locked: bool,
+    pub host_key: String,
+    pub invite_secret: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub participant_id: String,
+    pub identity: String,
+    pub display_name: String,
+    pub role: String,
+    pub joined_at: DateTime<Utc>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub leave_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ChatRow {
+    pub participant_id: String,
+    pub display_name: String,
+    pub text: String,
+    pub via: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+pub struct NewSession<'a> {
+    pub meeting: &'a MeetingId,
+    pub participant: &'a ParticipantId,
+    pub identity: &'a str,
+    pub display_name: &'a str,
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+}
+
+const MEETING_COLUMNS: &str = "seq, id, title, scheduled_start, created_at, started_at, ended_at, \
+                               locked, host_key, invite_secret";
+
+impl Store {
+    /// Opens (creating if missing) the database and applies migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            // WAL lets REST reads proceed while a room hub writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The JWT secret kept in the database, created on first use. `INSERT OR IGNORE` then `SELECT`
+    /// so that two processes starting at once agree on one secret.
+    pub async fn jwt_secret(&self) -> sqlx::Result<String> {
+        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('jwt_secret', ?)")
+            .bind(random_token(64))
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("SELECT value FROM settings WHERE key = 'jwt_secret'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("value")
+    }
+
+    /// Sessions left open by a previous process (crash, kill -9) are closed at start.
+    pub async fn close_dangling_sessions(&self) -> sqlx::Result<u64> {
+        let r = sqlx::query(
+            "UPDATE participant_sessions SET left_at = ?, leave_reason = 'server_restart' \
+             WHERE left_at IS NULL",
+        )
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn insert_meeting(
+        &self,
+        id: &MeetingId,
+        title: &str,
+        scheduled_start: Option<DateTime<Utc>>,
+    ) -> sqlx::Result<MeetingRow> {
+        let sql = format!(
+            "INSERT INTO meetings (id, title, scheduled_start, created_at, host_key, invite_secret) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING {MEETING_COLUMNS}"
+        );
+        sqlx::query_as::<_, MeetingRow>(&sql)
+            .bind(id.as_str())
+            .bind(title)
+            .bind(scheduled_start)
+            .bind(Utc::now())
+            .bind(random_token(32))
+            .bind(random_token(32))
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    pub async fn meeting(&self, id: &MeetingId) -> sqlx::Result<Option<MeetingRow>> {
+        let sql = format!("SELECT {MEETING_COLUMNS} FROM meetings WHERE id = ?");
+        sqlx::query_as::<_, MeetingRow>(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Newest first; `before` is the `seq` of the last meeting of the previous page.
+    pub async fn list_meetings(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> sqlx::Result<Vec<MeetingRow>> {
+        let sql = format!(
+            "SELECT {MEETING_COLUMNS} FROM meetings WHERE seq < ? ORDER BY seq DESC LIMIT ?"
+        );
+        sqlx::query_as::<_, MeetingRow>(&sql)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn mark_started(&self, id: &MeetingId) -> sqlx::Result<()> {
+        sqlx::query("UPDATE meetings SET started_at = ? WHERE id = ? AND started_at IS NULL")
+            .bind(Utc::now())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the meeting (idempotent) and closes its open sessions with reason `ended`.
+    pub async fn end_meeting(&self, id: &MeetingId) -> sqlx::Result<()> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE meetings SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE participant_sessions SET left_at = ?, leave_reason = 'ended' \
+             WHERE meeting_id = ? AND left_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn set_locked(&self, id: &MeetingId, locked: bool) -> sqlx::Result<()> {
+        sqlx::query("UPDATE meetings SET locked = ? WHERE id = ?")
+            .bind(locked)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(&self, s: NewSession<'_>) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO participant_sessions \
+             (meeting_id, participant_id, identity, display_name, role, joined_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.meeting.as_str())
+        .bind(s.participant.as_str())
+        .bind(s.identity)
+        .bind(s.display_name)
+        .bind(s.role.as_str())
+        .bind(s.joined_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn close_session(
+        &self,
+        meeting: &MeetingId,
+        participant: &ParticipantId,
+        reason: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE participant_sessions SET left_at = ?, leave_reason = ? \
+             WHERE meeting_id = ? AND participant_id = ? AND left_at IS NULL",
+        )
+        .bind(Utc::now())
+        .bind(reason)
+        .bind(meeting.as_str())
+        .bind(participant.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn sessions(&self, meeting: &MeetingId) -> sqlx::Result<Vec<SessionRow>> {
+        sqlx::query_as::<_, SessionRow>(
+            "SELECT participant_id, identity, display_name, role, joined_at, left_at, leave_reason \
+             FROM participant_sessions WHERE meeting_id = ? ORDER BY seq",
+        )
+        .bind(meeting.as_str())
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn insert_chat(
+        &self,
+        meeting: &MeetingId,
+        participant: &ParticipantId,
+        display_name: &str,
+        text: &str,
+        via: &str,
+        sent_at: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO chat_messages (meeting_id, participant_id, display_name, text, via, sent_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(meeting.as_str())
+        .bind(participant.as_str())
+        .bind(display_name)
+        .bind(text)
+        .bind(via)
+        .bind(sent_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn chat(&self, meeting: &MeetingId) -> sqlx::Result<Vec<ChatRow>> {
+        sqlx::query_as::<_, ChatRow>(
+            "SELECT participant_id, display_name, text, via, sent_at FROM chat_messages \
+             WHERE meeting_id = ? ORDER BY seq",
+        )
+        .bind(meeting.as_str())
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

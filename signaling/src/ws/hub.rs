@@ -1,0 +1,771 @@
+//! The room hub: one tokio task per active meeting that owns the meeting's live state.
+//!
+//! Why a task (actor) and not a mutex-protected map: every change to a room (join, leave, mute,
+//! track changes from the SFU, host actions) must be applied and fanned out in one order that all
+//! sockets observe, and several of them await the database or the media plane in between. A task
+//! that handles one command at a time gives that order without holding a lock across an await, and
+//! a slow socket cannot stall it: fan-out uses `try_send` on each socket's bounded queue, and a
+//! socket whose queue is full is detached (closed 4004) instead of blocking everyone.
+//!
+//! The hub's inbox is unbounded on purpose: its producers are sockets (each flood-limited) and the
+//! SFU event router, which must never block on one busy room.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parley_sfu::{ParticipantOptions, SfuEvent, SfuHandle, TrackSource, TrackState};
+use tokio::sync::{mpsc, oneshot};
+
+use super::messages::{LeaveReason, MeetingView, ParticipantView, Resume, ServerMessage};
+use crate::auth::{Claims, Grants};
+use crate::domain::{MeetingId, ParticipantId, Role, constant_time_eq, random_token};
+use crate::metrics::Metrics;
+use crate::store::{NewSession, Store};
+
+/// Outbound queue length per socket; a client this far behind is dropped.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+pub type HubTx = mpsc::UnboundedSender<HubCommand>;
+pub type HubMap = Arc<Mutex<HashMap<MeetingId, HubTx>>>;
+
+/// A close frame the hub asks a socket to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl CloseReason {
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        CloseReason {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The hub's end of one WebSocket.
+pub struct Conn {
+    pub id: u64,
+    pub tx: mpsc::Sender<Arc<str>>,
+    pub close: oneshot::Sender<CloseReason>,
+}
+
+pub struct JoinRequest {
+    pub claims: Claims,
+    pub resume: Option<Resume>,
+    pub conn: Conn,
+    pub received_at: Instant,
+    pub reply: oneshot::Sender<Result<JoinAccepted, CloseReason>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinAccepted {
+    pub participant_id: ParticipantId,
+    pub resumed: bool,
+}
+
+/// Host actions, from a host's socket or from the REST API.
+#[derive(Debug, Clone)]
+pub enum HostCommand {
+    Mute {
+        target: ParticipantId,
+        source: TrackSource,
+    },
+    Remove {
+        target: ParticipantId,
+    },
+    End,
+    Lock(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("no such participant in the meeting")]
+    NoSuchParticipant,
+    #[error("the meeting is not active")]
+    NotActive,
+}
+
+pub enum HubCommand {
+    Join(Box<JoinRequest>),
+    Disconnected {
+        participant: ParticipantId,
+        conn: u64,
+    },
+    Leave {
+        participant: ParticipantId,
+        conn: u64,
+    },
+    Mute {
+        participant: ParticipantId,
+        source: TrackSource,
+        muted: bool,
+    },
+    Chat {
+        participant: ParticipantId,
+        text: String,
+    },
+    Host {
+        command: HostCommand,
+        reply: oneshot::Sender<Result<(), HostError>>,
+    },
+    Sfu(SfuEvent),
+    GraceExpired {
+        participant: ParticipantId,
+        generation: u64,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What every hub needs from the application.
+#[derive(Clone)]
+pub struct HubContext {
+    pub store: Store,
+    pub sfu: SfuHandle,
+    pub metrics: Arc<Metrics>,
+    pub resume_grace: Duration,
+    pub map: HubMap,
+}
+
+struct Member {
+    id: ParticipantId,
+    identity: String,
+    display_name: String,
+    role: Role,
+    grants: Grants,
+    joined_at: DateTime<Utc>,
+    resume_token: String,
+    /// Tracks as the media plane reports them.
+    tracks: Vec<TrackState>,
+    /// Mute state as the client (or a host) set it; overrides the media plane's view.
+    muted: HashMap<TrackSource, bool>,
+    conn: Option<Conn>,
+    /// Bumped on every (dis)connect so that a stale grace timer does nothing.
+    generation: u64,
+    /// Set at join, taken when the first peer connection connects (join-to-media latency).
+    join_received: Option<Instant>,
+}
+
+impl Member {
+    fn view(&self) -> ParticipantView {
+        ParticipantView {
+            id: self.id.to_string(),
+            display_name: self.display_name.clone(),
+            role: self.role,
+            tracks: self
+                .tracks
+                .iter()
+                .map(|t| TrackState {
+                    source: t.source,
+                    muted: self.muted.get(&t.source).copied().unwrap_or(t.muted),
+                })
+                .collect(),
+            joined_at: self.joined_at,
+        }
+    }
+
+    fn options(&self) -> ParticipantOptions {
+        ParticipantOptions {
+            display_name: self.display_name.clone(),
+            can_publish: self.grants.publish,
+            can_subscribe: self.grants.subscribe,
+            can_screen_share: self.grants.screen_share,
+        }
+    }
+}
+
+pub struct Hub {
+    id: MeetingId,
+    title: String,
+    locked: bool,
+    ended: bool,
+    members: HashMap<ParticipantId, Member>,
+    ctx: HubContext,
+    me: HubTx,
+}
+
+impl Hub {
+    /// Starts a hub task for `id` and returns its inbox. The caller registers it in the map.
+    pub fn spawn(id: MeetingId, ctx: HubContext) -> HubTx {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = Hub {
+            id,
+            title: String::new(),
+            locked: false,
+            ended: false,
+            members: HashMap::new(),
+            ctx,
+            me: tx.clone(),
+        };
+        tokio::spawn(hub.run(rx));
+        tx
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<HubCommand>) {
+        Metrics::inc(&self.ctx.metrics.meetings_active);
+        // Loaded after registration (see `Hubs::get_or_spawn`) so that an `end` written to the
+        // database just before is seen here.
+        match self.ctx.store.meeting(&self.id).await {
+            Ok(Some(m)) => {
+                self.title = m.title;
+                self.locked = m.locked;
+                self.ended = m.ended_at.is_some();
+            }
+            Ok(None) => self.ended = true,
+            Err(e) => {
+                tracing::error!(meeting = %self.id, error = %e, "cannot load meeting");
+                self.ended = true;
+            }
+        }
+        while let Some(cmd) = rx.recv().await {
+            let stop = self.handle(cmd).await;
+            if stop || self.members.is_empty() {
+                break;
+            }
+        }
+        // Unregister first, then refuse what is still queued: a socket whose join reply is dropped
+        // retries and gets a fresh hub.
+        if let Ok(mut map) = self.ctx.map.lock()
+            && map.get(&self.id).is_some_and(|tx| tx.same_channel(&self.me))
+        {
+            map.remove(&self.id);
+        }
+        rx.close();
+        Metrics::dec(&self.ctx.metrics.meetings_active);
+        tracing::debug!(meeting = %self.id, "hub stopped");
+    }
+
+    /// Handles one command; `true` stops the hub.
+    async fn handle(&mut self, cmd: HubCommand) -> bool {
+        match cmd {
+            HubCommand::Join(req) => self.join(*req).await,
+            HubCommand::Disconnected { participant, conn } => {
+                self.disconnected(&participant, conn)
+            }
+            HubCommand::Leave { participant, conn } => {
+                let current = self
+                    .members
+                    .get(&participant)
+                    .and_then(|m| m.conn.as_ref())
+                    .is_some_and(|c| c.id == conn);
+                if current {
+                    self.remove(&participant, LeaveReason::Left, None).await;
+                }
+            }
+            HubCommand::Mute {
+                participant,
+                source,
+                muted,
+            } => self.set_muted(&participant, source, muted),
+            HubCommand::Chat { participant, text } => self.chat(&participant, text).await,
+            HubCommand::Host { command, reply } => {
+                let (result, stop) = self.host(command).await;
+                let _ = reply.send(result);
+                return stop;
+            }
+            HubCommand::Sfu(event) => self.sfu_event(event).await,
+            HubCommand::GraceExpired {
+                participant,
+                generation,
+            } => {
+                let expired = self
+                    .members
+                    .get(&participant)
+                    .is_some_and(|m| m.conn.is_none() && m.generation == generation);
+                if expired {
+                    self.remove(&participant, LeaveReason::Timeout, None).await;
+                }
+            }
+            HubCommand::Shutdown { reply } => {
+                for id in self.members.keys() {
+                    if let Err(e) = self.ctx.store.close_session(&self.id, id, "shutdown").await {
+                        tracing::warn!(error = %e, "cannot close session at shutdown");
+                    }
+                }
+                let n = self.members.len();
+                for _ in 0..n {
+                    Metrics::dec(&self.ctx.metrics.participants);
+                }
+                self.members.clear();
+                let _ = reply.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    fn meeting_view(&self) -> MeetingView {
+        MeetingView {
+            id: self.id.to_string(),
+            title: self.title.clone(),
+            locked: self.locked,
+        }
+    }
+
+    async fn join(&mut self, req: JoinRequest) {
+        let JoinRequest {
+            claims,
+            resume,
+            conn,
+            received_at,
+            reply,
+        } = req;
+        if self.ended {
+            let _ = reply.send(Err(CloseReason::new(4001, "meeting ended")));
+            return;
+        }
+        if let Some(r) = resume
+            && let Ok(pid) = ParticipantId::parse(&r.participant_id)
+            && let Some(m) = self.members.get(&pid)
+            && constant_time_eq(&m.resume_token, &r.resume_token)
+            && m.identity == claims.sub
+        {
+            self.resume(pid, conn, received_at, reply).await;
+            return;
+        }
+        // An unknown or expired resume falls through to a fresh join: the client sees a new
+        // participant id in `joined` and knows its old seat is gone.
+        if self.locked && claims.role != Role::Host {
+            let _ = reply.send(Err(CloseReason::new(4003, "meeting is locked")));
+            return;
+        }
+        let Ok(display_name) = crate::domain::DisplayName::parse(&claims.name) else {
+            let _ = reply.send(Err(CloseReason::new(1008, "invalid token: bad name")));
+            return;
+        };
+        let member = Member {
+            id: ParticipantId::generate(),
+            identity: claims.sub.clone(),
+            display_name: display_name.into_string(),
+            role: claims.role,
+            grants: claims.grants,
+            joined_at: Utc::now(),
+            resume_token: random_token(32),
+            tracks: Vec::new(),
+            muted: HashMap::new(),
+            conn: Some(conn),
+            generation: 0,
+            join_received: Some(received_at),
+        };
+        if let Err(e) = self
+            .ctx
+            .sfu
+            .join(self.id.as_str(), member.id.as_str(), member.options())
+            .await
+        {
+            tracing::error!(meeting = %self.id, error = %e, "media plane refused join");
+            let _ = reply.send(Err(CloseReason::new(1011, format!("media plane: {e}"))));
+            return;
+        }
+        let stored = self
+            .ctx
+            .store
+            .insert_session(NewSession {
+                meeting: &self.id,
+                participant: &member.id,
+                identity: &member.identity,
+                display_name: &member.display_name,
+                role: member.role,
+                joined_at: member.joined_at,
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(meeting = %self.id, error = %e, "cannot store session");
+            self.ctx.sfu.leave(self.id.as_str(), member.id.as_str());
+            let _ = reply.send(Err(CloseReason::new(1011, "internal error")));
+            return;
+        }
+        if let Err(e) = self.ctx.store.mark_started(&self.id).await {
+            tracing::warn!(meeting = %self.id, error = %e, "cannot mark meeting started");
+        }
+        let pid = member.id.clone();
+        let view = member.view();
+        let joined = ServerMessage::Joined {
+            participant_id: pid.to_string(),
+            resume_token: member.resume_token.clone(),
+            meeting: self.meeting_view(),
+            you: view.clone(),
+            participants: self.others(&pid),
+        };
+        self.members.insert(pid.clone(), member);
+        Metrics::inc(&self.ctx.metrics.participants);
+        tracing::info!(meeting = %self.id, participant = %pid, "joined");
+        let _ = reply.send(Ok(JoinAccepted {
+            participant_id: pid.clone(),
+            resumed: false,
+        }));
+        self.send_to(&pid, &ServerMessage::encode(&joined));
+        self.ctx.metrics.join_latency.observe(received_at.elapsed());
+        self.broadcast(
+            &ServerMessage::ParticipantJoined { participant: view },
+            Some(&pid),
+        );
+    }
+
+    async fn resume(
+        &mut self,
+        pid: ParticipantId,
+        conn: Conn,
+        received_at: Instant,
+        reply: oneshot::Sender<Result<JoinAccepted, CloseReason>>,
+    ) {
+        let Some(m) = self.members.get_mut(&pid) else {
+            return;
+        };
+        if let Some(old) = m.conn.take() {
+            let _ = old
+                .close
+                .send(CloseReason::new(4002, "replaced by a newer connection"));
+        }
+        m.conn = Some(conn);
+        m.generation += 1;
+        m.resume_token = random_token(32);
+        m.tracks.clear();
+        m.join_received = Some(received_at);
+        let options = m.options();
+        let resume_token = m.resume_token.clone();
+        // Fresh peer connections on the media plane; the others learn only about the track
+        // changes (participant_updated), never a leave/join pair.
+        self.ctx.sfu.leave(self.id.as_str(), pid.as_str());
+        if let Err(e) = self
+            .ctx
+            .sfu
+            .join(self.id.as_str(), pid.as_str(), options)
+            .await
+        {
+            tracing::error!(meeting = %self.id, error = %e, "media plane refused rejoin");
+        }
+        let Some(m) = self.members.get(&pid) else {
+            return;
+        };
+        let view = m.view();
+        let joined = ServerMessage::Joined {
+            participant_id: pid.to_string(),
+            resume_token,
+            meeting: self.meeting_view(),
+            you: view.clone(),
+            participants: self.others(&pid),
+        };
+        tracing::info!(meeting = %self.id, participant = %pid, "resumed");
+        let _ = reply.send(Ok(JoinAccepted {
+            participant_id: pid.clone(),
+            resumed: true,
+        }));
+        self.send_to(&pid, &joined.encode());
+        self.ctx.metrics.join_latency.observe(received_at.elapsed());
+        self.broadcast(
+            &ServerMessage::ParticipantUpdated { participant: view },
+            Some(&pid),
+        );
+    }
+
+    fn others(&self, pid: &ParticipantId) -> Vec<ParticipantView> {
+        let mut v: Vec<_> = self
+            .members
+            .values()
+            .filter(|m| &m.id != pid)
+            .map(Member::view)
+            .collect();
+        v.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    /// The socket of `pid` went away without `leave`: keep the seat for the grace period.
+    fn disconnected(&mut self, pid: &ParticipantId, conn: u64) {
+        let Some(m) = self.members.get_mut(pid) else {
+            return;
+        };
+        if m.conn.as_ref().is_none_or(|c| c.id != conn) {
+            return;
+        }
+        m.conn = None;
+        self.start_grace(pid);
+    }
+
+    fn start_grace(&mut self, pid: &ParticipantId) {
+        let Some(m) = self.members.get_mut(pid) else {
+            return;
+        };
+        m.generation += 1;
+        let generation = m.generation;
+        let me = self.me.clone();
+        let participant = pid.clone();
+        let grace = self.ctx.resume_grace;
+        tracing::info!(meeting = %self.id, participant = %pid, "disconnected; grace started");
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let _ = me.send(HubCommand::GraceExpired {
+                participant,
+                generation,
+            });
+        });
+    }
+
+    async fn remove(
+        &mut self,
+        pid: &ParticipantId,
+        reason: LeaveReason,
+        close: Option<CloseReason>,
+    ) {
+        let Some(mut m) = self.members.remove(pid) else {
+            return;
+        };
+        if let (Some(conn), Some(close)) = (m.conn.take(), close) {
+            let _ = conn.close.send(close);
+        }
+        Metrics::dec(&self.ctx.metrics.participants);
+        self.ctx.sfu.leave(self.id.as_str(), pid.as_str());
+        if let Err(e) = self
+            .ctx
+            .store
+            .close_session(&self.id, pid, reason.as_str())
+            .await
+        {
+            tracing::error!(meeting = %self.id, error = %e, "cannot close session");
+        }
+        tracing::info!(meeting = %self.id, participant = %pid, reason = reason.as_str(), "left");
+        self.broadcast(
+            &ServerMessage::ParticipantLeft {
+                participant_id: pid.to_string(),
+                reason,
+            },
+            None,
+        );
+    }
+
+    fn set_muted(&mut self, pid: &ParticipantId, source: TrackSource, muted: bool) {
+        let Some(m) = self.members.get_mut(pid) else {
+            return;
+        };
+        m.muted.insert(source, muted);
+        let view = m.view();
+        self.ctx
+            .sfu
+            .set_muted(self.id.as_str(), pid.as_str(), source, muted);
+        self.broadcast(
+            &ServerMessage::ParticipantUpdated { participant: view },
+            None,
+        );
+    }
+
+    async fn chat(&mut self, pid: &ParticipantId, text: String) {
+        let Some(m) = self.members.get(pid) else {
+            return;
+        };
+        let display_name = m.display_name.clone();
+        let at = Utc::now();
+        if let Err(e) = self
+            .ctx
+            .store
+            .insert_chat(&self.id, pid, &display_name, &text, "websocket", at)
+            .await
+        {
+            tracing::error!(meeting = %self.id, error = %e, "cannot store chat");
+        }
+        Metrics::inc(&self.ctx.metrics.chat_messages);
+        // Data-channel peers get it from the SFU, which adds from/display_name/at itself.
+        let dc = serde_json::json!({"type": "chat", "text": text}).to_string();
+        self.ctx.sfu.send_data(self.id.as_str(), pid.as_str(), dc);
+        self.broadcast(
+            &ServerMessage::Chat {
+                from: pid.to_string(),
+                display_name,
+                text,
+                at,
+            },
+            Some(pid),
+        );
+    }
+
+    /// Returns the result for the caller and whether the hub stops.
+    async fn host(&mut self, command: HostCommand) -> (Result<(), HostError>, bool) {
+        match command {
+            HostCommand::Mute { target, source } => {
+                if !self.members.contains_key(&target) {
+                    return (Err(HostError::NoSuchParticipant), false);
+                }
+                self.send_to(&target, &ServerMessage::MuteRequest { source }.encode());
+                self.set_muted(&target, source, true);
+                (Ok(()), false)
+            }
+            HostCommand::Remove { target } => {
+                if !self.members.contains_key(&target) {
+                    return (Err(HostError::NoSuchParticipant), false);
+                }
+                self.remove(
+                    &target,
+                    LeaveReason::Removed,
+                    Some(CloseReason::new(4000, "removed by host")),
+                )
+                .await;
+                (Ok(()), false)
+            }
+            HostCommand::End => {
+                self.ended = true;
+                if let Err(e) = self.ctx.store.end_meeting(&self.id).await {
+                    tracing::error!(meeting = %self.id, error = %e, "cannot store meeting end");
+                }
+                for (_, mut m) in self.members.drain() {
+                    if let Some(conn) = m.conn.take() {
+                        let _ = conn.close.send(CloseReason::new(4001, "meeting ended"));
+                    }
+                    Metrics::dec(&self.ctx.metrics.participants);
+                }
+                self.ctx.sfu.close_room(self.id.as_str());
+                tracing::info!(meeting = %self.id, "meeting ended");
+                (Ok(()), true)
+            }
+            HostCommand::Lock(locked) => {
+                self.locked = locked;
+                if let Err(e) = self.ctx.store.set_locked(&self.id, locked).await {
+                    tracing::error!(meeting = %self.id, error = %e, "cannot store lock");
+                }
+                self.broadcast(&ServerMessage::MeetingLocked { locked }, None);
+                (Ok(()), false)
+            }
+        }
+    }
+
+    async fn sfu_event(&mut self, event: SfuEvent) {
+        match event {
+            SfuEvent::SubscriberOffer {
+                participant,
+                sdp,
+                tracks,
+                ..
+            } => {
+                if let Ok(pid) = ParticipantId::parse(&participant) {
+                    self.send_to(&pid, &ServerMessage::SubscribeOffer { sdp, tracks }.encode());
+                }
+            }
+            SfuEvent::TracksChanged {
+                participant,
+                tracks,
+                ..
+            } => {
+                let Ok(pid) = ParticipantId::parse(&participant) else {
+                    return;
+                };
+                let Some(m) = self.members.get_mut(&pid) else {
+                    return;
+                };
+                m.tracks = tracks;
+                let view = m.view();
+                self.broadcast(
+                    &ServerMessage::ParticipantUpdated { participant: view },
+                    None,
+                );
+            }
+            SfuEvent::ActiveSpeaker { participant, .. } => {
+                self.broadcast(
+                    &ServerMessage::ActiveSpeaker {
+                        participant_id: participant,
+                    },
+                    None,
+                );
+            }
+            SfuEvent::Data {
+                participant, text, ..
+            } => self.data_message(&participant, &text).await,
+            SfuEvent::PeerState {
+                participant,
+                connected: true,
+                ..
+            } => {
+                if let Ok(pid) = ParticipantId::parse(&participant)
+                    && let Some(m) = self.members.get_mut(&pid)
+                    && let Some(at) = m.join_received.take()
+                {
+                    self.ctx.metrics.join_media_latency.observe(at.elapsed());
+                }
+            }
+            SfuEvent::PeerState { .. } | SfuEvent::TalkTime { .. } => {}
+        }
+    }
+
+    /// A data-channel message the SFU already relayed: chat is kept for the meeting's record.
+    async fn data_message(&mut self, participant: &str, text: &str) {
+        #[derive(serde::Deserialize)]
+        struct DataMessage {
+            #[serde(rename = "type")]
+            kind: String,
+            #[serde(default)]
+            text: Option<String>,
+        }
+        let Ok(pid) = ParticipantId::parse(participant) else {
+            return;
+        };
+        let Some(m) = self.members.get(&pid) else {
+            return;
+        };
+        let Ok(msg) = serde_json::from_str::<DataMessage>(text) else {
+            return;
+        };
+        let (true, Some(chat)) = (msg.kind == "chat", msg.text) else {
+            return;
+        };
+        if chat.is_empty() || chat.chars().count() > super::MAX_CHAT_CHARS {
+            return;
+        }
+        let name = m.display_name.clone();
+        if let Err(e) = self
+            .ctx
+            .store
+            .insert_chat(&self.id, &pid, &name, &chat, "data_channel", Utc::now())
+            .await
+        {
+            tracing::error!(meeting = %self.id, error = %e, "cannot store chat");
+        }
+        Metrics::inc(&self.ctx.metrics.chat_messages);
+    }
+
+    fn send_to(&mut self, pid: &ParticipantId, frame: &Arc<str>) {
+        let full = match self.members.get(pid).and_then(|m| m.conn.as_ref()) {
+            Some(conn) => matches!(
+                conn.tx.try_send(frame.clone()),
+                Err(mpsc::error::TrySendError::Full(_))
+            ),
+            None => false,
+        };
+        if full {
+            self.drop_slow(pid);
+        }
+    }
+
+    fn broadcast(&mut self, msg: &ServerMessage, except: Option<&ParticipantId>) {
+        let frame = msg.encode();
+        let mut slow = Vec::new();
+        for m in self.members.values() {
+            if Some(&m.id) == except {
+                continue;
+            }
+            if let Some(conn) = &m.conn
+                && let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(frame.clone())
+            {
+                slow.push(m.id.clone());
+            }
+        }
+        for pid in slow {
+            self.drop_slow(&pid);
+        }
+    }
+
+    /// A client that cannot keep up is cut loose, not waited for; it may resume like any dropped
+    /// connection.
+    fn drop_slow(&mut self, pid: &ParticipantId) {
+        let Some(m) = self.members.get_mut(pid) else {
+            return;
+        };
+        if let Some(conn) = m.conn.take() {
+            tracing::warn!(meeting = %self.id, participant = %pid, "slow consumer dropped");
+            Metrics::inc(&self.ctx.metrics.ws_slow_consumers);
+            let _ = conn.close.send(CloseReason::new(4004, "too slow"));
+            self.start_grace(pid);
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! WebSocket signaling (docs/protocol.md): connection handling, room hubs, message types.
+
+mod connection;
+mod hub;
+mod hubs;
+mod messages;
+mod rate_limit;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse, Response};
+
+pub use hub::{HostCommand, HubContext};
+pub use hubs::{HostError, Hubs};
+pub use messages::ParticipantView;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Largest accepted frame; larger ones close the socket with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Longest chat message in characters.
+pub const MAX_CHAT_CHARS: usize = 2000;
+
+/// `GET /api/v1/ws`
+pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    if app.shutdown.is_cancelled() {
+        return ApiError::Status {
+            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            code: "shutting_down",
+            message: "The server is shutting down.".into(),
+        }
+        .into_response();
+    }
+    let tracker = app.ws_tasks.clone();
+    // tungstenite's own limit is set well above ours so that frames between the two are read in
+    // full and answered with a clean 1009 close (a frame refused mid-read leaves unread bytes
+    // behind, and the client may then see a reset instead of the close frame).
+    ws.max_message_size(16 * MAX_FRAME_BYTES)
+        .max_frame_size(16 * MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| tracker.track_future(connection::run(socket, app)))
+}

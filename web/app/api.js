@@ -1,0 +1,90 @@
+// REST calls of the meeting app. Everything that depends on the exact shape of the server's HTTP API
+// lives here, so adapting to a server change is a one-file edit.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function request(method, path, body, token) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, 'network', 'The server could not be reached. Check your connection.');
+  }
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    // A proxy error page or similar: keep the status, report a generic message below.
+  }
+  if (!res.ok) {
+    const err = data && data.error;
+    throw new ApiError(
+      res.status,
+      (err && err.code) || `http_${res.status}`,
+      (err && err.message) || `The server answered ${res.status} ${res.statusText}.`,
+    );
+  }
+  return data;
+}
+
+/** Creates a meeting; returns the server's meeting object ({id, title, host_link, invite_link, ...}). */
+export function createMeeting(title, scheduledStart) {
+  const body = { title };
+  if (scheduledStart) body.scheduled_start = scheduledStart;
+  return request('POST', '/api/v1/meetings', body);
+}
+
+/** Best-effort meeting lookup for the pre-join screen (title); null when not allowed or not found. */
+export async function getMeeting(meetingId, token) {
+  try {
+    return await request('GET', `/api/v1/meetings/${encodeURIComponent(meetingId)}`, undefined, token);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Returns the join token for the WebSocket `join` message.
+ *
+ * Guests exchange the invite secret (and their display name) for a token. The host link already
+ * carries a host token; we still offer it to the join endpoint so the server can mint a token with the
+ * display name typed on the pre-join screen, and fall back to the host token itself when the server
+ * does not know that exchange (404/405/400/422).
+ */
+export async function getJoinToken({ meetingId, hostToken, invite, displayName }) {
+  const path = `/api/v1/meetings/${encodeURIComponent(meetingId)}/join`;
+  if (invite) {
+    const data = await request('POST', path, { invite, display_name: displayName });
+    return data.token;
+  }
+  if (hostToken) {
+    try {
+      const data = await request('POST', path, { host_token: hostToken, display_name: displayName });
+      if (data && data.token) return data.token;
+    } catch (e) {
+      if (!(e instanceof ApiError) || ![400, 404, 405, 422].includes(e.status)) throw e;
+    }
+    return hostToken;
+  }
+  throw new ApiError(400, 'missing_link_secret', 'This link has no invite code. Ask the host for a new link.');
+}
+
+/** The WebSocket signaling URL on the same origin. */
+export function signalingUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/api/v1/ws`;
+}
