@@ -16,6 +16,7 @@
 
 pub mod account;
 pub mod calendar;
+pub mod documents;
 pub mod discount;
 pub mod enforcement;
 pub mod error;
@@ -26,6 +27,8 @@ pub mod order;
 pub mod pricing;
 pub mod quote;
 pub mod seats;
+pub mod service;
+pub mod store;
 pub mod tariff;
 pub mod termination;
 pub mod window;

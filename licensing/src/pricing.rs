@@ -251,11 +251,12 @@ mod tests {
         let t = business12();
         let l = lot(10, d("2026-03-01"), d("2027-03-01"));
         let pp = (PaymentTerms::Prepay, Channel::Portal);
-        let cases: Vec<(Priced, &str, Vec<(&str, u32, &str, &str, &str)>)> = vec![
+        type Want<'a> = Vec<(&'a str, u32, &'a str, &'a str, &'a str)>;
+        let cases: Vec<(Priced, &str, Want)> = vec![
             (
                 Priced::Initial { tariff: &t, seats: s(3) },
                 "2026-01-31",
-                vec![("initial", 3, "12000.00", "2026-01-31", "2027-01-31")],
+                vec![("initial", 3, "36000.00", "2026-01-31", "2027-01-31")],
             ),
             (
                 Priced::Renewal { lot: &l, tariff: &t },

@@ -201,24 +201,22 @@ fn current_lot<'a>(spec: &OrderSpec, ctx: &QuoteContext<'a>) -> Result<&'a Lot, 
         .lot
         .filter(|l| l.id == id && l.account_id == ctx.account.id)
         .ok_or_else(|| LicensingError::UnknownLicense { license_id: id.to_string() })?;
-    // Windows first: an active lot past its end reports the expiry with its date.
+    // A replaced or terminated lot says so; an active one past its end reports the expiry
+    // with its date through the window check.
+    if !matches!(lot.status, LotStatus::Active | LotStatus::Expired) {
+        return Err(LicensingError::LicenseNotActive {
+            license_id: lot.id.to_string(),
+            status: lot.status.to_string(),
+        });
+    }
     for on in [ctx.today, spec.start_date] {
         window::check(spec.order_type, &lot.id.to_string(), lot.ends_on, on)?;
     }
-    match lot.status {
-        LotStatus::Active => {}
-        LotStatus::Expired => {
-            return Err(LicensingError::LicenseExpired {
-                license_id: lot.id.to_string(),
-                ended_on: lot.ends_on,
-            });
-        }
-        s => {
-            return Err(LicensingError::LicenseNotActive {
-                license_id: lot.id.to_string(),
-                status: s.to_string(),
-            });
-        }
+    if lot.status == LotStatus::Expired {
+        return Err(LicensingError::LicenseExpired {
+            license_id: lot.id.to_string(),
+            ended_on: lot.ends_on,
+        });
     }
     if lot.trial {
         return Err(LicensingError::TrialNotExtendable);

@@ -88,7 +88,8 @@ impl Default for Config {
 
 /// `<workspace>/web`, located at compile time so `cargo run` works from any directory.
 pub fn default_web_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("web")
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join("web")
 }
 
 /// Command-line flags; every flag also reads its `PARLEY_*` variable (clap's `env`).

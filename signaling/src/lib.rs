@@ -1,1 +1,18 @@
-pub fn _x(){}
+//! Parley's server: the HTTP API, WebSocket signaling, meetings and join tokens, wired to the
+//! media plane (`parley_sfu`). Start it with [`spawn`]; the `parley` binary adds configuration
+//! loading, logging and signal handling.
+
+pub mod auth;
+pub mod configuration;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+pub use configuration::Config;
+pub use routes::openapi::openapi_json;
+pub use startup::{RunningServer, spawn};

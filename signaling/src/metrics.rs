@@ -87,39 +87,163 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut one = |name: &str, kind: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
-        one("parley_meetings_active", "gauge", "Meetings with at least one participant (signaling).", get(&self.meetings_active));
-        one("parley_meetings_created_total", "counter", "Meetings created.", get(&self.meetings_created));
-        one("parley_participants", "gauge", "Participants in meetings (signaling, including those in the resume grace period).", get(&self.participants));
-        one("parley_ws_connections", "gauge", "Open WebSocket connections.", get(&self.ws_connections));
-        one("parley_ws_messages_in_total", "counter", "WebSocket frames received.", get(&self.ws_messages_in));
-        one("parley_ws_messages_out_total", "counter", "WebSocket messages sent.", get(&self.ws_messages_out));
-        one("parley_ws_slow_consumers_total", "counter", "Connections dropped because their outbound queue was full.", get(&self.ws_slow_consumers));
-        one("parley_chat_messages_total", "counter", "Chat messages stored.", get(&self.chat_messages));
-        one("parley_sfu_rooms", "gauge", "Rooms on the media plane.", get(&sfu.rooms));
-        one("parley_sfu_participants", "gauge", "Participants on the media plane.", get(&sfu.participants));
-        one("parley_sfu_tracks", "gauge", "Published tracks.", get(&sfu.tracks));
-        one("parley_sfu_packets_in_total", "counter", "Datagrams received on the media socket.", get(&sfu.packets_in));
-        one("parley_sfu_bytes_in_total", "counter", "Bytes received on the media socket.", get(&sfu.bytes_in));
-        one("parley_sfu_packets_out_total", "counter", "Datagrams sent on the media socket.", get(&sfu.packets_out));
-        one("parley_sfu_bytes_out_total", "counter", "Bytes sent on the media socket.", get(&sfu.bytes_out));
-        one("parley_sfu_nacks_received_total", "counter", "NACKs received from subscribers.", get(&sfu.nacks_received));
-        one("parley_sfu_retransmissions_total", "counter", "Packets retransmitted from the NACK cache.", get(&sfu.retransmissions));
-        one("parley_sfu_plis_sent_total", "counter", "PLIs sent to publishers.", get(&sfu.plis_sent));
-        one("parley_sfu_plis_received_total", "counter", "PLIs received from subscribers.", get(&sfu.plis_received));
-        one("parley_sfu_packets_dropped_total", "counter", "Packets dropped by the media plane.", get(&sfu.packets_dropped));
-        one("parley_sfu_unknown_source_datagrams_total", "counter", "Datagrams from unknown sources.", get(&sfu.unknown_source_datagrams));
-        one("parley_sfu_layer_switches_total", "counter", "Simulcast layer switches.", get(&sfu.layer_switches));
+        one(
+            "parley_meetings_active",
+            "gauge",
+            "Meetings with at least one participant (signaling).",
+            get(&self.meetings_active),
+        );
+        one(
+            "parley_meetings_created_total",
+            "counter",
+            "Meetings created.",
+            get(&self.meetings_created),
+        );
+        one(
+            "parley_participants",
+            "gauge",
+            "Participants in meetings (signaling, including those in the resume grace period).",
+            get(&self.participants),
+        );
+        one(
+            "parley_ws_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            get(&self.ws_connections),
+        );
+        one(
+            "parley_ws_messages_in_total",
+            "counter",
+            "WebSocket frames received.",
+            get(&self.ws_messages_in),
+        );
+        one(
+            "parley_ws_messages_out_total",
+            "counter",
+            "WebSocket messages sent.",
+            get(&self.ws_messages_out),
+        );
+        one(
+            "parley_ws_slow_consumers_total",
+            "counter",
+            "Connections dropped because their outbound queue was full.",
+            get(&self.ws_slow_consumers),
+        );
+        one(
+            "parley_chat_messages_total",
+            "counter",
+            "Chat messages stored.",
+            get(&self.chat_messages),
+        );
+        one(
+            "parley_sfu_rooms",
+            "gauge",
+            "Rooms on the media plane.",
+            get(&sfu.rooms),
+        );
+        one(
+            "parley_sfu_participants",
+            "gauge",
+            "Participants on the media plane.",
+            get(&sfu.participants),
+        );
+        one(
+            "parley_sfu_tracks",
+            "gauge",
+            "Published tracks.",
+            get(&sfu.tracks),
+        );
+        one(
+            "parley_sfu_packets_in_total",
+            "counter",
+            "Datagrams received on the media socket.",
+            get(&sfu.packets_in),
+        );
+        one(
+            "parley_sfu_bytes_in_total",
+            "counter",
+            "Bytes received on the media socket.",
+            get(&sfu.bytes_in),
+        );
+        one(
+            "parley_sfu_packets_out_total",
+            "counter",
+            "Datagrams sent on the media socket.",
+            get(&sfu.packets_out),
+        );
+        one(
+            "parley_sfu_bytes_out_total",
+            "counter",
+            "Bytes sent on the media socket.",
+            get(&sfu.bytes_out),
+        );
+        one(
+            "parley_sfu_nacks_received_total",
+            "counter",
+            "NACKs received from subscribers.",
+            get(&sfu.nacks_received),
+        );
+        one(
+            "parley_sfu_retransmissions_total",
+            "counter",
+            "Packets retransmitted from the NACK cache.",
+            get(&sfu.retransmissions),
+        );
+        one(
+            "parley_sfu_plis_sent_total",
+            "counter",
+            "PLIs sent to publishers.",
+            get(&sfu.plis_sent),
+        );
+        one(
+            "parley_sfu_plis_received_total",
+            "counter",
+            "PLIs received from subscribers.",
+            get(&sfu.plis_received),
+        );
+        one(
+            "parley_sfu_packets_dropped_total",
+            "counter",
+            "Packets dropped by the media plane.",
+            get(&sfu.packets_dropped),
+        );
+        one(
+            "parley_sfu_unknown_source_datagrams_total",
+            "counter",
+            "Datagrams from unknown sources.",
+            get(&sfu.unknown_source_datagrams),
+        );
+        one(
+            "parley_sfu_layer_switches_total",
+            "counter",
+            "Simulcast layer switches.",
+            get(&sfu.layer_switches),
+        );
         let name = "parley_ws_protocol_errors_total";
-        let _ = writeln!(out, "# HELP {name} WebSocket protocol errors by kind.\n# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP {name} WebSocket protocol errors by kind.\n# TYPE {name} counter"
+        );
         if let Ok(m) = self.ws_protocol_errors.lock() {
             for (kind, n) in m.iter() {
                 let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
             }
         }
-        self.join_latency.render(&mut out, "parley_join_latency_seconds", "From the join message received to joined sent.");
-        self.join_media_latency.render(&mut out, "parley_join_media_latency_seconds", "From the join message received to the participant's first peer connection connected.");
+        self.join_latency.render(
+            &mut out,
+            "parley_join_latency_seconds",
+            "From the join message received to joined sent.",
+        );
+        self.join_media_latency.render(
+            &mut out,
+            "parley_join_media_latency_seconds",
+            "From the join message received to the participant's first peer connection connected.",
+        );
         out
     }
 }

@@ -12,7 +12,8 @@ import { chromium } from 'playwright-core';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const ARTIFACTS = process.env.PARLEY_ARTIFACTS || path.join(ROOT, 'artifacts');
-const BIN = process.env.PARLEY_BIN || path.join(ROOT, 'target', 'release', 'parley');
+// Relative PARLEY_BIN is taken from the caller's directory (the server itself runs in a temp dir).
+const BIN = path.resolve(process.env.PARLEY_BIN || path.join(ROOT, 'target', 'release', 'parley'));
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 export const CHROMIUM_ARGS = [
@@ -94,6 +95,9 @@ export async function startServer() {
   child.on('exit', (code, signal) => {
     exited = { code, signal };
   });
+  child.on('error', (e) => {
+    exited = { error: e.message };
+  });
   try {
     await waitFor(
       async () => {
@@ -158,8 +162,10 @@ export async function joinAs(browser, link, name, consoleLog) {
     viewport: { width: 1280, height: 720 },
     permissions: ['camera', 'microphone'],
   });
+  // Trace signaling messages into the console log (saved as an artifact).
+  await context.addInitScript(() => localStorage.setItem('parley.debug', '1'));
   const page = await context.newPage();
-  page.on('console', (m) => consoleLog.push(`[${name}] ${m.type()}: ${m.text()}`));
+  page.on('console', (m) => consoleLog.push(`${new Date().toISOString().slice(11, 23)} [${name}] ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLog.push(`[${name}] pageerror: ${e.message}`));
   await page.goto(link);
   await page.locator('#pj-join:not([disabled])').waitFor({ timeout: 20_000 });

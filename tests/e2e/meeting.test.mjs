@@ -73,9 +73,9 @@ async function dumpOnFailure(t, fn) {
     await fn();
   } catch (e) {
     for (const p of people) {
-      const stats = await inbound(p.page).catch((err) => String(err));
+      const stats = await p.page.evaluate(() => window.parley.getStats()).catch((err) => String(err));
       const conn = await p.page.evaluate(() => window.parley.connection()).catch(() => null);
-      e.message += `\n[${p.name} ${p.id}] connection=${JSON.stringify(conn)} inbound=${JSON.stringify(stats)}`;
+      e.message += `\n[${p.name} ${p.id}] connection=${JSON.stringify(conn)} stats=${JSON.stringify(stats)}`;
       await screenshot(p, 'failure').catch(() => {});
     }
     e.message += `\n--- server log (tail) ---\n${tail(server.logPath, 40)}`;
@@ -178,10 +178,15 @@ test('three participants meet in headless Chromium', { timeout: 300_000 }, async
       }
     });
     for (const p of people) await screenshot(p, '2-screen-share');
-    // Stopping the share removes the tile elsewhere.
-    await sharer.page.evaluate(() => window.parley.stopScreenShare());
+  });
+
+  await t.test('stopping the share removes its tile for the others', async () => {
+    const sharer = people[1];
+    // The publisher renegotiates without the screen m-line; the server drops the track from the
+    // others' subscriber connections, and their next subscribe_offer no longer lists it.
+    await sharer.page.click('#btn-screen');
+    await sharer.page.locator('#btn-screen[aria-pressed="false"]').waitFor({ timeout: 5_000 });
     for (const viewer of people) {
-      if (viewer === sharer) continue;
       await viewer.page
         .locator(`.tile[data-participant-id="${sharer.id}"][data-source="screen"]`)
         .waitFor({ state: 'detached', timeout: 20_000 });

@@ -32,7 +32,12 @@ async fn next_event(
     within: Duration,
 ) -> Option<SfuEvent> {
     let ev = tokio::time::timeout(within, events.recv()).await.ok()??;
-    if let SfuEvent::SubscriberOffer { room, participant, sdp, .. } = &ev
+    if let SfuEvent::SubscriberOffer {
+        room,
+        participant,
+        sdp,
+        ..
+    } = &ev
         && let Some((_, c)) = clients.iter().find(|(id, _)| id == participant)
     {
         let answer = c.subscriber_offer(sdp.clone()).await.expect("answer");
@@ -58,19 +63,29 @@ async fn three_native_peers_exchange_audio_video_and_chat() {
         let (offer, tracks) = c.publisher_offer().await.expect("offer");
         let tracks = tracks
             .into_iter()
-            .map(|(mid, s)| TrackDescriptor { mid, source: source(s) })
+            .map(|(mid, s)| TrackDescriptor {
+                mid,
+                source: source(s),
+            })
             .collect();
-        let answer = sfu.publish("room1", name, offer, tracks).await.expect("publish");
+        let answer = sfu
+            .publish("room1", name, offer, tracks)
+            .await
+            .expect("publish");
         c.publisher_answer(answer).await.expect("answer applied");
         c.start_media().await.expect("media starts");
         clients.push(c);
     }
     let everyone_gets_everything = |clients: &[MediaClient]| {
         names.iter().enumerate().all(|(i, _)| {
-            names.iter().enumerate().filter(|(j, _)| *j != i).all(|(_, other)| {
-                clients[i].received(other, "video").packets > 30
-                    && clients[i].received(other, "audio").packets > 20
-            })
+            names
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .all(|(_, other)| {
+                    clients[i].received(other, "video").packets > 30
+                        && clients[i].received(other, "audio").packets > 20
+                })
         })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -82,8 +97,16 @@ async fn three_native_peers_exchange_audio_video_and_chat() {
         for other in names.iter().filter(|o| *o != me) {
             let v = clients[i].received(other, "video");
             let a = clients[i].received(other, "audio");
-            assert!(v.packets > 30, "{me} got {} video packets from {other}", v.packets);
-            assert!(a.packets > 20, "{me} got {} audio packets from {other}", a.packets);
+            assert!(
+                v.packets > 30,
+                "{me} got {} video packets from {other}",
+                v.packets
+            );
+            assert!(
+                a.packets > 20,
+                "{me} got {} audio packets from {other}",
+                a.packets
+            );
             assert!(v.keyframes > 0, "{me} saw no keyframe from {other}");
             assert_eq!(v.ssrcs.len(), 1, "one continuous stream per track");
         }
@@ -92,9 +115,16 @@ async fn three_native_peers_exchange_audio_video_and_chat() {
     assert!(parley_sfu::SfuMetrics::get(&m.packets_out) > 0);
 
     // Chat over the data channel reaches the others, stamped with the sender.
-    clients[0].send_chat("hello from alice").await.expect("chat sent");
+    clients[0]
+        .send_chat("hello from alice")
+        .await
+        .expect("chat sent");
     let got = wait_for(Duration::from_secs(10), || {
-        clients[1..].iter().all(|c| c.messages().iter().any(|m| m.contains("hello from alice") && m.contains("\"from\":\"alice\"")))
+        clients[1..].iter().all(|c| {
+            c.messages()
+                .iter()
+                .any(|m| m.contains("hello from alice") && m.contains("\"from\":\"alice\""))
+        })
     })
     .await;
     assert!(got, "chat relayed: {:?}", clients[1].messages());
@@ -105,14 +135,20 @@ async fn three_native_peers_exchange_audio_video_and_chat() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut bob_gone = false;
     while !bob_gone && tokio::time::Instant::now() < deadline {
-        if let Some(SfuEvent::SubscriberOffer { participant, tracks, .. }) =
-            next_event(&sfu, &mut events, &pairs, Duration::from_millis(200)).await
+        if let Some(SfuEvent::SubscriberOffer {
+            participant,
+            tracks,
+            ..
+        }) = next_event(&sfu, &mut events, &pairs, Duration::from_millis(200)).await
             && participant == "alice"
         {
             bob_gone = tracks.iter().all(|t| t.participant_id != "bob");
         }
     }
-    assert!(bob_gone, "bob's tracks were removed from alice's subscription");
+    assert!(
+        bob_gone,
+        "bob's tracks were removed from alice's subscription"
+    );
     for c in clients {
         c.close().await;
     }

@@ -49,21 +49,22 @@ export function createMeeting(title, scheduledStart) {
 }
 
 /** Best-effort meeting lookup for the pre-join screen (title); null when not allowed or not found. */
-export async function getMeeting(meetingId, token) {
+export async function getMeeting(meetingId, { hostToken, invite } = {}) {
+  const q = invite ? `?invite=${encodeURIComponent(invite)}` : '';
   try {
-    return await request('GET', `/api/v1/meetings/${encodeURIComponent(meetingId)}`, undefined, token);
+    return await request('GET', `/api/v1/meetings/${encodeURIComponent(meetingId)}${q}`, undefined, hostToken);
   } catch {
     return null;
   }
 }
 
 /**
- * Returns the join token for the WebSocket `join` message.
+ * Returns the join token for the WebSocket `join` message, minted with the display name typed on the
+ * pre-join screen.
  *
- * Guests exchange the invite secret (and their display name) for a token. The host link already
- * carries a host token; we still offer it to the join endpoint so the server can mint a token with the
- * display name typed on the pre-join screen, and fall back to the host token itself when the server
- * does not know that exchange (404/405/400/422).
+ * Guests exchange the invite secret. The host link carries a host token, which the join endpoint
+ * accepts as a bearer credential; should a server not offer that exchange (400/404/405/422), the host
+ * token is itself a valid join token and is used as it is.
  */
 export async function getJoinToken({ meetingId, hostToken, invite, displayName }) {
   const path = `/api/v1/meetings/${encodeURIComponent(meetingId)}/join`;
@@ -73,7 +74,7 @@ export async function getJoinToken({ meetingId, hostToken, invite, displayName }
   }
   if (hostToken) {
     try {
-      const data = await request('POST', path, { host_token: hostToken, display_name: displayName });
+      const data = await request('POST', path, { display_name: displayName }, hostToken);
       if (data && data.token) return data.token;
     } catch (e) {
       if (!(e instanceof ApiError) || ![400, 404, 405, 422].includes(e.status)) throw e;

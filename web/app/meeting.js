@@ -1,7 +1,7 @@
 // The meeting page (/m/{id}?t=… or ?invite=…): pre-join, then the meeting itself. This module wires
 // signaling, the two peer connections and the UI together; each of those lives in its own module.
 
-import { ApiError, getJoinToken, signalingUrl } from './api.js';
+import { ApiError, getJoinToken, getMeeting, signalingUrl } from './api.js';
 import { Signaling, SignalingClosed } from './signaling.js';
 import { Publisher } from './publisher.js';
 import { Subscriber } from './subscriber.js';
@@ -154,6 +154,15 @@ async function boot() {
     mediaError: $('#pj-media-error'),
   });
   $('#prejoin-form').addEventListener('submit', onJoinSubmit);
+  getMeeting(link.meetingId, { hostToken: link.hostToken, invite: link.invite }).then((m) => {
+    if (!m) return;
+    if (m.title) {
+      meeting.title = m.title;
+      $('#prejoin-title').textContent = m.title;
+      document.title = `Join ${m.title} · Parley`;
+    }
+    if (m.ended_at || m.status === 'ended') $('#pj-error').textContent = 'This meeting has ended.';
+  });
   await prejoin.init();
   $('#pj-join').disabled = false;
 }
@@ -217,7 +226,13 @@ async function join(choice) {
 
   const joined = await signaling.connect();
   enterMeeting(joined);
-  await publisher.start({ microphone: local.mic, camera: local.camOn ? local.cam : null });
+  try {
+    await publisher.start({ microphone: local.mic, camera: local.camOn ? local.cam : null });
+  } catch (e) {
+    // We are in the meeting and can still see and hear others; say what is missing.
+    console.error('publishing failed', e);
+    showToast(`Your camera and microphone could not be connected (${e.message}).`);
+  }
   sendMuteState();
 }
 
@@ -278,7 +293,7 @@ function wireSignaling() {
     renderAll();
   });
   on('active_speaker', (m) => grid?.setActiveSpeaker(m.participant_id));
-  on('chat', (m) => onChat(m));
+  on('chat', (m) => onChat(m, 'ws'));
   on('reaction', (m) => onReaction(m));
   on('mute_request', (m) => {
     if (m.source === 'microphone' && local.micOn) setMic(false);
@@ -310,6 +325,21 @@ function wireSignaling() {
 }
 
 async function onResumed(joined) {
+  // The server gives the resumed participant fresh peer connections: drop ours synchronously,
+  // before its new subscriber offer (right behind `joined`) is handled.
+  subscriber.reset();
+  if (joined.participant_id !== selfId) {
+    // The seat was gone (resume window passed): the server joined us afresh under a new id.
+    grid.removePerson(selfId);
+    if (local.screen) {
+      local.screen.stop();
+      local.screen = null;
+      publisher.tracks.screen = null;
+    }
+    selfId = joined.participant_id;
+    role = joined.you?.role || role;
+    announce('You rejoined the meeting.');
+  }
   // The server's view is the truth after a gap: replace our participant list with it.
   const mine = participants.get(selfId);
   participants.clear();
@@ -320,13 +350,14 @@ async function onResumed(joined) {
   }
   meeting = { ...meeting, ...(joined.meeting || {}) };
   renderAll();
+  try {
+    await publisher.rebuild();
+  } catch (e) {
+    console.error('publishing again after resume failed', e);
+  }
+  // After the publish offer: the server applies mute state to tracks it knows.
   sendMuteState();
   sizes.resendAll();
-  try {
-    await publisher.renegotiateAfterResume();
-  } catch (e) {
-    console.error('publisher renegotiation after resume failed', e);
-  }
   updateConnectionBanner();
 }
 
@@ -335,13 +366,13 @@ async function onResumed(joined) {
 function wirePeers() {
   publisher.addEventListener('data', (ev) => {
     const m = ev.detail;
-    if (m.type === 'chat') onChat(m);
+    if (m.type === 'chat') onChat(m, 'dc');
     else if (m.type === 'reaction') onReaction(m);
   });
   publisher.addEventListener('state', (ev) => {
     if (ev.detail === 'failed' && signaling.isOpen) {
       // Media broke while signaling is fine (e.g. a network change): restart ICE.
-      publisher.renegotiateAfterResume().catch((e) => console.error(e));
+      publisher.restartIce().catch((e) => console.error(e));
     }
     updateConnectionBanner();
   });
@@ -358,7 +389,9 @@ function updateConnectionBanner() {
   const bad = (s) => s === 'disconnected' || s === 'failed';
   if (mediaPending && signaling?.isOpen) {
     const pubOk = pubState === 'connected';
-    const subOk = !subscriber?.pc || subState === 'connected';
+    // Without anyone else publishing there is no subscriber offer to wait for.
+    const othersPublish = [...participants.values()].some((p) => p.id !== selfId && (p.tracks || []).length);
+    const subOk = subState === 'connected' || (!subscriber?.pc && !othersPublish);
     if (pubOk && subOk) {
       mediaPending = false;
       announce('Reconnected');
@@ -481,8 +514,7 @@ function renderMeetingState() {
   const isHost = role === 'host';
   for (const el of document.querySelectorAll('.host-only')) el.hidden = !isHost;
   const lockBtn = $('#btn-lock');
-  setToggle(lockBtn, meeting.locked, meeting.locked ? 'Unlock meeting' : 'Lock meeting',
-    meeting.locked ? icons.lock : icons.unlock);
+  setToggle(lockBtn, meeting.locked, 'Lock meeting', meeting.locked ? icons.lock : icons.unlock);
 }
 
 // ---- chat and reactions -------------------------------------------------------------------------
@@ -494,11 +526,11 @@ function sendChat(text) {
   return ok;
 }
 
-function onChat(m) {
+function onChat(m, via) {
   if (m.from === selfId) return;
   const name = m.display_name || participants.get(m.from)?.display_name;
-  chat.add({ from: m.from, name, text: m.text, at: m.at });
-  if (!chat.isOpen) showToast(`${name || 'Someone'}: ${truncate(m.text, 80)}`);
+  const added = chat.add({ from: m.from, name, text: m.text, at: m.at, via });
+  if (added && !chat.isOpen) showToast(`${name || 'Someone'}: ${truncate(m.text, 80)}`);
 }
 
 function onReaction(m) {
@@ -603,12 +635,12 @@ function leave() {
   showEnded(endScreen(1000, 'left'));
 }
 
+// Toggle buttons keep one name and expose their state with aria-pressed (a name that flips between
+// "Mute" and "Unmute" while also pressed/unpressed reads as a double negative); the icon shows it too.
 function renderControls() {
-  setToggle($('#btn-mic'), !local.micOn, local.micOn ? 'Mute' : 'Unmute', local.micOn ? icons.mic : icons.micOff);
-  $('#btn-mic').setAttribute('aria-label', local.micOn ? 'Mute microphone' : 'Unmute microphone');
-  setToggle($('#btn-cam'), !local.camOn, local.camOn ? 'Stop video' : 'Start video', local.camOn ? icons.cam : icons.camOff);
-  $('#btn-cam').setAttribute('aria-label', local.camOn ? 'Turn camera off' : 'Turn camera on');
-  setToggle($('#btn-screen'), !!local.screen, local.screen ? 'Stop sharing' : 'Share screen', icons.screen);
+  setToggle($('#btn-mic'), !local.micOn, 'Mute', local.micOn ? icons.mic : icons.micOff);
+  setToggle($('#btn-cam'), !local.camOn, 'Stop video', local.camOn ? icons.cam : icons.camOff);
+  setToggle($('#btn-screen'), !!local.screen, 'Share screen', icons.screen);
   if (!navigator.mediaDevices?.getDisplayMedia) $('#btn-screen').disabled = true;
 }
 
@@ -729,6 +761,7 @@ window.parley = {
   tiles: () => (grid ? [...grid.tiles.keys()] : []),
   getStats: async () => ({
     inbound: subscriber ? await subscriber.inboundStats() : [],
+    outbound: publisher ? await publisher.outboundStats() : [],
   }),
   connection: () => ({
     signaling: signaling?.state ?? 'idle',

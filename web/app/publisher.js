@@ -131,31 +131,25 @@ export class Publisher extends EventTarget {
     if (tx) await tx.sender.replaceTrack(track);
   }
 
-  /** Publishes a screen-share track as source `screen`. */
+  /** Publishes a screen-share track as source `screen`, on a new transceiver each time. */
   async startScreen(track) {
     if ('contentHint' in track) track.contentHint = 'detail';
     this.tracks.screen = track;
-    const tx = this.tx.screen;
-    if (tx && tx.direction !== 'stopped' && !tx.stopped) {
-      // Reuse the m-line of an earlier share rather than growing the SDP.
-      tx.direction = 'sendonly';
-      await tx.sender.replaceTrack(track);
-    } else {
-      this.tx.screen = this.pc.addTransceiver(track, {
-        direction: 'sendonly',
-        streams: [new MediaStream([track])],
-      });
-    }
+    this.tx.screen = this.pc.addTransceiver(track, {
+      direction: 'sendonly',
+      streams: [new MediaStream([track])],
+    });
     await this.negotiate();
   }
 
   async stopScreen() {
     this.tracks.screen = null;
     const tx = this.tx.screen;
+    this.tx.screen = null;
     if (!tx) return;
-    await tx.sender.replaceTrack(null);
-    // Inactive (not stopped) keeps the m-line for the next share; the server drops the track.
-    tx.direction = 'inactive';
+    // Stopping (not just 'inactive') rejects the m-line (port 0): the SFU sees the remote track end
+    // and removes it from everyone's subscription. The browser may recycle the m-line later.
+    tx.stop();
     await this.negotiate();
   }
 
@@ -221,25 +215,24 @@ export class Publisher extends EventTarget {
   }
 
   /**
-   * After a signaling resume: offer again on the same connection (restarting ICE if it broke). If the
-   * server no longer accepts this connection's DTLS/ICE identity, build a fresh one.
+   * Media broke while signaling still works (e.g. the network changed): restart ICE on the same
+   * connection, and rebuild it if the server refuses that.
    */
-  async renegotiateAfterResume() {
-    if (this._answerWaiter) this._answerWaiter(null);
-    const broken = ['failed', 'closed'].includes(this.pc?.connectionState) ||
-      ['failed', 'disconnected'].includes(this.pc?.iceConnectionState);
+  async restartIce() {
     try {
-      if (this.pc.signalingState !== 'stable') {
-        await this.pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
-      }
-      await this.negotiate({ iceRestart: broken });
+      await this.negotiate({ iceRestart: true });
     } catch (e) {
-      console.warn('publisher renegotiation failed, rebuilding the connection', e);
+      console.warn('ICE restart failed, rebuilding the publisher connection', e);
       await this.rebuild();
     }
   }
 
+  /**
+   * A fresh connection with the same tracks and a fresh offer. Used after a signaling resume: the
+   * server then starts new peer connections for us, which an old DTLS session cannot talk to.
+   */
   async rebuild() {
+    if (this._answerWaiter) this._answerWaiter(null);
     const old = this.pc;
     this._build();
     try {
@@ -249,8 +242,30 @@ export class Publisher extends EventTarget {
     await this.negotiate();
   }
 
-  async getStats() {
-    return this.pc ? this.pc.getStats() : new Map();
+  /** Per outbound RTP stream (one per simulcast layer) statistics, for diagnostics. */
+  async outboundStats() {
+    if (!this.pc) return [];
+    const sourceByMid = new Map(this.describeTracks().map((t) => [t.mid, t.source]));
+    const report = await this.pc.getStats();
+    const out = [];
+    report.forEach((s) => {
+      if (s.type !== 'outbound-rtp') return;
+      out.push({
+        mid: s.mid,
+        source: sourceByMid.get(s.mid) ?? null,
+        kind: s.kind,
+        rid: s.rid ?? null,
+        packetsSent: s.packetsSent ?? 0,
+        bytesSent: s.bytesSent ?? 0,
+        framesEncoded: s.framesEncoded,
+        keyFramesEncoded: s.keyFramesEncoded,
+        frameWidth: s.frameWidth,
+        pliCount: s.pliCount,
+        nackCount: s.nackCount,
+        qualityLimitationReason: s.qualityLimitationReason,
+      });
+    });
+    return out;
   }
 
   close() {

@@ -50,6 +50,7 @@ export class Signaling extends EventTarget {
   /** Sends one message; returns false when the socket is not open (the caller decides what to do). */
   send(msg) {
     if (!this.ws || this.ws.readyState !== WebSocket.OPEN || this.state !== 'open') return false;
+    if (debugEnabled()) console.debug('parley ->', summarize(msg));
     this.ws.send(JSON.stringify(msg));
     return true;
   }
@@ -152,6 +153,7 @@ export class Signaling extends EventTarget {
   }
 
   _dispatch(msg) {
+    if (debugEnabled()) console.debug('parley <-', summarize(msg));
     this.dispatchEvent(new CustomEvent('message', { detail: msg }));
     if (typeof msg.type === 'string') this.dispatchEvent(new CustomEvent(msg.type, { detail: msg }));
   }
@@ -203,6 +205,22 @@ export class Signaling extends EventTarget {
     clearInterval(this._pingTimer);
     if (notify) this.dispatchEvent(new CustomEvent('closed', { detail: { code, reason } }));
   }
+}
+
+/** Message tracing for debugging and the e2e test's logs: set localStorage 'parley.debug' to '1'. */
+function debugEnabled() {
+  try {
+    return localStorage.getItem('parley.debug') === '1';
+  } catch {
+    return false;
+  }
+}
+
+function summarize(msg) {
+  const copy = { ...msg };
+  if (copy.sdp) copy.sdp = `<${copy.sdp.length} bytes, ${(copy.sdp.match(/^m=/gm) || []).length} m-lines>`;
+  if (copy.token) copy.token = '<token>';
+  return JSON.stringify(copy);
 }
 
 function sleep(ms) {

@@ -15,6 +15,7 @@ export class Subscriber extends EventTarget {
     this.current = [];
     this._queue = Promise.resolve();
     this._candidateBuffer = null;
+    this._generation = 0;
   }
 
   _build() {
@@ -42,7 +43,9 @@ export class Subscriber extends EventTarget {
 
   /** Handles a `subscribe_offer`. Offers are applied one at a time, in arrival order. */
   onOffer(msg) {
-    const run = () => this._apply(msg);
+    const generation = this._generation;
+    // An offer queued before a reset belongs to the server's previous connection: skip it.
+    const run = () => (generation === this._generation ? this._apply(msg) : undefined);
     this._queue = this._queue.then(run, run);
     return this._queue;
   }
@@ -77,15 +80,15 @@ export class Subscriber extends EventTarget {
       this._candidateBuffer = null;
       for (const m of buffered) this.signaling.send(m);
     }
-    this._reconcile(msg.tracks || []);
+    if (this.pc === pc) this._reconcile(pc, msg.tracks || []);
   }
 
   // Maps mids to transceivers. We read receiver.track rather than relying on `ontrack` because the
   // server may reuse a mid for another participant's track, which fires no new `track` event.
-  _reconcile(tracks) {
+  _reconcile(pc, tracks) {
     const byMid = new Map(tracks.map((t) => [String(t.mid), t]));
     const list = [];
-    for (const tx of this.pc.getTransceivers()) {
+    for (const tx of pc.getTransceivers()) {
       if (tx.mid == null) continue;
       const info = byMid.get(String(tx.mid));
       if (!info) continue;
@@ -133,7 +136,21 @@ export class Subscriber extends EventTarget {
     return out;
   }
 
+  /**
+   * After a signaling resume the server starts a fresh subscriber connection and offers again; drop
+   * ours so that offer lands on a new one. The current tracks stay on screen until it arrives.
+   */
+  reset() {
+    this._generation += 1;
+    this._queue = Promise.resolve();
+    try {
+      this.pc && this.pc.close();
+    } catch {}
+    this.pc = null;
+  }
+
   close() {
+    this._generation += 1;
     try {
       this.pc && this.pc.close();
     } catch {}

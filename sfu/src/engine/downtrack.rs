@@ -125,7 +125,8 @@ impl DownTrack {
             keyframe: keyframe || self.kind == MediaKind::Audio,
             padding_only: packet.payload.is_empty(),
         };
-        let Decision::Forward(out) = self.munger.process(&input, now) else {
+        let decision = self.munger.process(&input, now);
+        let Decision::Forward(out) = decision else {
             return None;
         };
         let mut pkt = packet.clone();

@@ -8,6 +8,7 @@
 
 pub mod demux;
 pub mod downtrack;
+pub mod feedback_tap;
 pub mod participant;
 pub mod peer;
 pub mod speakers;
@@ -1046,6 +1047,11 @@ impl Sfu {
             let Some(s) = self.participants.get_mut(&sub) else {
                 continue;
             };
+            if !s.subscriber.connected {
+                // Until DTLS is up nothing can be sent; forwarding now would only open a gap in
+                // the subscriber's sequence numbers.
+                continue;
+            }
             let Some(dt) = s.downtracks.get_mut(&(key, source)) else {
                 continue;
             };
@@ -1264,4 +1270,21 @@ impl Sfu {
         }
     }
 
+
+    /// A one-line summary of who is connected and subscribed, for test failure messages.
+    pub fn debug_state(&self) -> String {
+        let mut out = String::new();
+        for p in self.participants.values() {
+            out.push_str(&format!(
+                "[{} pub={} sub={} published={} downtracks={} negotiating={}] ",
+                p.id,
+                p.publisher.connected,
+                p.subscriber.connected,
+                p.published.len(),
+                p.downtracks.len(),
+                p.sub_negotiating
+            ));
+        }
+        out
+    }
 }

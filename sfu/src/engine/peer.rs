@@ -126,7 +126,10 @@ fn interceptors(role: PeerRole) -> Registry {
         PeerRole::Publisher => registry
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()),
-        PeerRole::Subscriber => registry,
+        PeerRole::Subscriber => registry.with(
+            Slot::Custom(crate::engine::feedback_tap::SLOT),
+            crate::engine::feedback_tap::FeedbackTap::default(),
+        ),
     }
 }
 

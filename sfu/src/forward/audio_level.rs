@@ -29,7 +29,8 @@ mod tests {
 
     #[test]
     fn parse_table() {
-        let cases: &[(&[u8], Option<(bool, u8)>)] = &[
+        type Case<'a> = (&'a [u8], Option<(bool, u8)>);
+        let cases: &[Case] = &[
             (&[], None),
             (&[0x00], Some((false, 0))),
             (&[0x7F], Some((false, 127))),

@@ -224,26 +224,105 @@ mod tests {
         }
         let none_active: Layers = [None, None, None];
         let single_f: Layers = [None, None, layer(2, 800)];
-        let cases: &[(&str, Option<u64>, (u32, u32), Layers, Option<usize>)] = &[
+        type Case = (&'static str, Option<u64>, (u32, u32), Layers, Option<usize>);
+        let cases: &[Case] = &[
             ("paused", Some(10_000_000), (0, 0), three(), None),
             ("paused width", Some(10_000_000), (0, 200), three(), None),
-            ("nothing active", Some(10_000_000), (1280, 720), none_active, None),
-            ("big window, plenty", Some(10_000_000), (1280, 720), three(), Some(2)),
-            ("bigger than full", Some(10_000_000), (1920, 1080), three(), Some(2)),
+            (
+                "nothing active",
+                Some(10_000_000),
+                (1280, 720),
+                none_active,
+                None,
+            ),
+            (
+                "big window, plenty",
+                Some(10_000_000),
+                (1280, 720),
+                three(),
+                Some(2),
+            ),
+            (
+                "bigger than full",
+                Some(10_000_000),
+                (1920, 1080),
+                three(),
+                Some(2),
+            ),
             ("thumbnail", Some(10_000_000), (320, 180), three(), Some(0)),
             ("tiny", Some(10_000_000), (100, 60), three(), Some(0)),
-            ("between q and h: one step up", Some(10_000_000), (480, 270), three(), Some(1)),
-            ("just above h", Some(10_000_000), (641, 360), three(), Some(2)),
+            (
+                "between q and h: one step up",
+                Some(10_000_000),
+                (480, 270),
+                three(),
+                Some(1),
+            ),
+            (
+                "just above h",
+                Some(10_000_000),
+                (641, 360),
+                three(),
+                Some(2),
+            ),
             ("h window", Some(10_000_000), (640, 360), three(), Some(1)),
-            ("estimate fits h only", Some(1_000_000), (1280, 720), three(), Some(1)),
+            (
+                "estimate fits h only",
+                Some(1_000_000),
+                (1280, 720),
+                three(),
+                Some(1),
+            ),
             // 1500k needs 1765k with headroom.
-            ("f just does not fit", Some(1_760_000), (1280, 720), three(), Some(1)),
-            ("f just fits", Some(1_765_000), (1280, 720), three(), Some(2)),
-            ("estimate fits q only", Some(400_000), (1280, 720), three(), Some(0)),
-            ("nothing fits: lowest", Some(50_000), (1280, 720), three(), Some(0)),
-            ("unknown estimate: size cap", None, (640, 360), three(), Some(1)),
-            ("h inactive: skip it", Some(1_000_000), (1280, 720), q_only_h_inactive, Some(0)),
-            ("h inactive, small window", Some(10_000_000), (480, 270), q_only_h_inactive, Some(2)),
+            (
+                "f just does not fit",
+                Some(1_760_000),
+                (1280, 720),
+                three(),
+                Some(1),
+            ),
+            (
+                "f just fits",
+                Some(1_765_000),
+                (1280, 720),
+                three(),
+                Some(2),
+            ),
+            (
+                "estimate fits q only",
+                Some(400_000),
+                (1280, 720),
+                three(),
+                Some(0),
+            ),
+            (
+                "nothing fits: lowest",
+                Some(50_000),
+                (1280, 720),
+                three(),
+                Some(0),
+            ),
+            (
+                "unknown estimate: size cap",
+                None,
+                (640, 360),
+                three(),
+                Some(1),
+            ),
+            (
+                "h inactive: skip it",
+                Some(1_000_000),
+                (1280, 720),
+                q_only_h_inactive,
+                Some(0),
+            ),
+            (
+                "h inactive, small window",
+                Some(10_000_000),
+                (480, 270),
+                q_only_h_inactive,
+                Some(2),
+            ),
             ("single layer", Some(100_000), (320, 180), single_f, Some(2)),
         ];
         for (name, est, render, layers, want) in cases {
@@ -324,14 +403,23 @@ mod tests {
         assert_eq!(s.select(t0, Some(5_000_000), (1280, 720), &l), Some(2));
         assert_eq!(s.select(at(t0, 10), Some(5_000_000), (0, 0), &l), None);
         assert_eq!(s.current(), None);
-        assert_eq!(s.select(at(t0, 20), Some(5_000_000), (1280, 720), &l), Some(2));
+        assert_eq!(
+            s.select(at(t0, 20), Some(5_000_000), (1280, 720), &l),
+            Some(2)
+        );
         // The publisher stops f (CPU limited): h at once.
         if let Some(f) = l[2].as_mut() {
             f.active = false;
         }
-        assert_eq!(s.select(at(t0, 30), Some(5_000_000), (1280, 720), &l), Some(1));
+        assert_eq!(
+            s.select(at(t0, 30), Some(5_000_000), (1280, 720), &l),
+            Some(1)
+        );
         // q and h stop too, f comes back: f at once, nothing else to send.
         l = [None, None, layer(2, 1500)];
-        assert_eq!(s.select(at(t0, 40), Some(100_000), (1280, 720), &l), Some(2));
+        assert_eq!(
+            s.select(at(t0, 40), Some(100_000), (1280, 720), &l),
+            Some(2)
+        );
     }
 }

@@ -13,6 +13,13 @@
 //! - [`bwe`]: a subscriber's bandwidth estimate from REMB and receiver-report loss;
 //! - [`audio_level`], [`speaker`]: RFC 6464 levels and dominant speaker detection.
 
+pub mod audio_level;
+pub mod bitrate;
+pub mod bwe;
 pub mod h264;
+pub mod keyframe_requester;
+pub mod layer_selector;
+pub mod packet_cache;
 pub mod rtp_munger;
+pub mod speaker;
 pub mod vp8;

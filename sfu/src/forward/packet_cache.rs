@@ -1,7 +1,8 @@
 //! Per down-track cache of packets as they were sent, to answer NACKs.
 //!
 //! The subscriber NACKs by *output* sequence number, so the cache is keyed by it and holds the
-//! rewritten header fields plus the payload as sent (after VP8 picture id rewriting). It is a ring
+//! rewritten header fields, the publisher's payload (a shared `Bytes`) and the VP8 ids written
+//! over it, which together give the packet exactly as sent. It is a ring
 //! indexed by `seq % capacity`, allocated once: inserting costs a `Bytes` clone (a reference count)
 //! and no allocation. Header extensions are not kept: transport-wide sequence numbers and send
 //! times must be fresh on a retransmission, so the sender writes them again.
@@ -28,8 +29,11 @@ pub struct CachedPacket {
     pub marker: bool,
     /// Payload type.
     pub payload_type: u8,
-    /// Payload as sent.
+    /// The payload as received from the publisher (shared, not copied).
     pub payload: Bytes,
+    /// VP8 picture id / TL0PICIDX written over the payload's descriptor when sent; apply them
+    /// again (`vp8::apply`) in the retransmission's send buffer.
+    pub vp8: Option<super::vp8::Vp8Ids>,
 }
 
 /// How often the same packet may be sent again.
@@ -212,9 +216,10 @@ mod tests {
             ssrc: 0xFEED,
             seq,
             timestamp: u32::from(seq) * 3000,
-            marker: seq % 3 == 0,
+            marker: seq.is_multiple_of(3),
             payload_type: 96,
             payload: Bytes::from(vec![seq as u8; 10]),
+            vp8: None,
         }
     }
 
@@ -229,9 +234,12 @@ mod tests {
             ((100, 0b1), &[100, 101]),
             ((100, 0b1010_0000_0000_0101), &[100, 101, 103, 114, 116]),
             ((65535, 0b11), &[65535, 0, 1]),
-            ((65530, 0xFFFF), &[
-                65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-            ]),
+            (
+                (65530, 0xFFFF),
+                &[
+                    65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+                ],
+            ),
         ];
         for ((id, mask), want) in cases {
             let got: Vec<u16> = expand_nack(*id, *mask).collect();
@@ -250,9 +258,7 @@ mod tests {
                 c.insert(packet(s));
             }
         }
-        let got: Vec<CachedPacket> = c
-            .nack_lookup(expand_nack(1048, 0b111), t0)
-            .collect();
+        let got: Vec<CachedPacket> = c.nack_lookup(expand_nack(1048, 0b111), t0).collect();
         assert_eq!(got, vec![packet(1048), packet(1049), packet(1051)]);
         // Unknown future and long-gone numbers give nothing.
         assert_eq!(c.nack_lookup([2000, 999], t0).count(), 0);

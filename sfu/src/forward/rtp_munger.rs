@@ -286,18 +286,25 @@ impl RtpMunger {
 
     fn switch(&mut self, pkt: &RtpIn, now: Instant) -> Decision {
         let ext = EXT_BASE + i64::from(pkt.seq);
-        let (offset, ts_offset) = match self.last_out {
-            None => (0, 0),
-            Some(last) => {
+        // Numbers already promised: not only the last sent, but also those of packets still
+        // missing below the newest seen of the layers whose late packets may still be forwarded
+        // (found by the property test: a late packet of the old layer took the new layer's first
+        // number).
+        let reserved = [self.current.as_ref(), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.highest - s.offset)
+            .chain(self.last_out.map(|l| l.ext_seq))
+            .max();
+        let (offset, ts_offset) = match (self.last_out, reserved) {
+            (Some(last), Some(reserved)) => {
                 let gap = now.saturating_duration_since(last.at);
                 let ticks = (gap.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000)
                     .clamp(1, u128::from(u32::MAX / 2)) as u32;
                 let out_ts = last.timestamp.wrapping_add(ticks);
-                (
-                    ext - (last.ext_seq + 1),
-                    pkt.timestamp.wrapping_sub(out_ts),
-                )
+                (ext - (reserved + 1), pkt.timestamp.wrapping_sub(out_ts))
             }
+            _ => (0, 0),
         };
         let source = Source {
             ssrc: pkt.ssrc,
@@ -319,7 +326,12 @@ impl RtpMunger {
             self.previous = None;
         }
         self.awaiting_keyframe = false;
-        self.emit(ext - offset, pkt.timestamp.wrapping_sub(ts_offset), true, now)
+        self.emit(
+            ext - offset,
+            pkt.timestamp.wrapping_sub(ts_offset),
+            true,
+            now,
+        )
     }
 
     fn forward_current(&mut self, pkt: &RtpIn, now: Instant) -> Decision {
@@ -442,16 +454,25 @@ mod tests {
     fn nothing_without_target_then_waits_for_keyframe() {
         let t0 = Instant::now();
         let mut m = RtpMunger::new(OUT, 90_000);
-        assert_eq!(dropped(m.process(&pkt(A, 1, 0, true), t0)), DropReason::Paused);
+        assert_eq!(
+            dropped(m.process(&pkt(A, 1, 0, true), t0)),
+            DropReason::Paused
+        );
         m.set_target(Some(A));
         assert_eq!(m.needs_keyframe(), Some(A));
         assert_eq!(
             dropped(m.process(&pkt(A, 2, 0, false), t0)),
             DropReason::WaitingForKeyframe
         );
-        assert_eq!(dropped(m.process(&pkt(B, 2, 0, true), t0)), DropReason::NotSelected);
+        assert_eq!(
+            dropped(m.process(&pkt(B, 2, 0, true), t0)),
+            DropReason::NotSelected
+        );
         let d = m.process(&pkt(A, 3, 3000, true), t0);
-        assert!(matches!(d, Decision::Forward(RtpOut { switched: true, .. })));
+        assert!(matches!(
+            d,
+            Decision::Forward(RtpOut { switched: true, .. })
+        ));
         assert_eq!(fwd(d), (3, 3000));
         assert_eq!(m.needs_keyframe(), None);
         assert_eq!(m.current(), Some(A));
@@ -478,9 +499,15 @@ mod tests {
         out.push(fwd(m.process(&pkt(A, 1, 1, false), ms(40))));
         // B's keyframe 60 ms after the last A packet: 60 ms = 5400 ticks at 90 kHz.
         let d = m.process(&pkt(B, 701, 53_000, true), ms(100));
-        assert!(matches!(d, Decision::Forward(RtpOut { switched: true, .. })));
+        assert!(matches!(
+            d,
+            Decision::Forward(RtpOut { switched: true, .. })
+        ));
         out.push(fwd(d));
-        assert_eq!(dropped(m.process(&pkt(A, 2, 3001, false), ms(101))), DropReason::NotSelected);
+        assert_eq!(
+            dropped(m.process(&pkt(A, 2, 3001, false), ms(101))),
+            DropReason::NotSelected
+        );
         out.push(fwd(m.process(&pkt(B, 702, 53_000, false), ms(101))));
         out.push(fwd(m.process(&pkt(B, 703, 56_000, false), ms(133))));
         // Switch to C, whose numbers wrap right after the switch.
@@ -530,15 +557,24 @@ mod tests {
         assert_eq!(fwd(m.process(&pkt(A, 102, 0, false), t0)).0, 102);
         assert_eq!(fwd(m.process(&pkt(A, 101, 0, false), t0)).0, 101);
         // Packet before the switch point.
-        assert_eq!(dropped(m.process(&pkt(A, 99, 0, false), t0)), DropReason::BeforeSwitch);
+        assert_eq!(
+            dropped(m.process(&pkt(A, 99, 0, false), t0)),
+            DropReason::BeforeSwitch
+        );
         // Switch to B, then a late A packet from before the switch keeps its old number.
         m.set_target(Some(B));
         assert_eq!(fwd(m.process(&pkt(A, 104, 0, false), t0)).0, 104);
         assert_eq!(fwd(m.process(&pkt(B, 9000, 0, true), t0)).0, 105);
         assert_eq!(fwd(m.process(&pkt(A, 103, 0, false), t0)).0, 103);
-        assert_eq!(dropped(m.process(&pkt(A, 105, 0, false), t0)), DropReason::NotSelected);
+        assert_eq!(
+            dropped(m.process(&pkt(A, 105, 0, false), t0)),
+            DropReason::NotSelected
+        );
         // Late B packet before its switch point.
-        assert_eq!(dropped(m.process(&pkt(B, 8999, 0, false), t0)), DropReason::BeforeSwitch);
+        assert_eq!(
+            dropped(m.process(&pkt(B, 8999, 0, false), t0)),
+            DropReason::BeforeSwitch
+        );
     }
 
     #[test]
@@ -553,8 +589,14 @@ mod tests {
         assert_eq!(fwd(m.process(&pkt(A, 14, 0, false), t0)).0, 12);
         assert_eq!(fwd(m.process(&pkt(A, 11, 0, false), t0)).0, 11);
         // A late copy of a dropped padding packet stays dropped (its number is taken).
-        assert_eq!(dropped(m.process(&pad(A, 12, 0), t0)), DropReason::WasDropped);
-        assert_eq!(dropped(m.process(&pkt(A, 13, 0, false), t0)), DropReason::WasDropped);
+        assert_eq!(
+            dropped(m.process(&pad(A, 12, 0), t0)),
+            DropReason::WasDropped
+        );
+        assert_eq!(
+            dropped(m.process(&pkt(A, 13, 0, false), t0)),
+            DropReason::WasDropped
+        );
         // Padding with a gap before it: 15 missing, 16 padding, 17 media, then 15 arrives.
         assert_eq!(dropped(m.process(&pad(A, 16, 0), t0)), DropReason::Padding);
         assert_eq!(fwd(m.process(&pkt(A, 17, 0, false), t0)).0, 14);
@@ -583,6 +625,20 @@ mod tests {
     }
 
     #[test]
+    fn switch_skips_numbers_reserved_for_missing_packets() {
+        // Found by the property test: B's 12 is missing when the switch to A happens; its number
+        // stays reserved so the late 12 does not collide with A's first packet.
+        let t0 = Instant::now();
+        let mut m = RtpMunger::new(OUT, 90_000);
+        m.set_target(Some(B));
+        assert_eq!(fwd(m.process(&pkt(B, 11, 0, true), t0)).0, 11);
+        m.set_target(Some(A));
+        assert_eq!(dropped(m.process(&pad(B, 13, 0), t0)), DropReason::Padding);
+        assert_eq!(fwd(m.process(&pkt(A, 500, 0, true), t0)).0, 13);
+        assert_eq!(fwd(m.process(&pkt(B, 12, 0, false), t0)).0, 12);
+    }
+
+    #[test]
     fn pause_and_resume_continues_numbering() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
@@ -591,7 +647,10 @@ mod tests {
         assert_eq!(fwd(m.process(&pkt(A, 1, 0, true), ms(0))), (1, 0));
         m.set_target(None);
         for s in 2..50 {
-            assert_eq!(dropped(m.process(&pkt(A, s, 0, s == 20), ms(1))), DropReason::Paused);
+            assert_eq!(
+                dropped(m.process(&pkt(A, s, 0, s == 20), ms(1))),
+                DropReason::Paused
+            );
         }
         m.set_target(Some(A));
         assert_eq!(m.needs_keyframe(), Some(A));
@@ -599,10 +658,19 @@ mod tests {
             dropped(m.process(&pkt(A, 50, 0, false), ms(1000))),
             DropReason::WaitingForKeyframe
         );
-        assert_eq!(fwd(m.process(&pkt(A, 51, 9000, true), ms(1000))), (2, 90_000));
-        assert_eq!(fwd(m.process(&pkt(A, 52, 12000, false), ms(1033))), (3, 93_000));
+        assert_eq!(
+            fwd(m.process(&pkt(A, 51, 9000, true), ms(1000))),
+            (2, 90_000)
+        );
+        assert_eq!(
+            fwd(m.process(&pkt(A, 52, 12000, false), ms(1033))),
+            (3, 93_000)
+        );
         // Old packets from before the resume are gone.
-        assert_eq!(dropped(m.process(&pkt(A, 1, 0, false), ms(1034))), DropReason::BeforeSwitch);
+        assert_eq!(
+            dropped(m.process(&pkt(A, 1, 0, false), ms(1034))),
+            DropReason::BeforeSwitch
+        );
     }
 
     #[test]
@@ -618,7 +686,10 @@ mod tests {
             dropped(m.process(&pad(A, s + 1, 0), t0));
             s += 2;
         }
-        assert_eq!(dropped(m.process(&pkt(A, 1, 0, false), t0)), DropReason::TooOld);
+        assert_eq!(
+            dropped(m.process(&pkt(A, 1, 0, false), t0)),
+            DropReason::TooOld
+        );
     }
 
     #[derive(Debug, Clone)]

@@ -162,8 +162,7 @@ pub fn parse(payload: &[u8]) -> Result<Vp8Descriptor, Vp8Error> {
     // The VP8 payload header (RFC 6386 §9.1) follows; only the first partition's first packet
     // carries it, and its lowest bit P is 0 for a keyframe (an "intra" frame).
     let vp8_first = *payload.get(at).ok_or(Vp8Error::NoPayload)?;
-    desc.is_keyframe =
-        desc.start_of_partition && desc.partition_id == 0 && vp8_first & 0x01 == 0;
+    desc.is_keyframe = desc.start_of_partition && desc.partition_id == 0 && vp8_first & 0x01 == 0;
     Ok(desc)
 }
 
@@ -199,9 +198,7 @@ pub fn rewrite(
         }
     }
     if desc.tl0_pic_idx.is_some() {
-        let b = payload
-            .get_mut(desc.tl0_offset)
-            .ok_or(Vp8Error::Mismatch)?;
+        let b = payload.get_mut(desc.tl0_offset).ok_or(Vp8Error::Mismatch)?;
         *b = tl0_pic_idx;
     }
     Ok(())
@@ -229,15 +226,11 @@ impl Vp8Munger {
         Self::default()
     }
 
-    /// Rewrites one packet's descriptor in place. `switched` is true for the first packet of a
-    /// new layer (the keyframe at the switch point, as decided by
-    /// [`RtpMunger`](super::rtp_munger::RtpMunger)); the offsets are recomputed there.
-    pub fn rewrite(
-        &mut self,
-        payload: &mut [u8],
-        desc: &Vp8Descriptor,
-        switched: bool,
-    ) -> Result<(), Vp8Error> {
+    /// Computes the output picture id and TL0PICIDX for one packet (and advances the state).
+    /// `switched` is true for the first packet of a new layer (the keyframe at the switch point,
+    /// as decided by [`RtpMunger`](super::rtp_munger::RtpMunger)); the offsets are recomputed
+    /// there. Apply the result with [`apply`] to the copy of the payload being sent.
+    pub fn munge(&mut self, desc: &Vp8Descriptor, switched: bool) -> Vp8Ids {
         if switched {
             if let (Some((pid, _)), Some(last)) = (desc.picture_id, self.last_pid) {
                 self.pid_offset = last.wrapping_add(1).wrapping_sub(pid) & 0x7FFF;
@@ -253,12 +246,6 @@ impl Vp8Munger {
         let out_tl0 = desc
             .tl0_pic_idx
             .map(|tl0| tl0.wrapping_add(self.tl0_offset));
-        rewrite(
-            payload,
-            desc,
-            out_pid.map_or(0, |(p, _)| p),
-            out_tl0.unwrap_or(0),
-        )?;
         if let Some((p, w)) = out_pid {
             // Late packets of older pictures must not move the reference point backwards.
             let newer = match self.last_pid {
@@ -284,8 +271,45 @@ impl Vp8Munger {
                 self.last_tl0 = Some(t);
             }
         }
-        Ok(())
+        Vp8Ids {
+            picture_id: out_pid.map(|(p, _)| p),
+            tl0_pic_idx: out_tl0,
+        }
     }
+
+    /// [`munge`](Self::munge) and [`apply`] in one step, on a payload copy owned by the caller.
+    pub fn rewrite(
+        &mut self,
+        payload: &mut [u8],
+        desc: &Vp8Descriptor,
+        switched: bool,
+    ) -> Result<Vp8Ids, Vp8Error> {
+        let ids = self.munge(desc, switched);
+        apply(payload, desc, ids)?;
+        Ok(ids)
+    }
+}
+
+/// Output picture id and TL0PICIDX of one packet, for the fields the packet carries. Small and
+/// `Copy`, so the NACK cache keeps these instead of a rewritten copy of the payload: the payload
+/// stays the publisher's buffer, shared by every down-track, and the send path rewrites in its
+/// own send buffer (again on a retransmission).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Vp8Ids {
+    /// Output picture id (already reduced to the packet's width).
+    pub picture_id: Option<u16>,
+    /// Output TL0PICIDX.
+    pub tl0_pic_idx: Option<u8>,
+}
+
+/// Writes `ids` over the descriptor of `payload` (see [`rewrite`]).
+pub fn apply(payload: &mut [u8], desc: &Vp8Descriptor, ids: Vp8Ids) -> Result<(), Vp8Error> {
+    rewrite(
+        payload,
+        desc,
+        ids.picture_id.unwrap_or(0),
+        ids.tl0_pic_idx.unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -539,7 +563,10 @@ mod tests {
         let mut b = [0x90u8, 0x80, 0x05, 0x10];
         let d = parse(&b).unwrap();
         m.rewrite(&mut b, &d, true).unwrap();
-        assert_eq!(parse(&b).unwrap().picture_id, Some((501 & 0x7F, PictureIdWidth::Bits7)));
+        assert_eq!(
+            parse(&b).unwrap().picture_id,
+            Some((501 & 0x7F, PictureIdWidth::Bits7))
+        );
     }
 
     #[test]
@@ -557,6 +584,30 @@ mod tests {
         let d = parse(&b).unwrap();
         m.rewrite(&mut b, &d, true).unwrap();
         assert_eq!(out(&b).0, 2);
+    }
+
+    #[test]
+    fn munge_then_apply_reproduces_the_packet_as_sent() {
+        // The NACK cache keeps the ids, not the bytes: applying them again to the original
+        // payload must give the same bytes.
+        let mut m = Vp8Munger::new();
+        let mut first = pkt15(40, 9, true);
+        let d = parse(&first).unwrap();
+        m.rewrite(&mut first, &d, true).unwrap();
+        let original = pkt15(77, 200, true);
+        let d = parse(&original).unwrap();
+        let mut sent = original.clone();
+        let ids = m.rewrite(&mut sent, &d, true).unwrap();
+        assert_eq!(
+            ids,
+            Vp8Ids {
+                picture_id: Some(41),
+                tl0_pic_idx: Some(10)
+            }
+        );
+        let mut again = original.clone();
+        apply(&mut again, &d, ids).unwrap();
+        assert_eq!(again, sent);
     }
 
     #[test]

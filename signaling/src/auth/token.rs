@@ -159,9 +159,14 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let m = MeetingId::generate();
-        let t = tokens().issue(&m, "u1", "Ann", Role::Host, None).expect("sign");
+        let t = tokens()
+            .issue(&m, "u1", "Ann", Role::Host, None)
+            .expect("sign");
         let c = tokens().verify(&t, Some(&m)).expect("valid");
-        assert_eq!((c.name.as_str(), c.role, c.grants.admin), ("Ann", Role::Host, true));
+        assert_eq!(
+            (c.name.as_str(), c.role, c.grants.admin),
+            ("Ann", Role::Host, true)
+        );
         assert_eq!(
             tokens().verify(&t, Some(&MeetingId::generate())),
             Err(TokenError::WrongMeeting)
@@ -171,13 +176,21 @@ mod tests {
     #[test]
     fn refusals() {
         let m = MeetingId::generate();
-        let t = tokens().issue(&m, "u1", "Ann", Role::Guest, None).expect("sign");
+        let t = tokens()
+            .issue(&m, "u1", "Ann", Role::Guest, None)
+            .expect("sign");
         let other = Tokens::new(b"another secret", Duration::from_secs(60));
         assert_eq!(other.verify(&t, None), Err(TokenError::BadSignature));
         let mut parts = t.split('.');
         let (_, payload) = (parts.next(), parts.next().expect("payload"));
-        let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#));
-        assert_eq!(tokens().verify(&none, None), Err(TokenError::AlgorithmNotAllowed));
+        let none = format!(
+            "{}.{payload}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#)
+        );
+        assert_eq!(
+            tokens().verify(&none, None),
+            Err(TokenError::AlgorithmNotAllowed)
+        );
         assert_eq!(tokens().verify("garbage", None), Err(TokenError::Malformed));
         let mut c = tokens().verify(&t, None).expect("valid");
         c.exp = Utc::now().timestamp() - 10;

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn table() {
-        assert_eq!(DisplayName::parse(" Ann ").map(DisplayName::into_string), Ok("Ann".into()));
+        assert_eq!(
+            DisplayName::parse(" Ann ").map(DisplayName::into_string),
+            Ok("Ann".into())
+        );
         assert!(DisplayName::parse("").is_err());
         assert!(DisplayName::parse(&"x".repeat(65)).is_err());
         assert!(DisplayName::parse("a\nb").is_err());

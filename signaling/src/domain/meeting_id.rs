@@ -18,8 +18,7 @@ impl MeetingId {
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s.len() == LEN
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
             Ok(MeetingId(s.to_owned()))
@@ -66,7 +65,14 @@ mod tests {
 
     #[test]
     fn bad_ids_are_refused() {
-        for bad in ["", "abc", "ABCDEFGHIJKL", "abcdefghijk/", "abcdefghijklm", "../../etc/pa"] {
+        for bad in [
+            "",
+            "abc",
+            "ABCDEFGHIJKL",
+            "abcdefghijk/",
+            "abcdefghijklm",
+            "../../etc/pa",
+        ] {
             assert!(MeetingId::parse(bad).is_err(), "{bad}");
         }
     }

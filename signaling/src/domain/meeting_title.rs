@@ -36,7 +36,10 @@ mod tests {
 
     #[test]
     fn table() {
-        assert_eq!(MeetingTitle::parse("  Demo ").map(|t| t.0), Ok("Demo".into()));
+        assert_eq!(
+            MeetingTitle::parse("  Demo ").map(|t| t.0),
+            Ok("Demo".into())
+        );
         assert!(MeetingTitle::parse("   ").is_err());
         assert!(MeetingTitle::parse(&"я".repeat(200)).is_ok());
         assert!(MeetingTitle::parse(&"я".repeat(201)).is_err());

@@ -20,7 +20,11 @@ pub async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let db = app.store.ping().await;
     let media = app.media_running.load(Ordering::Relaxed);
     let draining = app.shutdown.is_cancelled();
-    let body = format!("database={} media={} draining={draining}\n", ok(db), ok(media));
+    let body = format!(
+        "database={} media={} draining={draining}\n",
+        ok(db),
+        ok(media)
+    );
     let status = if db && media && !draining {
         StatusCode::OK
     } else {
@@ -37,7 +41,10 @@ fn ok(b: bool) -> &'static str {
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(app.sfu.metrics()),
     )
 }

@@ -19,10 +19,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn router(app: AppState) -> Router {
     let api = Router::new()
-        .route(
-            "/meetings",
-            post(meetings::create).get(meetings::list),
-        )
+        .route("/meetings", post(meetings::create).get(meetings::list))
         .route("/meetings/{id}", get(meetings::get))
         .route("/meetings/{id}/join", post(meetings::join))
         .route("/meetings/{id}/end", post(meetings::end))

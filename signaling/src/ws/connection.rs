@@ -115,9 +115,7 @@ pub async fn run(socket: WebSocket, app: AppState) {
         hub: hub.clone(),
         conn_id,
     };
-    let exit = conn
-        .serve(&session, joined.outbound, joined.close)
-        .await;
+    let exit = conn.serve(&session, joined.outbound, joined.close).await;
     match exit {
         Exit::Drop(close) => {
             let _ = hub.send(HubCommand::Disconnected {
@@ -165,8 +163,12 @@ impl Conn {
                 None => continue,
             };
             match parsed {
-                Ok(ClientMessage::Join { token, resume }) => {
-                    let (claims, meeting) = self.check_token(&token).await?;
+                Ok(ClientMessage::Join {
+                    token,
+                    meeting_id,
+                    resume,
+                }) => {
+                    let (claims, meeting) = self.check_token(&token, meeting_id.as_deref()).await?;
                     return Ok((claims, meeting, resume, received_at));
                 }
                 Ok(_) => {
@@ -178,7 +180,11 @@ impl Conn {
         }
     }
 
-    async fn check_token(&mut self, token: &str) -> Result<(Claims, MeetingId), Option<CloseReason>> {
+    async fn check_token(
+        &mut self,
+        token: &str,
+        expected: Option<&str>,
+    ) -> Result<(Claims, MeetingId), Option<CloseReason>> {
         let invalid = |why: &dyn std::fmt::Display| {
             Some(CloseReason::new(1008, format!("invalid token: {why}")))
         };
@@ -187,9 +193,16 @@ impl Conn {
             self.app.metrics.protocol_error("invalid_token");
             invalid(&e)
         })?;
-        let meeting = MeetingId::parse(&claims.meeting).map_err(|_| invalid(&TokenError::WrongMeeting))?;
+        let meeting =
+            MeetingId::parse(&claims.meeting).map_err(|_| invalid(&TokenError::WrongMeeting))?;
+        if expected.is_some_and(|m| m != meeting.as_str()) {
+            self.app.metrics.protocol_error("invalid_token");
+            return Err(invalid(&TokenError::WrongMeeting));
+        }
         match self.app.store.meeting(&meeting).await {
-            Ok(Some(m)) if m.ended_at.is_some() => Err(Some(CloseReason::new(4001, "meeting ended"))),
+            Ok(Some(m)) if m.ended_at.is_some() => {
+                Err(Some(CloseReason::new(4001, "meeting ended")))
+            }
             Ok(Some(_)) => Ok((claims, meeting)),
             Ok(None) => Err(invalid(&"unknown meeting")),
             Err(e) => {
@@ -271,9 +284,24 @@ impl Conn {
             code: r.code,
             reason: r.reason.into(),
         });
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self.sink.send(Message::Close(frame)).await;
-            let _ = self.sink.close().await;
+        // At shutdown every client gets only a short moment to answer: the server is draining.
+        let patience = if frame.as_ref().is_some_and(|f| f.code == 1001) {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(2)
+        };
+        let _ = tokio::time::timeout(patience, async {
+            if self.sink.send(Message::Close(frame)).await.is_err() {
+                return;
+            }
+            // Complete the closing handshake: read (and discard) what the client still sends
+            // until its close reply. Dropping a socket with unread bytes makes the kernel send a
+            // reset, and the client would lose our close frame (a flooder would never learn why).
+            while let Some(Ok(msg)) = self.stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
         })
         .await;
     }
@@ -288,6 +316,9 @@ impl Conn {
         let shutdown = self.app.shutdown.clone();
         loop {
             tokio::select! {
+                // Close requests first: when the hub drops a connection it sends the close and
+                // drops the queue at once, and the close must win over "queue ended".
+                biased;
                 _ = shutdown.cancelled() => {
                     return Exit::Final(Some(CloseReason::new(1001, "server shutting down")));
                 }
@@ -313,7 +344,11 @@ impl Conn {
                             return Exit::Drop(None);
                         }
                     }
-                    None => return Exit::Final(Some(CloseReason::new(1011, "internal error"))),
+                    None => {
+                        return Exit::Final(Some(close.try_recv().unwrap_or_else(|_| {
+                            CloseReason::new(1011, "internal error")
+                        })));
+                    }
                 },
                 frame = self.stream.next() => {
                     let parsed = match self.admit(frame) {
@@ -343,14 +378,21 @@ impl Conn {
         })
     }
 
-    async fn dispatch(&mut self, s: &Session, msg: ClientMessage) -> Result<(), Option<CloseReason>> {
+    async fn dispatch(
+        &mut self,
+        s: &Session,
+        msg: ClientMessage,
+    ) -> Result<(), Option<CloseReason>> {
         let sfu = &self.app.sfu;
         let room = s.meeting.as_str();
         let me = s.participant.as_str();
         match msg {
             ClientMessage::Join { .. } => {
-                self.reply(ServerMessage::error("already_joined", "this connection has already joined"))
-                    .await
+                self.reply(ServerMessage::error(
+                    "already_joined",
+                    "this connection has already joined",
+                ))
+                .await
             }
             ClientMessage::Ping {} => self.reply(ServerMessage::Pong).await,
             ClientMessage::Leave {} => {
@@ -362,21 +404,35 @@ impl Conn {
             }
             ClientMessage::PublishOffer { sdp, tracks } => {
                 if !s.claims.grants.publish {
-                    return self.reply(ServerMessage::error("not_allowed", "your token does not allow publishing")).await;
+                    return self
+                        .reply(ServerMessage::error(
+                            "not_allowed",
+                            "your token does not allow publishing",
+                        ))
+                        .await;
                 }
                 match sfu.publish(room, me, sdp, tracks).await {
                     Ok(sdp) => self.reply(ServerMessage::PublishAnswer { sdp }).await,
                     Err(e) => self.sfu_error(e).await,
                 }
             }
-            ClientMessage::SubscribeAnswer { sdp } => match sfu.subscriber_answer(room, me, sdp).await {
-                Ok(()) => Ok(()),
-                Err(e) => self.sfu_error(e).await,
-            },
+            ClientMessage::SubscribeAnswer { sdp } => {
+                match sfu.subscriber_answer(room, me, sdp).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.sfu_error(e).await,
+                }
+            }
             ClientMessage::IceCandidate { target, candidate } => {
                 let role: PeerRole = target;
                 match sfu
-                    .remote_candidate(room, me, role, candidate.candidate, candidate.sdp_mid, candidate.sdp_mline_index)
+                    .remote_candidate(
+                        room,
+                        me,
+                        role,
+                        candidate.candidate,
+                        candidate.sdp_mid,
+                        candidate.sdp_mline_index,
+                    )
                     .await
                 {
                     Ok(()) => Ok(()),
@@ -391,27 +447,52 @@ impl Conn {
                 });
                 Ok(())
             }
-            ClientMessage::VideoSize { participant_id, source, width, height } => {
+            ClientMessage::VideoSize {
+                participant_id,
+                source,
+                width,
+                height,
+            } => {
                 if ParticipantId::parse(&participant_id).is_err() {
-                    return self.reply(ServerMessage::error("invalid_message", "unknown participant_id")).await;
+                    return self
+                        .reply(ServerMessage::error(
+                            "invalid_message",
+                            "unknown participant_id",
+                        ))
+                        .await;
                 }
                 // Clamp to sane render sizes so a bogus value cannot confuse layer selection.
-                sfu.video_size(room, me, &participant_id, source, width.min(16384), height.min(16384));
+                sfu.video_size(
+                    room,
+                    me,
+                    &participant_id,
+                    source,
+                    width.min(16384),
+                    height.min(16384),
+                );
                 Ok(())
             }
             ClientMessage::Chat { text } => {
                 let n = text.chars().count();
                 if n == 0 || n > MAX_CHAT_CHARS {
                     return self
-                        .reply(ServerMessage::error("invalid_chat", format!("chat text must be 1 to {MAX_CHAT_CHARS} characters")))
+                        .reply(ServerMessage::error(
+                            "invalid_chat",
+                            format!("chat text must be 1 to {MAX_CHAT_CHARS} characters"),
+                        ))
                         .await;
                 }
-                let _ = s.hub.send(HubCommand::Chat { participant: s.participant.clone(), text });
+                let _ = s.hub.send(HubCommand::Chat {
+                    participant: s.participant.clone(),
+                    text,
+                });
                 Ok(())
             }
-            ClientMessage::Host { action, participant_id, source } => {
-                self.host_action(s, action, participant_id, source).await
-            }
+            ClientMessage::Host {
+                action,
+                participant_id,
+                source,
+            } => self.host_action(s, action, participant_id, source).await,
         }
     }
 
@@ -423,18 +504,28 @@ impl Conn {
         source: Option<parley_sfu::TrackSource>,
     ) -> Result<(), Option<CloseReason>> {
         if !s.claims.grants.admin {
-            return self.reply(ServerMessage::error("forbidden", "host actions need the admin grant")).await;
+            return self
+                .reply(ServerMessage::error(
+                    "forbidden",
+                    "host actions need the admin grant",
+                ))
+                .await;
         }
         let target = participant_id.as_deref().map(ParticipantId::parse);
         let command = match (action, target, source) {
-            (HostAction::Mute, Some(Ok(target)), Some(source)) => HostCommand::Mute { target, source },
+            (HostAction::Mute, Some(Ok(target)), Some(source)) => {
+                HostCommand::Mute { target, source }
+            }
             (HostAction::Remove, Some(Ok(target)), _) => HostCommand::Remove { target },
             (HostAction::End, _, _) => HostCommand::End,
             (HostAction::Lock, _, _) => HostCommand::Lock(true),
             (HostAction::Unlock, _, _) => HostCommand::Lock(false),
             _ => {
                 return self
-                    .reply(ServerMessage::error("invalid_message", "mute needs participant_id and source; remove needs participant_id"))
+                    .reply(ServerMessage::error(
+                        "invalid_message",
+                        "mute needs participant_id and source; remove needs participant_id",
+                    ))
                     .await;
             }
         };
@@ -444,7 +535,11 @@ impl Conn {
         }
         match rx.await {
             Ok(Err(HostError::NoSuchParticipant)) => {
-                self.reply(ServerMessage::error("not_found", "no such participant in the meeting")).await
+                self.reply(ServerMessage::error(
+                    "not_found",
+                    "no such participant in the meeting",
+                ))
+                .await
             }
             _ => Ok(()),
         }
@@ -462,4 +557,3 @@ impl Conn {
         self.reply(ServerMessage::error(code, e.to_string())).await
     }
 }
-

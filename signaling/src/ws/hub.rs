@@ -10,7 +10,7 @@
 //! The hub's inbox is unbounded on purpose: its producers are sockets (each flood-limited) and the
 //! SFU event router, which must never block on one busy room.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -185,9 +185,14 @@ pub struct Hub {
     locked: bool,
     ended: bool,
     members: HashMap<ParticipantId, Member>,
+    /// Chat sent through `SfuHandle::send_data` that the SFU will echo back as `SfuEvent::Data`;
+    /// already stored, so the echo is skipped. Bounded in case the SFU drops some.
+    relayed: VecDeque<(ParticipantId, String)>,
     ctx: HubContext,
     me: HubTx,
 }
+
+const MAX_RELAYED: usize = 256;
 
 impl Hub {
     /// Starts a hub task for `id` and returns its inbox. The caller registers it in the map.
@@ -199,6 +204,7 @@ impl Hub {
             locked: false,
             ended: false,
             members: HashMap::new(),
+            relayed: VecDeque::new(),
             ctx,
             me: tx.clone(),
         };
@@ -231,7 +237,9 @@ impl Hub {
         // Unregister first, then refuse what is still queued: a socket whose join reply is dropped
         // retries and gets a fresh hub.
         if let Ok(mut map) = self.ctx.map.lock()
-            && map.get(&self.id).is_some_and(|tx| tx.same_channel(&self.me))
+            && map
+                .get(&self.id)
+                .is_some_and(|tx| tx.same_channel(&self.me))
         {
             map.remove(&self.id);
         }
@@ -244,9 +252,7 @@ impl Hub {
     async fn handle(&mut self, cmd: HubCommand) -> bool {
         match cmd {
             HubCommand::Join(req) => self.join(*req).await,
-            HubCommand::Disconnected { participant, conn } => {
-                self.disconnected(&participant, conn)
-            }
+            HubCommand::Disconnected { participant, conn } => self.disconnected(&participant, conn),
             HubCommand::Leave { participant, conn } => {
                 let current = self
                     .members
@@ -570,6 +576,10 @@ impl Hub {
         Metrics::inc(&self.ctx.metrics.chat_messages);
         // Data-channel peers get it from the SFU, which adds from/display_name/at itself.
         let dc = serde_json::json!({"type": "chat", "text": text}).to_string();
+        if self.relayed.len() == MAX_RELAYED {
+            self.relayed.pop_front();
+        }
+        self.relayed.push_back((pid.clone(), dc.clone()));
         self.ctx.sfu.send_data(self.id.as_str(), pid.as_str(), dc);
         self.broadcast(
             &ServerMessage::Chat {
@@ -640,7 +650,10 @@ impl Hub {
                 ..
             } => {
                 if let Ok(pid) = ParticipantId::parse(&participant) {
-                    self.send_to(&pid, &ServerMessage::SubscribeOffer { sdp, tracks }.encode());
+                    self.send_to(
+                        &pid,
+                        &ServerMessage::SubscribeOffer { sdp, tracks }.encode(),
+                    );
                 }
             }
             SfuEvent::TracksChanged {
@@ -700,6 +713,14 @@ impl Hub {
         let Ok(pid) = ParticipantId::parse(participant) else {
             return;
         };
+        if let Some(i) = self
+            .relayed
+            .iter()
+            .position(|(p, t)| *p == pid && t == text)
+        {
+            self.relayed.remove(i);
+            return;
+        }
         let Some(m) = self.members.get(&pid) else {
             return;
         };

@@ -9,8 +9,8 @@ use parley_sfu::SfuEvent;
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{
-    CloseReason, Conn, HostCommand, Hub, HubCommand, HubContext, HubTx, JoinAccepted,
-    JoinRequest, OUTBOUND_QUEUE,
+    CloseReason, Conn, HostCommand, Hub, HubCommand, HubContext, HubTx, JoinAccepted, JoinRequest,
+    OUTBOUND_QUEUE,
 };
 use super::messages::Resume;
 use crate::auth::Claims;
@@ -144,4 +144,3 @@ impl Hubs {
         Arc::new(Mutex::new(HashMap::new()))
     }
 }
-

@@ -25,6 +25,9 @@ pub const CLIENT_TYPES: &[&str] = &[
 pub enum ClientMessage {
     Join {
         token: String,
+        /// The meeting the client means to join (from its URL); must match the token's.
+        #[serde(default)]
+        meeting_id: Option<String>,
         #[serde(default)]
         resume: Option<Resume>,
     },
@@ -201,8 +204,9 @@ pub fn parse_client(text: &str) -> Result<ClientMessage, (&'static str, String)>
     let ty = value
         .get("type")
         .and_then(|t| t.as_str())
-        .ok_or(("invalid_message", "missing \"type\" field".to_owned()))?;
-    if !CLIENT_TYPES.contains(&ty) {
+        .ok_or(("invalid_message", "missing \"type\" field".to_owned()))?
+        .to_owned();
+    if !CLIENT_TYPES.contains(&ty.as_str()) {
         return Err(("unknown_type", format!("unknown message type {ty:.40?}")));
     }
     serde_json::from_value(value).map_err(|e| ("invalid_message", format!("invalid {ty}: {e}")))
@@ -214,21 +218,40 @@ mod tests {
 
     #[test]
     fn parse_table() {
-        assert!(matches!(parse_client(r#"{"type":"ping"}"#), Ok(ClientMessage::Ping {})));
-        assert!(matches!(parse_client(r#"{"type":"leave"}"#), Ok(ClientMessage::Leave {})));
         assert!(matches!(
-            parse_client(r#"{"type":"mute","source":"microphone","muted":true}"#),
-            Ok(ClientMessage::Mute { source: TrackSource::Microphone, muted: true })
+            parse_client(r#"{"type":"ping"}"#),
+            Ok(ClientMessage::Ping {})
         ));
         assert!(matches!(
-            parse_client(r#"{"type":"ice_candidate","target":"publisher","candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0}}"#),
+            parse_client(r#"{"type":"leave"}"#),
+            Ok(ClientMessage::Leave {})
+        ));
+        assert!(matches!(
+            parse_client(r#"{"type":"mute","source":"microphone","muted":true}"#),
+            Ok(ClientMessage::Mute {
+                source: TrackSource::Microphone,
+                muted: true
+            })
+        ));
+        assert!(matches!(
+            parse_client(
+                r#"{"type":"ice_candidate","target":"publisher","candidate":{"candidate":"candidate:1 1 udp 1 1.2.3.4 5 typ host","sdpMid":"0","sdpMLineIndex":0}}"#
+            ),
             Ok(ClientMessage::IceCandidate { .. })
         ));
         assert_eq!(parse_client("{").err().map(|e| e.0), Some("malformed_json"));
-        assert_eq!(parse_client("[]").err().map(|e| e.0), Some("invalid_message"));
-        assert_eq!(parse_client(r#"{"type":"dance"}"#).err().map(|e| e.0), Some("unknown_type"));
         assert_eq!(
-            parse_client(r#"{"type":"mute","source":"nose","muted":true}"#).err().map(|e| e.0),
+            parse_client("[]").err().map(|e| e.0),
+            Some("invalid_message")
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"dance"}"#).err().map(|e| e.0),
+            Some("unknown_type")
+        );
+        assert_eq!(
+            parse_client(r#"{"type":"mute","source":"nose","muted":true}"#)
+                .err()
+                .map(|e| e.0),
             Some("invalid_message")
         );
     }
@@ -237,7 +260,14 @@ mod tests {
     fn server_messages_have_protocol_shape() {
         let s = ServerMessage::Pong.encode();
         assert_eq!(&*s, r#"{"type":"pong"}"#);
-        let s = ServerMessage::ParticipantLeft { participant_id: "p1".into(), reason: LeaveReason::Timeout }.encode();
-        assert_eq!(&*s, r#"{"type":"participant_left","participant_id":"p1","reason":"timeout"}"#);
+        let s = ServerMessage::ParticipantLeft {
+            participant_id: "p1".into(),
+            reason: LeaveReason::Timeout,
+        }
+        .encode();
+        assert_eq!(
+            &*s,
+            r#"{"type":"participant_left","participant_id":"p1","reason":"timeout"}"#
+        );
     }
 }

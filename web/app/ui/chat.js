@@ -12,7 +12,7 @@ export class ChatPanel {
     this.els = els;
     this.send = send;
     this.unread = 0;
-    this._seen = new Set();
+    this._seen = new Map(); // "from|text" -> {via, time}
     els.form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       const text = els.input.value.trim();
@@ -29,11 +29,25 @@ export class ChatPanel {
     return !this.els.panel.hidden;
   }
 
-  add({ from, name, text, at, self = false }) {
+  /**
+   * Adds a message. `via` names the channel it came on ('dc' or 'ws'): a message sent over the
+   * WebSocket fallback reaches data-channel peers on both, with different timestamps, so the same
+   * sender and text on the *other* channel within a few seconds is the same message. Repeats on one
+   * channel are real repeats ("ok", "ok") and stay.
+   */
+  add({ from, name, text, at, via, self = false }) {
     const stamp = at ? new Date(at) : new Date();
-    const key = `${from}|${text}|${at || ''}`;
-    if (at && this._seen.has(key)) return; // the same message relayed on both channels
-    if (at) this._seen.add(key);
+    if (via) {
+      const key = `${from}|${text}`;
+      const prev = this._seen.get(key);
+      const now = Date.now();
+      if (prev && prev.via !== via && now - prev.time < 5000) {
+        this._seen.delete(key);
+        return false;
+      }
+      this._seen.set(key, { via, time: now });
+      if (this._seen.size > 200) this._seen.delete(this._seen.keys().next().value);
+    }
     const time = isNaN(stamp) ? '' : stamp.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
     this.els.log.append(
       h(
@@ -49,6 +63,7 @@ export class ChatPanel {
       this.unread += 1;
       this._badge();
     }
+    return true;
   }
 
   system(text) {

@@ -133,10 +133,9 @@ export class Prejoin {
   }
 
   _renderToggles() {
-    setToggle(this.els.micToggle, this.micOn, this.micOn ? 'Microphone on' : 'Microphone off',
-      this.micOn ? icons.mic : icons.micOff);
-    setToggle(this.els.camToggle, this.camOn, this.camOn ? 'Camera on' : 'Camera off',
-      this.camOn ? icons.cam : icons.camOff);
+    // Constant names; aria-pressed carries on/off (and the icon shows it).
+    setToggle(this.els.micToggle, this.micOn, 'Microphone', this.micOn ? icons.mic : icons.micOff);
+    setToggle(this.els.camToggle, this.camOn, 'Camera', this.camOn ? icons.cam : icons.camOff);
   }
 
   _showPreview() {

@@ -1,0 +1,128 @@
+//! The sans-IO core driven through an in-memory network of native peers under a simulated clock.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use harness::Net;
+use parley_sfu::{SfuEvent, SfuMetrics};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+
+fn plis(net: &Net, client: usize) -> usize {
+    net.clients[client]
+        .publisher_rtcp
+        .iter()
+        .filter(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some())
+        .count()
+}
+
+#[test]
+fn media_reaches_the_other_participant_as_one_continuous_stream() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    let bob = net.join("bob", true);
+    // Bob's subscriber connection is offered once alice's first packets announce her tracks.
+    net.send(alice, true, true, 1000);
+    net.send(alice, false, false, 80);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    for i in 0..200 {
+        net.send(alice, true, i % 50 == 0, 1000);
+        net.send(alice, false, false, 80);
+        net.advance(Duration::from_millis(10));
+    }
+    let video = net.received_from(bob, "alice", "video");
+    let audio = net.received_from(bob, "alice", "audio");
+    assert!(video.len() > 150, "bob got {} video packets", video.len());
+    assert!(audio.len() > 150, "bob got {} audio packets", audio.len());
+    let ssrcs: BTreeSet<u32> = video.iter().map(|p| p.0).collect();
+    assert_eq!(ssrcs.len(), 1, "one SSRC towards the subscriber");
+    for w in video.windows(2) {
+        assert_eq!(w[1].1, w[0].1.wrapping_add(1), "sequence numbers are continuous: {:?}", video.iter().take(12).map(|p| p.1).collect::<Vec<_>>());
+    }
+    // Alice does not receive her own media.
+    assert!(net.received_from(alice, "alice", "video").is_empty());
+    // Everyone got an event announcing alice's tracks.
+    assert!(net.events.iter().any(|e| matches!(e, SfuEvent::TracksChanged { participant, tracks, .. } if participant == "alice" && tracks.len() == 2)));
+}
+
+#[test]
+fn a_new_subscriber_gets_a_keyframe_requested_and_plis_are_rate_limited() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    for _ in 0..20 {
+        net.send(alice, true, false, 500);
+        net.advance(Duration::from_millis(10));
+    }
+    let m = net.metrics.clone();
+    let before = SfuMetrics::get(&m.plis_sent);
+    let bob = net.join("bob", false);
+    net.send(alice, true, false, 500);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    // The new subscriber has no keyframe yet: the SFU asks alice for one.
+    assert!(net.run_until(Duration::from_secs(2), |n| SfuMetrics::get(&n.metrics.plis_sent) > before));
+    net.send(alice, true, true, 500);
+    // Let the request interval pass, then a burst of PLIs from bob within 100 ms is relayed once.
+    net.run_until(Duration::from_secs(1), |_| false);
+    let received_before = SfuMetrics::get(&m.plis_received);
+    let sent_before = SfuMetrics::get(&m.plis_sent);
+    for _ in 0..10 {
+        net.send(alice, true, false, 500);
+        net.sfu_request_pli_from(bob);
+        net.advance(Duration::from_millis(10));
+    }
+    let relayed = SfuMetrics::get(&m.plis_sent) - sent_before;
+    assert!(SfuMetrics::get(&m.plis_received) - received_before >= 10, "the SFU saw bob's PLIs");
+    assert_eq!(relayed, 1, "a burst of 10 PLIs within 100 ms is relayed once");
+    let _ = plis(&net, alice);
+}
+
+#[test]
+fn lost_packets_are_retransmitted_from_the_cache() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    let bob = net.join("bob", false);
+    net.send(alice, true, true, 1000);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    // The subscriber's first keyframe (alice answers the SFU's PLI).
+    net.send(alice, true, true, 1000);
+    net.advance(Duration::from_millis(10));
+    // Drop every 7th SRTP datagram the SFU sends while media flows.
+    let mut n = 0u32;
+    net.drop_to_client = Some(Box::new(move |d: &[u8]| {
+        if d.len() > 900 && (128..192).contains(&d[0]) {
+            n += 1;
+            n % 7 == 0
+        } else {
+            false
+        }
+    }));
+    for _ in 0..100 {
+        net.send(alice, true, false, 1000);
+        net.advance(Duration::from_millis(10));
+    }
+    net.drop_to_client = None;
+    net.run_until(Duration::from_secs(2), |_| false);
+    let got: BTreeSet<u16> = net.received_from(bob, "alice", "video").iter().map(|p| p.1).collect();
+    assert!(!got.is_empty(), "{} received: {:?} streams: {:?} out: {} dropped {}", net.sfu.debug_state(), net.clients[bob].received.keys().collect::<Vec<_>>(), net.clients[bob].stream_of, SfuMetrics::get(&net.metrics.packets_out), SfuMetrics::get(&net.metrics.packets_dropped));
+    let (lo, hi) = (*got.first().unwrap(), *got.last().unwrap());
+    let missing = (lo..=hi).filter(|s| !got.contains(s)).count();
+    assert!(SfuMetrics::get(&net.metrics.nacks_received) > 0, "bob sent NACKs; rtcp datagrams from bob: {}, missing {missing}", net.clients[bob].rtcp_sent);
+    assert!(SfuMetrics::get(&net.metrics.retransmissions) > 0, "the SFU retransmitted");
+    assert_eq!(missing, 0, "every lost packet was repaired");
+}
+
+#[test]
+fn datagrams_from_unknown_sources_are_counted_and_ignored() {
+    let mut net = Net::new();
+    let before = SfuMetrics::get(&net.metrics.unknown_source_datagrams);
+    let stranger = "10.9.9.9:5000".parse().unwrap();
+    let sfu = harness::SFU_ADDR.parse().unwrap();
+    let now = net.now;
+    net.sfu.handle_datagram(now, sfu, stranger, &[0x80, 96, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 9, 9]);
+    net.sfu.handle_datagram(now, sfu, stranger, &[0x00, 0x01, 0x00, 0x00, 0x21, 0x12]);
+    net.sfu.handle_datagram(now, sfu, stranger, &[]);
+    assert_eq!(SfuMetrics::get(&net.metrics.unknown_source_datagrams) - before, 3);
+    assert!(net.sfu.poll_transmit().is_none());
+}
+

@@ -1,0 +1,455 @@
+//! An in-memory network for the sans-IO core: native `rtc` client peer connections exchange
+//! datagrams with [`Sfu`] through queues, under a simulated clock. No sockets, no threads, no
+//! sleeping: a whole meeting (ICE, DTLS, SRTP, RTCP) runs deterministically inside one test.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parley_sfu::engine::Sfu;
+use parley_sfu::{ParticipantOptions, SfuEvent, SfuMetrics, TrackDescriptor, TrackSource};
+use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp::header::Header;
+use rtc::rtp::packet::Packet;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+
+pub const SFU_ADDR: &str = "127.0.0.1:7000";
+
+/// What a client received on its subscriber connection.
+#[derive(Debug, Default, Clone)]
+pub struct Inbound {
+    pub packets: Vec<(u32, u16, u32, usize)>,
+    pub rtcp: usize,
+}
+
+pub struct Client {
+    pub id: String,
+    pub publisher: RTCPeerConnection,
+    pub subscriber: RTCPeerConnection,
+    pub pub_addr: SocketAddr,
+    pub sub_addr: SocketAddr,
+    pub video: Option<(RTCRtpSenderId, u32)>,
+    pub audio: Option<(RTCRtpSenderId, u32)>,
+    /// RTP received on the subscriber connection, by rtc track id.
+    pub received: HashMap<String, Inbound>,
+    /// Track id → stream id (= publisher participant id).
+    pub stream_of: HashMap<String, String>,
+    pub connected: (bool, bool),
+    /// RTCP the publisher connection received (PLIs relayed by the SFU).
+    pub publisher_rtcp: Vec<Box<dyn rtc::rtcp::Packet>>,
+    pub seq: u16,
+    pub audio_seq: u16,
+    pub rtcp_datagrams: usize,
+    pub rtcp_sent: usize,
+}
+
+pub struct Net {
+    pub sfu: Sfu,
+    pub now: Instant,
+    pub clients: Vec<Client>,
+    pub events: Vec<SfuEvent>,
+    pub metrics: Arc<SfuMetrics>,
+    sfu_addr: SocketAddr,
+    /// Datagrams to drop on the way from the SFU to a client (simulated loss): predicate.
+    pub drop_to_client: Option<Box<dyn FnMut(&[u8]) -> bool>>,
+}
+
+fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
+    let mut me = MediaEngine::default();
+    me.register_default_codecs().expect("codecs");
+    let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+    let mut pc = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .expect("client pc");
+    let c = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .expect("candidate");
+    pc.add_local_candidate(RTCIceCandidate::from(&c).to_json().expect("json"))
+        .expect("local candidate");
+    pc
+}
+
+fn track(kind: RtpCodecKind, mime: &str, clock: u32, channels: u16, ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        "native".into(),
+        format!("native-{kind}"),
+        format!("native-{kind}"),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.into(),
+                clock_rate: clock,
+                channels,
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    )
+}
+
+impl Net {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        let metrics = Arc::new(SfuMetrics::default());
+        let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("addr");
+        Self {
+            sfu: Sfu::new(vec![sfu_addr], metrics.clone()),
+            now,
+            clients: Vec::new(),
+            events: Vec::new(),
+            metrics,
+            sfu_addr,
+            drop_to_client: None,
+        }
+    }
+
+    /// Joins a participant that publishes VP8 + Opus, and runs the network until both of its
+    /// connections are up.
+    pub fn join(&mut self, id: &str, publish: bool) -> usize {
+        let n = self.clients.len() as u16;
+        let pub_addr: SocketAddr = format!("127.0.0.1:{}", 20000 + n * 2).parse().expect("a");
+        let sub_addr: SocketAddr = format!("127.0.0.1:{}", 20001 + n * 2).parse().expect("a");
+        let options = ParticipantOptions {
+            display_name: id.into(),
+            can_publish: true,
+            can_subscribe: true,
+            can_screen_share: true,
+        };
+        self.sfu.join(self.now, "room", id, options).expect("join");
+        let mut publisher = client_pc(self.now, pub_addr);
+        let (mut video, mut audio) = (None, None);
+        let mut tracks = Vec::new();
+        if publish {
+            let vs: u32 = rand::random();
+            let as_: u32 = rand::random();
+            let v = publisher
+                .add_track(track(RtpCodecKind::Video, "video/VP8", 90000, 0, vs))
+                .expect("video");
+            let a = publisher
+                .add_track(track(RtpCodecKind::Audio, "audio/opus", 48000, 2, as_))
+                .expect("audio");
+            video = Some((v, vs));
+            audio = Some((a, as_));
+        }
+        publisher
+            .create_data_channel("parley", None)
+            .expect("data channel");
+        let offer = publisher.create_offer(None).expect("offer");
+        publisher
+            .set_local_description(self.now, offer)
+            .expect("set local");
+        let tids: Vec<_> = publisher.get_transceivers().collect();
+        for tid in tids {
+            let t = publisher.rtp_transceiver(tid).expect("transceiver");
+            if let (Some(mid), Some(sender)) = (t.mid().clone(), t.sender()) {
+                let source = if Some(sender) == video.map(|v| v.0) {
+                    TrackSource::Camera
+                } else {
+                    TrackSource::Microphone
+                };
+                tracks.push(TrackDescriptor { mid, source });
+            }
+        }
+        let sdp = publisher.local_description().expect("local").sdp;
+        let answer = self
+            .sfu
+            .publish(self.now, "room", id, sdp, tracks)
+            .expect("publish");
+        publisher
+            .set_remote_description(self.now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("set remote");
+        self.clients.push(Client {
+            id: id.into(),
+            publisher,
+            subscriber: client_pc(self.now, sub_addr),
+            pub_addr,
+            sub_addr,
+            video,
+            audio,
+            received: HashMap::new(),
+            stream_of: HashMap::new(),
+            connected: (false, false),
+            publisher_rtcp: Vec::new(),
+            seq: 1000,
+            audio_seq: 5000,
+            rtcp_datagrams: 0,
+            rtcp_sent: 0,
+        });
+        let idx = self.clients.len() - 1;
+        self.run_until(Duration::from_secs(10), |net| net.clients[idx].connected.0);
+        idx
+    }
+
+    /// Sends one RTP packet from a client's camera or microphone.
+    pub fn send(&mut self, client: usize, video: bool, keyframe: bool, size: usize) {
+        let c = &mut self.clients[client];
+        let Some((sender, ssrc)) = (if video { c.video } else { c.audio }) else {
+            return;
+        };
+        let seq = if video {
+            c.seq = c.seq.wrapping_add(1);
+            c.seq
+        } else {
+            c.audio_seq = c.audio_seq.wrapping_add(1);
+            c.audio_seq
+        };
+        let payload = if video {
+            let mut p = vec![0x90u8, 0x80, (c.seq & 0x7f) as u8];
+            p.push(if keyframe { 0x10 } else { 0x11 });
+            p.extend_from_slice(&[0x02, 0x00, 0x9d, 0x01, 0x2a]);
+            p.resize(size, 0x42);
+            p
+        } else {
+            vec![0xF8; size]
+        };
+        let pt = c
+            .publisher
+            .rtp_sender(sender)
+            .and_then(|mut s| s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type))
+            .unwrap_or(96);
+        let packet = Packet {
+            header: Header {
+                version: 2,
+                marker: true,
+                payload_type: pt,
+                sequence_number: seq,
+                timestamp: seq as u32 * if video { 3000 } else { 960 },
+                ssrc,
+                ..Default::default()
+            },
+            payload: Bytes::from(payload),
+        };
+        if let Some(mut s) = c.publisher.rtp_sender(sender) {
+            let _ = s.write_rtp(self.now, packet);
+        }
+        self.pump();
+    }
+
+    /// Moves every pending datagram and event until the network is quiet.
+    pub fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.clients.len() {
+                moved |= self.client_out(i);
+            }
+            while let Some(t) = self.sfu.poll_transmit() {
+                moved = true;
+                if let Some(drop) = self.drop_to_client.as_mut()
+                    && drop(&t.data)
+                {
+                    continue;
+                }
+                let Some((i, sub)) = self.clients.iter().enumerate().find_map(|(i, c)| {
+                    if c.pub_addr == t.to {
+                        Some((i, false))
+                    } else if c.sub_addr == t.to {
+                        Some((i, true))
+                    } else {
+                        None
+                    }
+                }) else {
+                    continue;
+                };
+                let c = &mut self.clients[i];
+                if !sub && t.data.len() > 1 && (192..=223).contains(&t.data[1]) {
+                    c.rtcp_datagrams += 1;
+                }
+                let pc = if sub { &mut c.subscriber } else { &mut c.publisher };
+                let is_rtcp = t.data.len() > 1 && (192..=223).contains(&t.data[1]);
+                let r = pc.handle_read(TaggedBytesMut {
+                    now: self.now,
+                    transport: TransportContext {
+                        local_addr: t.to,
+                        peer_addr: self.sfu_addr,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message: t.data,
+                });
+                if let Err(e) = r && is_rtcp { eprintln!("client rtcp read error: {e}"); }
+            }
+            while let Some(e) = self.sfu.poll_event() {
+                moved = true;
+                if let SfuEvent::SubscriberOffer { participant, sdp, .. } = &e {
+                    let idx = self.clients.iter().position(|c| &c.id == participant);
+                    if let Some(i) = idx {
+                        let c = &mut self.clients[i];
+                        c.subscriber
+                            .set_remote_description(self.now, RTCSessionDescription::offer(sdp.clone()).expect("sdp"))
+                            .expect("offer applies");
+                        let answer = c.subscriber.create_answer(None).expect("answer");
+                        c.subscriber.set_local_description(self.now, answer).expect("set");
+                        let sdp = c.subscriber.local_description().expect("local").sdp;
+                        let id = c.id.clone();
+                        self.sfu
+                            .subscriber_answer(self.now, "room", &id, sdp)
+                            .expect("answer accepted");
+                    }
+                }
+                self.events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn client_out(&mut self, i: usize) -> bool {
+        let mut moved = false;
+        let sfu_addr = self.sfu_addr;
+        for sub in [false, true] {
+            let c = &mut self.clients[i];
+            let from = if sub { c.sub_addr } else { c.pub_addr };
+            let pc = if sub { &mut c.subscriber } else { &mut c.publisher };
+            let mut out = Vec::new();
+            while let Some(t) = pc.poll_write() {
+                out.push(t.message);
+            }
+            while let Some(ev) = pc.poll_event() {
+                match ev {
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
+                        if s == RTCPeerConnectionState::Connected {
+                            if sub {
+                                c.connected.1 = true;
+                            } else {
+                                c.connected.0 = true;
+                            }
+                        }
+                    }
+                    RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if sub => {
+                        if let Some(s) = init.stream_ids.first() {
+                            c.stream_of.insert(init.track_id.clone(), s.clone());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let pc = if sub { &mut c.subscriber } else { &mut c.publisher };
+            while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
+                match message {
+                    RTCMessage::RtpPacket(track, p) if sub => {
+                        c.received.entry(track).or_default().packets.push((
+                            p.header.ssrc,
+                            p.header.sequence_number,
+                            p.header.timestamp,
+                            p.payload.len(),
+                        ));
+                    }
+                    RTCMessage::RtcpPacket(_, pkts) if !sub => c.publisher_rtcp.extend(pkts),
+                    _ => {}
+                }
+            }
+            for data in out {
+                moved = true;
+                if sub && data.len() > 1 && (192..=223).contains(&data[1]) {
+                    self.clients[i].rtcp_sent += 1;
+                }
+                self.sfu.handle_datagram(self.now, sfu_addr, from, &data);
+            }
+        }
+        moved
+    }
+
+    /// Advances simulated time by `step`, firing every due timer.
+    pub fn advance(&mut self, step: Duration) {
+        self.now += step;
+        let now = self.now;
+        for c in &mut self.clients {
+            for pc in [&mut c.publisher, &mut c.subscriber] {
+                if pc.poll_timeout().is_some_and(|t| t <= now) {
+                    let _ = pc.handle_timeout(now);
+                }
+            }
+        }
+        if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+            self.sfu.handle_timeout(now);
+        }
+        self.pump();
+    }
+
+    /// Runs the network in 5 ms steps until `done` or `limit` of simulated time.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let end = self.now + limit;
+        self.pump();
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.advance(Duration::from_millis(5));
+        }
+        done(self)
+    }
+
+    /// RTP packets `client` received from `publisher`'s `kind` ("audio"/"video") track.
+    pub fn received_from(&self, client: usize, publisher: &str, kind: &str) -> Vec<(u32, u16, u32, usize)> {
+        let c = &self.clients[client];
+        c.received
+            .iter()
+            .filter(|(track, _)| {
+                c.stream_of.get(*track).map(String::as_str) == Some(publisher)
+                    && track.ends_with(if kind == "video" { ":camera" } else { ":microphone" })
+            })
+            .flat_map(|(_, r)| r.packets.iter().copied())
+            .collect()
+    }
+}
+
+pub fn _unused(_: BytesMut) {}
+
+impl Net {
+    /// Makes `client`'s subscriber connection send a PLI for every video track it receives.
+    pub fn sfu_request_pli_from(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        let rids: Vec<_> = c.subscriber.get_receivers().collect();
+        for rid in rids {
+            if let Some(mut r) = c.subscriber.rtp_receiver(rid) {
+                let ssrcs: Vec<u32> = r.track().ssrcs().collect();
+                let video = r.track().kind() == RtpCodecKind::Video;
+                if video && let Some(ssrc) = ssrcs.first() {
+                    let _ = r.write_rtcp(
+                        self.now,
+                        vec![Box::new(rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc: *ssrc,
+                        })],
+                    );
+                }
+            }
+        }
+        self.pump();
+    }
+}

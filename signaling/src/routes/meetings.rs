@@ -1,0 +1,369 @@
+//! Meetings: create, read, list, exchange a link for a join token, end, chat history.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{HostCredential, bearer_token};
+use crate::domain::{DisplayName, MeetingId, MeetingTitle, Role, constant_time_eq, random_token};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::metrics::Metrics;
+use crate::startup::AppState;
+use crate::store::MeetingRow;
+use crate::ws::HostCommand;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMeeting {
+    /// 1 to 200 characters.
+    pub title: String,
+    /// RFC 3339, e.g. `2030-01-31T10:00:00Z`.
+    #[serde(default)]
+    pub scheduled_start: Option<String>,
+}
+
+/// Public information about a meeting.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeetingInfo {
+    pub id: String,
+    pub title: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub locked: bool,
+}
+
+impl From<&MeetingRow> for MeetingInfo {
+    fn from(m: &MeetingRow) -> Self {
+        MeetingInfo {
+            id: m.id.clone(),
+            title: m.title.clone(),
+            scheduled_start: m.scheduled_start,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            ended_at: m.ended_at,
+            locked: m.locked,
+        }
+    }
+}
+
+/// A new meeting with its links. The secrets appear only here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeetingCreated {
+    pub id: String,
+    pub title: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Opens the meeting as host: `{base}/m/{id}?t=<host token>`.
+    pub host_link: String,
+    /// For guests: `{base}/m/{id}?invite=<invite secret>`.
+    pub invite_link: String,
+    /// A join token with the host role (the one in `host_link`).
+    pub host_token: String,
+    /// Manages the meeting through the API (`Authorization: Bearer <host_key>`).
+    pub host_key: String,
+    /// The invitation secret of `invite_link`.
+    pub invite: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeetingList {
+    pub meetings: Vec<MeetingInfo>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InviteParam {
+    /// The invitation secret (alternative to a bearer credential).
+    pub invite: Option<String>,
+}
+
+/// Exchange an invitation (guest) or the host key or host token (host) for a join token with
+/// the chosen display name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinMeeting {
+    /// 1 to 64 characters.
+    pub display_name: String,
+    /// The invitation secret from the invite link.
+    #[serde(default)]
+    pub invite: Option<String>,
+    /// The meeting's host key.
+    #[serde(default)]
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JoinToken {
+    /// Send as `token` in the WebSocket `join` message.
+    pub token: String,
+    pub role: Role,
+    pub expires_at: DateTime<Utc>,
+    /// Path of the signaling WebSocket.
+    pub ws_path: String,
+    pub meeting: MeetingInfo,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatMessage {
+    pub participant_id: String,
+    pub display_name: String,
+    pub text: String,
+    /// `websocket` or `data_channel`.
+    pub via: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Loads a meeting by its path id; a malformed id is just "not found".
+pub async fn load(app: &AppState, id: &str) -> Result<(MeetingId, MeetingRow), ApiError> {
+    let not_found = || ApiError::NotFound(format!("No meeting with id {id:.40?}."));
+    let id = MeetingId::parse(id).map_err(|_| not_found())?;
+    let row = app.store.meeting(&id).await?.ok_or_else(not_found)?;
+    Ok((id, row))
+}
+
+fn parse_scheduled_start(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(s) = s else { return Ok(None) };
+    let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
+        ApiError::invalid(
+            "invalid_scheduled_start",
+            format!(
+                "scheduled_start must be an RFC 3339 date-time such as 2030-01-31T10:00:00Z ({e})."
+            ),
+        )
+    })?;
+    Ok(Some(t.with_timezone(&Utc)))
+}
+
+/// Create a meeting. Open to anyone for now (the landing page creates meetings).
+#[utoipa::path(post, path = "/api/v1/meetings", tag = "meetings", request_body = CreateMeeting,
+    responses(
+        (status = 201, body = MeetingCreated),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid title or date", body = ErrorBody)))]
+pub async fn create(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<CreateMeeting>,
+) -> Result<(StatusCode, Json<MeetingCreated>), ApiError> {
+    let title =
+        MeetingTitle::parse(&req.title).map_err(|e| ApiError::invalid("invalid_title", e.0))?;
+    let scheduled_start = parse_scheduled_start(req.scheduled_start.as_deref())?;
+    let id = MeetingId::generate();
+    let row = app
+        .store
+        .insert_meeting(&id, title.as_str(), scheduled_start)
+        .await?;
+    Metrics::inc(&app.metrics.meetings_created);
+    let host_token = app
+        .tokens
+        .issue(
+            &id,
+            &format!("host-{}", random_token(12)),
+            "Host",
+            Role::Host,
+            scheduled_start,
+        )
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let base = &app.config.public_url;
+    tracing::info!(meeting = %id, "meeting created");
+    Ok((
+        StatusCode::CREATED,
+        Json(MeetingCreated {
+            host_link: format!("{base}/m/{id}?t={host_token}"),
+            invite_link: format!("{base}/m/{id}?invite={}", row.invite_secret),
+            id: row.id,
+            title: row.title,
+            scheduled_start: row.scheduled_start,
+            created_at: row.created_at,
+            host_token,
+            host_key: row.host_key,
+            invite: row.invite_secret,
+        }),
+    ))
+}
+
+/// List meetings, newest first. Needs the operator's admin token (`PARLEY_ADMIN_TOKEN`).
+#[utoipa::path(get, path = "/api/v1/meetings", tag = "meetings", params(ListParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = MeetingList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<MeetingList>, ApiError> {
+    let Some(admin) = &app.config.admin_token else {
+        return Err(ApiError::Forbidden(
+            "Listing meetings is disabled: no admin token is configured (PARLEY_ADMIN_TOKEN)."
+                .into(),
+        ));
+    };
+    match bearer_token(&headers) {
+        Some(t) if constant_time_eq(t, admin.expose()) => {}
+        Some(_) => return Err(ApiError::Forbidden("The admin token is not valid.".into())),
+        None => {
+            return Err(ApiError::Unauthorized(
+                "Listing meetings needs the admin token.".into(),
+            ));
+        }
+    }
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: "limit must be between 1 and 100.".into(),
+        });
+    }
+    let before = match params.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| ApiError::BadRequest {
+            code: "invalid_cursor",
+            message: "cursor is not one this server returned.".into(),
+        })?),
+    };
+    let rows = app.store.list_meetings(limit, before).await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.seq.to_string()))
+        .flatten();
+    Ok(Json(MeetingList {
+        meetings: rows.iter().map(MeetingInfo::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// A meeting's public information; needs the invitation (`?invite=`) or any credential for it.
+#[utoipa::path(get, path = "/api/v1/meetings/{id}", tag = "meetings",
+    params(("id" = String, Path), InviteParam), security(("bearer" = [])),
+    responses((status = 200, body = MeetingInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<InviteParam>,
+) -> Result<Json<MeetingInfo>, ApiError> {
+    let (_, row) = load(&app, &id).await?;
+    HostCredential::check(
+        &app.tokens,
+        &row,
+        bearer_token(&headers),
+        q.invite.as_deref(),
+    )?;
+    Ok(Json(MeetingInfo::from(&row)))
+}
+
+/// Exchange an invitation, the host key or a host token for a join token with a display name.
+#[utoipa::path(post, path = "/api/v1/meetings/{id}/join", tag = "meetings",
+    params(("id" = String, Path)), request_body = JoinMeeting, security((), ("bearer" = [])),
+    responses((status = 200, body = JoinToken), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, description = "Meeting ended", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn join(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<JoinMeeting>,
+) -> Result<Json<JoinToken>, ApiError> {
+    let (id, row) = load(&app, &id).await?;
+    let name = DisplayName::parse(&req.display_name)
+        .map_err(|e| ApiError::invalid("invalid_display_name", e.0))?;
+    let role = if let Some(key) = &req.host_key {
+        if !constant_time_eq(key, &row.host_key) {
+            return Err(ApiError::Unauthorized("The host key is not valid.".into()));
+        }
+        Role::Host
+    } else if let Some(invite) = &req.invite {
+        if !constant_time_eq(invite, &row.invite_secret) {
+            return Err(ApiError::Unauthorized(
+                "The invitation is not valid.".into(),
+            ));
+        }
+        Role::Guest
+    } else {
+        // A host token (from the host link) in the Authorization header.
+        match HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)? {
+            HostCredential::Host => Role::Host,
+            HostCredential::Guest => Role::Guest,
+        }
+    };
+    if row.ended_at.is_some() {
+        return Err(ApiError::Status {
+            status: StatusCode::GONE,
+            code: "meeting_ended",
+            message: "The meeting has ended.".into(),
+        });
+    }
+    let identity = format!("{}-{}", role.as_str(), random_token(12));
+    let token = app
+        .tokens
+        .issue(&id, &identity, name.as_str(), role, row.scheduled_start)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let claims = app
+        .tokens
+        .verify(&token, Some(&id))
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("fresh token invalid: {e}")))?;
+    Ok(Json(JoinToken {
+        token,
+        role,
+        expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        ws_path: "/api/v1/ws".into(),
+        meeting: MeetingInfo::from(&row),
+    }))
+}
+
+/// End the meeting for everyone (host only). Idempotent.
+#[utoipa::path(post, path = "/api/v1/meetings/{id}/end", tag = "meetings",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "Ended"), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn end(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let (id, row) = load(&app, &id).await?;
+    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    // Written before the hub is told, so that a hub starting concurrently loads the end.
+    app.store.end_meeting(&id).await?;
+    let _ = app.hubs.host(&id, HostCommand::End).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The meeting's chat, oldest first (host only).
+#[utoipa::path(get, path = "/api/v1/meetings/{id}/chat", tag = "meetings",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Vec<ChatMessage>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn chat(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ChatMessage>>, ApiError> {
+    let (id, row) = load(&app, &id).await?;
+    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    let rows = app.store.chat(&id).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| ChatMessage {
+                participant_id: r.participant_id,
+                display_name: r.display_name,
+                text: r.text,
+                via: r.via,
+                sent_at: r.sent_at,
+            })
+            .collect(),
+    ))
+}
