@@ -264,7 +264,7 @@ fn apply(sfu: &mut Sfu, cmd: Command) -> bool {
             source,
             width,
             height,
-        } => sfu.video_size(now, &room, &subscriber, &publisher, source, width, height),
+        } => sfu.video_size(&room, &subscriber, &publisher, source, width, height),
         Command::SendData {
             room,
             participant,

@@ -25,6 +25,11 @@ let people = []; // [{name, id, page, context}]
 const consoleLog = [];
 
 before(async () => {
+  // Screenshots of an earlier run would pass for this one's: remove ours (only ours) first.
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of fs.readdirSync(ARTIFACTS)) {
+    if (/^(\d-|failure-).*\.png$/.test(f)) fs.rmSync(path.join(ARTIFACTS, f));
+  }
   server = await startServer();
   browser = await launchBrowser();
 });

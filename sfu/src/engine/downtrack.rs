@@ -1,17 +1,25 @@
 //! One subscriber's copy of one published track: which layer it gets, how packets are rewritten
-//! for it, and what it can retransmit.
+//! for it, and what it can retransmit. The decisions live in `forward::*`; this type holds their
+//! state for one (subscriber, track) pair and turns `rtc` packets into their inputs and back.
 
 use std::time::Instant;
 
+use bytes::BytesMut;
+use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
-
-use crate::engine::participant::Codec;
-use crate::forward::rtp_munger::{Decision, RtpIn, RtpMunger};
-use crate::forward::vp8::{self, Vp8Munger};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 
 use crate::api::{MediaKind, TrackSource};
-use crate::engine::participant::PKey;
+use crate::engine::participant::{Codec, PKey};
+use crate::forward::layer_selector::{LayerSelector, Layers};
+use crate::forward::packet_cache::{
+    AUDIO_CAPACITY, CachedPacket, PacketCache, RetransmitLimits, VIDEO_CAPACITY,
+};
+use crate::forward::rtp_munger::{Decision, RtpIn, RtpMunger};
+use crate::forward::vp8::{self, Vp8Munger};
+
+/// Render size assumed until the subscriber reports one: a typical grid tile.
+const DEFAULT_RENDER: (u32, u32) = (640, 360);
 
 pub struct DownTrack {
     pub publisher: PKey,
@@ -24,18 +32,17 @@ pub struct DownTrack {
     pub ssrc: u32,
     pub payload_type: u8,
     pub codec: Codec,
-    /// Render size the subscriber asked for; `None` until told (treated as "any").
-    pub render: Option<(u32, u32)>,
-    /// The spatial layer we want to forward (None = paused).
+    /// Render size the subscriber asked for; 0×0 pauses the track.
+    pub render: (u32, u32),
+    selector: LayerSelector,
+    /// The layer the munger is steering to (what `selector` last chose).
     target_layer: Option<usize>,
     munger: RtpMunger,
     vp8: Vp8Munger,
-    /// Set when a keyframe must be requested for the target layer (subscribe, switch).
+    cache: PacketCache,
+    /// A keyframe must be requested for the target layer (first subscription, reconnect).
     pub wants_keyframe: bool,
-    cache: Vec<Option<Packet>>,
 }
-
-const CACHE_SIZE: usize = 512;
 
 impl DownTrack {
     #[allow(clippy::too_many_arguments)]
@@ -49,8 +56,11 @@ impl DownTrack {
         payload_type: u8,
         clock_rate: u32,
         codec: Codec,
-        _now: Instant,
     ) -> Self {
+        let capacity = match kind {
+            MediaKind::Video => VIDEO_CAPACITY,
+            MediaKind::Audio => AUDIO_CAPACITY,
+        };
         Self {
             publisher,
             source,
@@ -60,64 +70,64 @@ impl DownTrack {
             ssrc,
             payload_type,
             codec,
-            render: None,
-            target_layer: Some(0),
+            render: if source == TrackSource::Screen {
+                // A shared screen is read, not glanced at: full detail unless told otherwise.
+                (1920, 1080)
+            } else {
+                DEFAULT_RENDER
+            },
+            selector: LayerSelector::new(),
+            target_layer: None,
             munger: RtpMunger::new(ssrc, clock_rate),
             vp8: Vp8Munger::new(),
+            cache: PacketCache::new(capacity, RetransmitLimits::default()),
             wants_keyframe: true,
-            cache: vec![None; if kind == MediaKind::Video { CACHE_SIZE } else { 64 }],
         }
     }
 
-    pub fn set_render_size(&mut self, width: u32, height: u32, _now: Instant) {
-        self.render = Some((width, height));
+    pub fn set_render_size(&mut self, width: u32, height: u32) {
+        self.render = (width, height);
     }
 
-    /// The layer currently forwarded, if any.
+    /// The layer being steered to, if any.
     pub fn current_layer(&self) -> Option<usize> {
         self.target_layer
     }
 
-    /// Chooses the layer to forward from the publisher's layers and the subscriber's estimate.
-    pub fn select_layer(&mut self, layers: &[Option<u32>; 3], estimate_bps: Option<u64>, _now: Instant) {
-        let paused = self.render == Some((0, 0));
-        let want = if paused {
-            None
+    /// Chooses the layer from the publisher's layers and the subscriber's estimate. Audio has a
+    /// single layer and is never paused or dropped here.
+    pub fn select_layer(
+        &mut self,
+        layers: &Layers,
+        ssrcs: &[Option<u32>; 3],
+        estimate_bps: Option<u64>,
+        now: Instant,
+    ) -> Option<usize> {
+        let choice = if self.kind == MediaKind::Audio {
+            Some(0)
         } else {
-            let budget = estimate_bps.unwrap_or(u64::MAX);
-            let ceiling = if budget < 300_000 { 0 } else if budget < 900_000 { 1 } else { 2 };
-            (0..=ceiling).rev().find(|l| layers[*l].is_some())
+            self.selector.select(now, estimate_bps, self.render, layers)
         };
-        if want != self.target_layer {
-            self.target_layer = want;
-            self.munger.set_target(want.and_then(|l| layers[l]));
-            self.wants_keyframe = want.is_some();
+        let ssrc = choice.and_then(|l| ssrcs.get(l).copied().flatten());
+        if choice != self.target_layer || ssrc != self.munger.target() {
+            self.target_layer = choice;
+            self.munger.set_target(ssrc);
         }
+        choice
     }
 
-    /// The layer a keyframe should be requested on, once (cleared by the call).
-    pub fn keyframe_request(&mut self) -> Option<usize> {
-        if self.munger.needs_keyframe().is_some() || self.wants_keyframe {
-            self.wants_keyframe = false;
-            self.target_layer
-        } else {
-            None
+    /// The layer a keyframe should be requested on now, if the forwarding is waiting for one.
+    pub fn keyframe_wanted(&mut self) -> Option<usize> {
+        if self.kind == MediaKind::Audio {
+            return None;
         }
+        let waiting = self.munger.needs_keyframe().is_some() || self.wants_keyframe;
+        self.wants_keyframe = false;
+        if waiting { self.target_layer } else { None }
     }
 
     /// Rewrites a publisher packet for this subscriber, or says to drop it.
-    pub fn forward(
-        &mut self,
-        layer: usize,
-        packet: &Packet,
-        keyframe: bool,
-        layers: &[Option<u32>; 3],
-        now: Instant,
-    ) -> Option<Packet> {
-        if self.munger.target().is_none() && self.target_layer.is_some() {
-            self.munger.set_target(self.target_layer.and_then(|l| layers[l]));
-        }
-        let _ = layer;
+    pub fn forward(&mut self, packet: &Packet, keyframe: bool, now: Instant) -> Option<Packet> {
         let input = RtpIn {
             ssrc: packet.header.ssrc,
             seq: packet.header.sequence_number,
@@ -125,40 +135,83 @@ impl DownTrack {
             keyframe: keyframe || self.kind == MediaKind::Audio,
             padding_only: packet.payload.is_empty(),
         };
-        let decision = self.munger.process(&input, now);
-        let Decision::Forward(out) = decision else {
+        let Decision::Forward(out) = self.munger.process(&input, now) else {
             return None;
         };
-        let mut pkt = packet.clone();
-        pkt.header.ssrc = out.ssrc;
-        pkt.header.sequence_number = out.seq;
-        pkt.header.timestamp = out.timestamp;
-        pkt.header.payload_type = self.payload_type;
-        pkt.header.extension = false;
-        pkt.header.extensions.clear();
-        pkt.header.extensions_padding = 0;
-        if self.codec == Codec::Vp8 {
-            if let Ok(desc) = vp8::parse(&pkt.payload) {
-                let mut payload = bytes::BytesMut::from(&pkt.payload[..]);
-                if self.vp8.rewrite(&mut payload, &desc, out.switched).is_ok() {
-                    pkt.payload = payload.freeze();
+        let mut payload = packet.payload.clone();
+        let mut vp8_ids = None;
+        if self.codec == Codec::Vp8
+            && let Ok(desc) = vp8::parse(&payload)
+        {
+            let ids = self.vp8.munge(&desc, out.switched);
+            // Copy the payload only when the ids actually change (after a layer switch).
+            if !ids_match(&desc, ids) {
+                let mut owned = BytesMut::from(&payload[..]);
+                if vp8::apply(&mut owned, &desc, ids).is_ok() {
+                    payload = owned.freeze();
                 }
             }
+            vp8_ids = Some(ids);
         }
-        let slot = out.seq as usize % self.cache.len();
-        self.cache[slot] = Some(pkt.clone());
-        Some(pkt)
+        self.cache.insert(CachedPacket {
+            ssrc: out.ssrc,
+            seq: out.seq,
+            timestamp: out.timestamp,
+            marker: packet.header.marker,
+            payload_type: self.payload_type,
+            payload: packet.payload.clone(),
+            vp8: vp8_ids,
+        });
+        Some(Packet {
+            header: Header {
+                version: 2,
+                padding: false,
+                marker: packet.header.marker,
+                payload_type: self.payload_type,
+                sequence_number: out.seq,
+                timestamp: out.timestamp,
+                ssrc: out.ssrc,
+                ..Default::default()
+            },
+            payload,
+        })
     }
 
-    /// Packets to retransmit for a NACK, as they were sent.
-    pub fn nack(&mut self, seqs: impl Iterator<Item = u16>, _now: Instant) -> Vec<Packet> {
-        seqs.filter_map(|s| {
-            let slot = s as usize % self.cache.len();
-            self.cache[slot]
-                .as_ref()
-                .filter(|p| p.header.sequence_number == s)
-                .cloned()
-        })
-        .collect()
+    /// Packets to retransmit for a NACK, exactly as they were first sent.
+    pub fn nack(&mut self, seqs: impl IntoIterator<Item = u16>, now: Instant) -> Vec<Packet> {
+        let codec = self.codec;
+        self.cache
+            .nack_lookup(seqs, now)
+            .map(|c| {
+                let mut payload = c.payload.clone();
+                if codec == Codec::Vp8
+                    && let Some(ids) = c.vp8
+                    && let Ok(desc) = vp8::parse(&payload)
+                    && !ids_match(&desc, ids)
+                {
+                    let mut owned = BytesMut::from(&payload[..]);
+                    if vp8::apply(&mut owned, &desc, ids).is_ok() {
+                        payload = owned.freeze();
+                    }
+                }
+                Packet {
+                    header: Header {
+                        version: 2,
+                        marker: c.marker,
+                        payload_type: c.payload_type,
+                        sequence_number: c.seq,
+                        timestamp: c.timestamp,
+                        ssrc: c.ssrc,
+                        ..Default::default()
+                    },
+                    payload,
+                }
+            })
+            .collect()
     }
+}
+
+/// Whether the descriptor already carries these ids (no rewrite, and no copy, needed).
+fn ids_match(desc: &vp8::Vp8Descriptor, ids: vp8::Vp8Ids) -> bool {
+    desc.picture_id.map(|(p, _)| p) == ids.picture_id && desc.tl0_pic_idx == ids.tl0_pic_idx
 }

@@ -28,6 +28,7 @@ use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
+use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::RTCRtpTransceiverInit;
@@ -42,7 +43,9 @@ use crate::api::*;
 use crate::engine::demux::{DatagramKind, classify, stun_local_ufrag};
 use crate::engine::downtrack::DownTrack;
 use crate::engine::participant::{Codec, PKey, Participant, Peer, PublishedTrack};
-use crate::engine::speakers::SpeakerDetector;
+use crate::engine::speakers::RoomSpeakers;
+use crate::forward::bwe::{LossConfig, SubscriberBwe};
+use crate::forward::keyframe_requester::{KeyframeMethod, KeyframeRequest, KeyframeRequester};
 
 /// A datagram the driver must send.
 #[derive(Debug)]
@@ -59,7 +62,7 @@ const MAX_DATA_MESSAGE: usize = 4096;
 
 struct Room {
     members: Vec<PKey>,
-    speaker: SpeakerDetector,
+    speakers: RoomSpeakers,
     active_speaker: Option<PKey>,
 }
 
@@ -188,13 +191,13 @@ impl Sfu {
             sub_negotiating: false,
             sub_dirty: false,
             data_channel: None,
-            estimate_bps: None,
+            bwe: SubscriberBwe::new(LossConfig::default()),
         };
         self.participants.insert(key, p);
         self.by_name.insert(name, key);
         let r = self.rooms.entry(room.to_owned()).or_insert_with(|| Room {
             members: Vec::new(),
-            speaker: SpeakerDetector::new(),
+            speakers: RoomSpeakers::new(),
             active_speaker: None,
         });
         r.members.push(key);
@@ -224,7 +227,7 @@ impl Sfu {
             })
             .collect();
         for (publisher, track) in existing {
-            self.subscribe(now, key, publisher, &track);
+            self.subscribe(key, publisher, &track);
         }
         self.renegotiate(now, key);
         Ok(())
@@ -272,6 +275,17 @@ impl Sfu {
             .map(|d| d.sdp)
             .ok_or_else(|| SfuError::Negotiation("no local description".into()))?;
         p.declared = tracks.into_iter().map(|t| (t.mid, t.source)).collect();
+        // Tracks whose m-line the client no longer declares (a stopped screen share, a camera
+        // turned off for good) are gone for everyone.
+        let gone: Vec<String> = p
+            .published
+            .iter()
+            .filter(|(_, t)| t.mid.as_ref().is_none_or(|m| !p.declared.contains_key(m)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for track_id in gone {
+            self.unpublish(now, key, &track_id);
+        }
         self.drain_peer(now, key, PeerRole::Publisher);
         Ok(sdp)
     }
@@ -363,7 +377,6 @@ impl Sfu {
 
     pub fn video_size(
         &mut self,
-        now: Instant,
         room: &str,
         subscriber: &str,
         publisher: &str,
@@ -379,7 +392,7 @@ impl Sfu {
             .get_mut(&sub)
             .and_then(|p| p.downtracks.get_mut(&(publ, source)))
         {
-            dt.set_render_size(width.min(16384), height.min(16384), now);
+            dt.set_render_size(width.min(16384), height.min(16384));
         }
     }
 
@@ -666,6 +679,7 @@ impl Sfu {
         p.published.insert(
             init.track_id.clone(),
             PublishedTrack {
+                mid: mid.clone(),
                 source,
                 kind,
                 receiver_id: init.receiver_id,
@@ -674,7 +688,13 @@ impl Sfu {
                 simulcast: init.rid.is_some(),
                 audio_level_ext,
                 muted: false,
-                last_keyframe_request: [None; 3],
+                keyframes: KeyframeRequester::new(
+                    KeyframeMethod::Pli,
+                    crate::forward::keyframe_requester::DEFAULT_INTERVAL,
+                ),
+                bitrate: crate::forward::bitrate::LayerBitrates::new(),
+                resolution: [(0, 0); 3],
+                keyframe_seen: [false; 3],
             },
         );
         SfuMetrics::add(&self.metrics.tracks, 1);
@@ -688,14 +708,14 @@ impl Sfu {
             .map(|r| r.members.iter().copied().filter(|k| *k != key).collect())
             .unwrap_or_default();
         for sub in members {
-            self.subscribe(now, sub, key, &init.track_id);
+            self.subscribe(sub, key, &init.track_id);
             self.renegotiate(now, sub);
         }
         self.emit_tracks(key);
     }
 
     /// Adds a down-track of `publisher`'s track to `sub`'s subscriber connection (no offer yet).
-    fn subscribe(&mut self, now: Instant, sub: PKey, publisher: PKey, track_id: &str) {
+    fn subscribe(&mut self, sub: PKey, publisher: PKey, track_id: &str) {
         let Some(pubp) = self.participants.get(&publisher) else {
             return;
         };
@@ -770,7 +790,6 @@ impl Sfu {
             pt,
             clock_rate,
             codec,
-            now,
         );
         s.downtracks.insert((publisher, source), dt);
         s.downtrack_by_track.insert(out_track_id, (publisher, source));
@@ -925,7 +944,7 @@ impl Sfu {
         }
         if let Some(r) = self.rooms.get_mut(&room) {
             r.members.retain(|k| *k != key);
-            r.speaker.remove(key);
+            r.speakers.remove(key);
             if r.active_speaker == Some(key) {
                 r.active_speaker = None;
                 self.events.push_back(SfuEvent::ActiveSpeaker {
@@ -1000,47 +1019,60 @@ impl Sfu {
         let layer = match track.layer_of(packet.header.ssrc) {
             Some(l) => l,
             None => {
-                // A layer whose OnOpen has not been seen (or a repair stream): learn it by rid.
+                // A layer whose OnOpen has not been seen yet: learn it by its rid.
                 let rid = p
                     .publisher
                     .pc
                     .rtp_receiver(track.receiver_id)
                     .and_then(|r| r.track().rid(packet.header.ssrc).cloned());
-                let layer = match rid.as_deref() {
-                    Some("q") => 0,
-                    Some("h") => 1,
-                    Some("f") => 2,
-                    _ => return,
+                let Some(layer) = rid.as_deref().and_then(layer_from_rid) else {
+                    return;
                 };
                 track.layer_ssrcs[layer] = Some(packet.header.ssrc);
                 layer
             }
         };
-        let source = track.source;
-        let muted = track.muted;
-        let codec = track.codec;
-        let room = p.room.clone();
-        if let Some(ext) = track.audio_level_ext
-            && let Some(level) = packet.header.get_extension(ext)
-            && let Some(r) = self.rooms.get_mut(&room)
-        {
-            r.speaker.observe(key, &level, now);
-        }
-        if muted {
+        if packet.payload.is_empty() {
+            // Padding-only (bandwidth probing): neither media nor a sign of a live layer.
             return;
         }
-        let keyframe = match codec {
+        track
+            .bitrate
+            .on_packet(layer, packet.payload.len(), now);
+        let keyframe = match track.codec {
             Codec::Vp8 => crate::forward::vp8::is_keyframe(&packet.payload),
             Codec::H264 => crate::forward::h264::is_keyframe(&packet.payload),
             Codec::Opus => false,
         };
-        let layers_available = self.participants[&key].published[track_id].layer_ssrcs;
-        let Some(r) = self.rooms.get(&room) else {
+        if keyframe {
+            track.keyframes.on_keyframe(layer);
+            track.keyframe_seen[layer] = true;
+            if track.codec == Codec::Vp8
+                && let Some(size) = vp8_keyframe_size(&packet.payload)
+            {
+                track.resolution[layer] = size;
+            }
+        }
+        let (source, muted) = (track.source, track.muted);
+        let audio_level = track
+            .audio_level_ext
+            .and_then(|ext| packet.header.get_extension(ext));
+        let Some(r) = self.rooms.get_mut(&p.room) else {
             return;
         };
-        let members = r.members.clone();
-        let mut keyframe_wanted = [false; 3];
-        for sub in members {
+        if let Some(level) = audio_level {
+            r.speakers.observe(key, &level, now);
+        }
+        if muted {
+            return;
+        }
+        // Index loop: the member list is not cloned per packet.
+        let mut keyframe_wanted: Option<usize> = None;
+        let count = r.members.len();
+        for i in 0..count {
+            let Some(sub) = self.rooms.get(&self.participants[&key].room).and_then(|r| r.members.get(i).copied()) else {
+                break;
+            };
             if sub == key {
                 continue;
             }
@@ -1055,23 +1087,19 @@ impl Sfu {
             let Some(dt) = s.downtracks.get_mut(&(key, source)) else {
                 continue;
             };
-            let out = dt.forward(layer, &packet, keyframe, &layers_available, now);
-            if let Some(l) = dt.keyframe_request() {
-                keyframe_wanted[l] = true;
+            let out = dt.forward(&packet, keyframe, now);
+            if let Some(l) = dt.keyframe_wanted() {
+                keyframe_wanted = Some(keyframe_wanted.map_or(l, |k| k.min(l)));
             }
             let Some(out) = out else {
                 continue;
             };
-            let bytes = out.payload.len() as u64;
             let msg = TaggedRTCMessage {
                 now,
                 message: RTCMessage::RtpPacket(dt.track_id.clone(), out),
             };
             match s.subscriber.pc.handle_write(msg) {
-                Ok(()) => {
-                    SfuMetrics::add(&self.metrics.packets_out, 1);
-                    let _ = bytes;
-                }
+                Ok(()) => SfuMetrics::add(&self.metrics.packets_out, 1),
                 Err(e) => {
                     tracing::trace!("forward: {e}");
                     SfuMetrics::add(&self.metrics.packets_dropped, 1);
@@ -1079,10 +1107,8 @@ impl Sfu {
             }
             self.drain_writes(sub, PeerRole::Subscriber);
         }
-        for (l, wanted) in keyframe_wanted.into_iter().enumerate() {
-            if wanted {
-                self.request_keyframe(now, key, track_id, l);
-            }
+        if let Some(l) = keyframe_wanted {
+            self.request_keyframe(now, key, track_id, l);
         }
     }
 
@@ -1103,31 +1129,52 @@ impl Sfu {
         peer.deadline = peer.pc.poll_timeout();
     }
 
-    /// Asks a publisher for a keyframe on one layer, at most once per interval.
+    /// Asks a publisher for a keyframe on one layer; the requester coalesces requests within its
+    /// interval and sends the pending one when the interval has passed (see `room_tick`).
     fn request_keyframe(&mut self, now: Instant, key: PKey, track_id: &str, layer: usize) {
-        const MIN_INTERVAL: Duration = Duration::from_millis(500);
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };
         let Some(track) = p.published.get_mut(track_id) else {
             return;
         };
+        if let Some(req) = track.keyframes.request(layer, now) {
+            self.send_keyframe_request(now, key, track_id, req);
+        }
+    }
+
+    fn send_keyframe_request(&mut self, now: Instant, key: PKey, track_id: &str, req: KeyframeRequest) {
+        let Some(p) = self.participants.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = p.published.get(track_id) else {
+            return;
+        };
+        let layer = match req {
+            KeyframeRequest::Pli { layer } | KeyframeRequest::Fir { layer, .. } => layer,
+        };
         let Some(ssrc) = track.layer_ssrcs.get(layer).copied().flatten() else {
             return;
         };
-        if track.last_keyframe_request[layer].is_some_and(|t| now.duration_since(t) < MIN_INTERVAL) {
-            return;
-        }
-        track.last_keyframe_request[layer] = Some(now);
-        let receiver_id = track.receiver_id;
-        if let Some(mut r) = p.publisher.pc.rtp_receiver(receiver_id) {
-            let pli = PictureLossIndication {
+        let packet: Box<dyn rtc::rtcp::Packet> = match req {
+            KeyframeRequest::Pli { .. } => Box::new(PictureLossIndication {
                 sender_ssrc: 0,
                 media_ssrc: ssrc,
-            };
-            if r.write_rtcp(now, vec![Box::new(pli)]).is_ok() {
-                SfuMetrics::add(&self.metrics.plis_sent, 1);
-            }
+            }),
+            KeyframeRequest::Fir { seq_nr, .. } => Box::new(FullIntraRequest {
+                sender_ssrc: 0,
+                media_ssrc: ssrc,
+                fir: vec![rtc::rtcp::payload_feedbacks::full_intra_request::FirEntry {
+                    ssrc,
+                    sequence_number: seq_nr,
+                }],
+            }),
+        };
+        let receiver_id = track.receiver_id;
+        if let Some(mut r) = p.publisher.pc.rtp_receiver(receiver_id)
+            && r.write_rtcp(now, vec![packet]).is_ok()
+        {
+            SfuMetrics::add(&self.metrics.plis_sent, 1);
         }
         self.drain_writes(key, PeerRole::Publisher);
     }
@@ -1172,7 +1219,13 @@ impl Sfu {
                 }
             } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
                 if remb.bitrate.is_finite() && remb.bitrate >= 0.0 {
-                    s.estimate_bps = Some(remb.bitrate as u64);
+                    s.bwe.on_remb(remb.bitrate as u64);
+                }
+            } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                for report in &rr.reports {
+                    if s.downtracks.values().any(|d| d.ssrc == report.ssrc) {
+                        s.bwe.on_receiver_report(report.fraction_lost, now);
+                    }
                 }
             }
         }
@@ -1196,15 +1249,17 @@ impl Sfu {
         }
     }
 
-    /// Periodic work: active speaker, layer choice from bandwidth estimates, keyframe requests.
+    /// Periodic work: active speaker, talk time, layer choice from bandwidth estimates, and
+    /// keyframe requests that waited for their interval.
     fn room_tick(&mut self, now: Instant) {
         let rooms: Vec<RoomId> = self.rooms.keys().cloned().collect();
         for room in rooms {
             let Some(r) = self.rooms.get_mut(&room) else {
                 continue;
             };
-            let dominant = r.speaker.tick(now);
-            if dominant != r.active_speaker {
+            if let Some(dominant) = r.speakers.tick(now)
+                && dominant != r.active_speaker
+            {
                 r.active_speaker = dominant;
                 let participant =
                     dominant.and_then(|k| self.participants.get(&k).map(|p| p.id.clone()));
@@ -1213,63 +1268,79 @@ impl Sfu {
                     participant,
                 });
             }
+            for (k, ms) in r.speakers.take_talk_time(now, false) {
+                if let Some(p) = self.participants.get(&k) {
+                    self.events.push_back(SfuEvent::TalkTime {
+                        room: room.clone(),
+                        participant: p.id.clone(),
+                        speaking_ms: ms,
+                    });
+                }
+            }
+            let Some(r) = self.rooms.get(&room) else {
+                continue;
+            };
             let members = r.members.clone();
-            let layers: HashMap<(PKey, TrackSource), [Option<u32>; 3]> = members
-                .iter()
-                .filter_map(|k| self.participants.get(k).map(|p| (k, p)))
-                .flat_map(|(k, p)| p.published.values().map(move |t| ((*k, t.source), t.layer_ssrcs)))
-                .collect();
-            for sub in &members {
-                let mut wanted: Vec<(PKey, TrackSource, usize)> = Vec::new();
-                let Some(s) = self.participants.get_mut(sub) else {
+            type LayerView = (crate::forward::layer_selector::Layers, [Option<u32>; 3]);
+            let mut views: HashMap<(PKey, TrackSource), LayerView> = HashMap::new();
+            let mut pending: Vec<(PKey, String, KeyframeRequest)> = Vec::new();
+            for k in &members {
+                let Some(p) = self.participants.get_mut(k) else {
                     continue;
                 };
-                let estimate = s.estimate_bps;
-                let count = s
-                    .downtracks
-                    .values()
-                    .filter(|d| d.kind == MediaKind::Video)
-                    .count()
-                    .max(1) as u64;
-                for ((publ, source), dt) in s.downtracks.iter_mut() {
-                    if dt.kind != MediaKind::Video {
-                        continue;
-                    }
-                    let Some(pp) = layers.get(&(*publ, *source)) else {
-                        continue;
-                    };
-                    // The estimate is shared by all the subscriber's videos.
-                    dt.select_layer(pp, estimate.map(|e| e / count), now);
-                    if let Some(l) = dt.keyframe_request() {
-                        wanted.push((*publ, *source, l));
-                    }
-                }
-                for (publ, source, layer) in wanted {
-                    let track_id = self.participants.get(&publ).and_then(|p| {
-                        p.published
-                            .iter()
-                            .find(|(_, t)| t.source == source)
-                            .map(|(id, _)| id.clone())
-                    });
-                    if let Some(t) = track_id {
-                        self.request_keyframe(now, publ, &t, layer);
+                for (tid, t) in p.published.iter_mut() {
+                    views.insert((*k, t.source), (t.layers(now), t.layer_ssrcs));
+                    for req in t.keyframes.poll(now) {
+                        pending.push((*k, tid.clone(), req));
                     }
                 }
             }
-            if let Some(r) = self.rooms.get_mut(&room) {
-                for (k, ms) in r.speaker.take_talk_time() {
-                    if let Some(p) = self.participants.get(&k) {
-                        self.events.push_back(SfuEvent::TalkTime {
-                            room: room.clone(),
-                            participant: p.id.clone(),
-                            speaking_ms: ms,
-                        });
+            let mut wanted: Vec<(PKey, TrackSource, usize)> = Vec::new();
+            for sub in &members {
+                let Some(s) = self.participants.get_mut(sub) else {
+                    continue;
+                };
+                let estimate = s.bwe.estimate();
+                let videos = s
+                    .downtracks
+                    .values()
+                    .filter(|d| d.kind == MediaKind::Video && d.render != (0, 0))
+                    .count()
+                    .max(1) as u64;
+                for ((publ, source), dt) in s.downtracks.iter_mut() {
+                    let Some((layers, ssrcs)) = views.get(&(*publ, *source)) else {
+                        continue;
+                    };
+                    // One estimate covers all of the subscriber's videos; audio is outside it.
+                    let share = estimate.map(|e| e.saturating_sub(64_000 * videos.min(8)) / videos);
+                    let before = dt.current_layer();
+                    let after = dt.select_layer(layers, ssrcs, share, now);
+                    if before.is_some() && after != before {
+                        SfuMetrics::add(&self.metrics.layer_switches, 1);
                     }
+                    if s.subscriber.connected
+                        && let Some(l) = dt.keyframe_wanted()
+                    {
+                        wanted.push((*publ, *source, l));
+                    }
+                }
+            }
+            for (publ, tid, req) in pending {
+                self.send_keyframe_request(now, publ, &tid, req);
+            }
+            for (publ, source, layer) in wanted {
+                let track_id = self.participants.get(&publ).and_then(|p| {
+                    p.published
+                        .iter()
+                        .find(|(_, t)| t.source == source)
+                        .map(|(id, _)| id.clone())
+                });
+                if let Some(t) = track_id {
+                    self.request_keyframe(now, publ, &t, layer);
                 }
             }
         }
     }
-
 
     /// A one-line summary of who is connected and subscribed, for test failure messages.
     pub fn debug_state(&self) -> String {
@@ -1287,4 +1358,20 @@ impl Sfu {
         }
         out
     }
+}
+
+fn layer_from_rid(rid: &str) -> Option<usize> {
+    crate::forward::layer_selector::layer_from_rid(rid)
+}
+
+/// Width and height from a VP8 keyframe's header (RFC 6386 §9.1), after the payload descriptor.
+fn vp8_keyframe_size(payload: &[u8]) -> Option<(u32, u32)> {
+    let desc = crate::forward::vp8::parse(payload).ok()?;
+    let frame = payload.get(desc.header_len..)?;
+    if frame.get(3..6)? != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u16::from_le_bytes([*frame.get(6)?, *frame.get(7)?]) & 0x3fff;
+    let h = u16::from_le_bytes([*frame.get(8)?, *frame.get(9)?]) & 0x3fff;
+    (w > 0 && h > 0).then_some((u32::from(w), u32::from(h)))
 }

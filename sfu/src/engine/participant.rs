@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rtc::data_channel::RTCDataChannelId;
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
+use rtc::rtp_transceiver::RTCRtpReceiverId;
 
 use crate::api::{MediaKind, ParticipantId, ParticipantOptions, PeerRole, RoomId, TrackSource};
 use crate::engine::downtrack::DownTrack;
@@ -36,6 +36,8 @@ pub enum Codec {
 
 /// A track a participant publishes (one per m-line; simulcast layers share it).
 pub struct PublishedTrack {
+    /// The m-line this track arrives on in the publisher connection.
+    pub mid: Option<String>,
     pub source: TrackSource,
     pub kind: MediaKind,
     pub receiver_id: RTCRtpReceiverId,
@@ -46,13 +48,61 @@ pub struct PublishedTrack {
     /// Negotiated id of the RFC 6464 audio-level extension, when present.
     pub audio_level_ext: Option<u8>,
     pub muted: bool,
-    /// When a keyframe was last requested per layer (relay rate limit).
-    pub last_keyframe_request: [Option<Instant>; 3],
+    /// PLI/FIR towards the publisher, rate limited per layer.
+    pub keyframes: crate::forward::keyframe_requester::KeyframeRequester,
+    /// Received bitrate and activity per layer.
+    pub bitrate: crate::forward::bitrate::LayerBitrates,
+    /// Resolution per layer, read from VP8 keyframes (0×0 until one is seen).
+    pub resolution: [(u32, u32); 3],
+    /// A keyframe has been seen on the layer (a switch to it can complete).
+    pub keyframe_seen: [bool; 3],
 }
+
+/// Below this a simulcast layer above the lowest is not worth switching to.
+const MIN_USABLE_BPS: u64 = 40_000;
 
 impl PublishedTrack {
     pub fn layer_of(&self, ssrc: u32) -> Option<usize> {
         self.layer_ssrcs.iter().position(|s| *s == Some(ssrc))
+    }
+
+    /// What the layer selector needs to know about each layer now.
+    pub fn layers(&self, now: Instant) -> crate::forward::layer_selector::Layers {
+        use crate::forward::layer_selector::{LayerInfo, layer_resolution};
+        let full = self.resolution[2];
+        let mut out = [None; 3];
+        for (i, ssrc) in self.layer_ssrcs.iter().enumerate() {
+            if ssrc.is_none() {
+                continue;
+            }
+            let (mut width, mut height) = self.resolution[i];
+            if width == 0 {
+                // Not seen a keyframe of this layer yet: assume the simulcast ladder of a 720p
+                // camera (or of whatever the full layer showed).
+                let base = if full.0 > 0 { full } else { (1280, 720) };
+                let layer = if self.simulcast { i } else { 2 };
+                (width, height) = layer_resolution(base.0, base.1, layer);
+            }
+            out[i] = Some(LayerInfo {
+                active: self.bitrate.is_active(i, now),
+                bitrate_bps: self.bitrate.bitrate_bps(i, now),
+                width,
+                height,
+            });
+        }
+        // A layer the encoder starves (a browser short of uplink bandwidth keeps the top layer
+        // alive with a trickle of frames) or that never produced a keyframe cannot carry a
+        // subscriber: switching there would stall its video. The lowest live layer always counts.
+        let lowest = out.iter().position(|l| l.is_some_and(|l| l.active));
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Some(l) = slot
+                && Some(i) != lowest
+                && (l.bitrate_bps < MIN_USABLE_BPS || !self.keyframe_seen[i])
+            {
+                l.active = false;
+            }
+        }
+        out
     }
 }
 
@@ -76,7 +126,7 @@ pub struct Participant {
     pub sub_dirty: bool,
     pub data_channel: Option<RTCDataChannelId>,
     /// Subscriber-side bandwidth estimate in bit/s (REMB), when known.
-    pub estimate_bps: Option<u64>,
+    pub bwe: crate::forward::bwe::SubscriberBwe,
 }
 
 impl Participant {
@@ -94,8 +144,4 @@ impl Participant {
         }
     }
 
-    /// Looks up the published track whose media has this sender id (for sender-side bookkeeping).
-    pub fn downtrack_sender(&self, key: &(PKey, TrackSource)) -> Option<RTCRtpSenderId> {
-        self.downtracks.get(key).map(|d| d.sender_id)
-    }
 }
