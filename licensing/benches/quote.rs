@@ -16,7 +16,14 @@ fn bench(c: &mut Criterion) {
         term_months: 12,
         price_per_seat: "12000.00".parse().unwrap(),
         vat: VatMode::Exempt,
-        features: Features { max_participants: 100, max_meeting_minutes: 600, recording: None, sdk_embedding: true, results_to_recipients: true, screen_share: true },
+        features: Features {
+            max_participants: 100,
+            max_meeting_minutes: 600,
+            recording: None,
+            sdk_embedding: true,
+            results_to_recipients: true,
+            screen_share: true,
+        },
         trial: false,
         archived: false,
     };
@@ -26,7 +33,10 @@ fn bench(c: &mut Criterion) {
         kind: AccountKind::LegalEntity,
         inn: None,
         resident: true,
-        crm: CrmLink { system: "amo".into(), external_id: "1".into() },
+        crm: CrmLink {
+            system: "amo".into(),
+            external_id: "1".into(),
+        },
         status: AccountStatus::Active,
         postpay_allowed: true,
         card_limit: None,
@@ -58,7 +68,16 @@ fn bench(c: &mut Criterion) {
         active: true,
     };
     let promotions = [
-        promo(1, DiscountKind::ProgressiveBySeats { tiers: vec![SeatTier { min_seats: 10, percent: dec!(5) }] }, false),
+        promo(
+            1,
+            DiscountKind::ProgressiveBySeats {
+                tiers: vec![SeatTier {
+                    min_seats: 10,
+                    percent: dec!(5),
+                }],
+            },
+            false,
+        ),
         promo(2, DiscountKind::Percent { percent: dec!(2.5) }, true),
     ];
     let tariffs = [tariff];

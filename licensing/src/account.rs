@@ -196,21 +196,38 @@ impl fmt::Display for Account {
 mod tests {
     use super::*;
 
-    fn parse(kind: AccountKind, inn: Option<&str>, resident: bool) -> Result<NewAccount, &'static str> {
-        NewAccount::parse("Acme", kind, inn, resident, "amo", "42", false, None).map_err(|e| e.code())
+    fn parse(
+        kind: AccountKind,
+        inn: Option<&str>,
+        resident: bool,
+    ) -> Result<NewAccount, &'static str> {
+        NewAccount::parse("Acme", kind, inn, resident, "amo", "42", false, None)
+            .map_err(|e| e.code())
     }
 
     #[test]
     fn account_rules() {
         use AccountKind::*;
         assert!(parse(LegalEntity, Some("7707083893"), true).is_ok());
-        assert_eq!(parse(LegalEntity, Some("7707083893"), false).unwrap_err(), "not_resident");
-        assert_eq!(parse(LegalEntity, Some("500100732259"), true).unwrap_err(), "invalid_inn");
+        assert_eq!(
+            parse(LegalEntity, Some("7707083893"), false).unwrap_err(),
+            "not_resident"
+        );
+        assert_eq!(
+            parse(LegalEntity, Some("500100732259"), true).unwrap_err(),
+            "invalid_inn"
+        );
         assert_eq!(parse(LegalEntity, None, true).unwrap_err(), "invalid_inn");
         assert!(parse(SoleProprietor, Some("500100732259"), true).is_ok());
-        assert_eq!(parse(SoleProprietor, Some("7707083893"), true).unwrap_err(), "invalid_inn");
+        assert_eq!(
+            parse(SoleProprietor, Some("7707083893"), true).unwrap_err(),
+            "invalid_inn"
+        );
         assert!(parse(Individual, None, false).is_ok());
-        assert_eq!(parse(Individual, Some("500100732258"), true).unwrap_err(), "invalid_inn");
+        assert_eq!(
+            parse(Individual, Some("500100732258"), true).unwrap_err(),
+            "invalid_inn"
+        );
         assert!(NewAccount::parse(" ", Individual, None, true, "amo", "1", false, None).is_err());
         assert!(NewAccount::parse("A", Individual, None, true, "", "1", false, None).is_err());
     }

@@ -28,7 +28,8 @@ pub fn parse_date(input: &str) -> Result<NaiveDate, LicensingError> {
 /// 2026-01-31 + 1 month = 2026-02-28: chrono's `Months` clamps to the last day of the month,
 /// which is the rule the spec fixes. Saturates at the far end of the calendar instead of failing.
 pub fn add_months(date: NaiveDate, months: u32) -> NaiveDate {
-    date.checked_add_months(Months::new(months)).unwrap_or(NaiveDate::MAX)
+    date.checked_add_months(Months::new(months))
+        .unwrap_or(NaiveDate::MAX)
 }
 
 pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
@@ -37,7 +38,11 @@ pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     } else {
         date.checked_sub_days(Days::new(days.unsigned_abs()))
     };
-    r.unwrap_or(if days >= 0 { NaiveDate::MAX } else { NaiveDate::MIN })
+    r.unwrap_or(if days >= 0 {
+        NaiveDate::MAX
+    } else {
+        NaiveDate::MIN
+    })
 }
 
 /// Calendar days from `from` to `to` (negative when `to` is earlier).
@@ -214,7 +219,9 @@ mod tests {
 
     #[test]
     fn moscow_today_differs_from_utc_late_in_the_evening() {
-        let late = DateTime::parse_from_rfc3339("2026-12-31T22:30:00Z").unwrap().with_timezone(&Utc);
+        let late = DateTime::parse_from_rfc3339("2026-12-31T22:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(moscow_date(late), d("2027-01-01"));
     }
 

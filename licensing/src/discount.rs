@@ -29,12 +29,20 @@ pub struct LoyaltyTier {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum DiscountKind {
-    Percent { percent: Decimal },
-    FixedPerSeat { amount: Money },
+    Percent {
+        percent: Decimal,
+    },
+    FixedPerSeat {
+        amount: Money,
+    },
     /// By the order's seat count, e.g. 10+ seats 5 %, 50+ seats 10 %.
-    ProgressiveBySeats { tiers: Vec<SeatTier> },
+    ProgressiveBySeats {
+        tiers: Vec<SeatTier>,
+    },
     /// By the account's paid total, e.g. from 100 000 RUB 5 %, from 1 000 000 RUB 7 %.
-    Loyalty { tiers: Vec<LoyaltyTier> },
+    Loyalty {
+        tiers: Vec<LoyaltyTier>,
+    },
 }
 
 impl DiscountKind {
@@ -51,12 +59,17 @@ impl DiscountKind {
         let pct_ok = |p: &Decimal| *p > Decimal::ZERO && *p <= Decimal::ONE_HUNDRED;
         let ok = match self {
             DiscountKind::Percent { percent } => pct_ok(percent),
-            DiscountKind::FixedPerSeat { amount } => !amount.is_negative() && !amount.amount().is_zero(),
+            DiscountKind::FixedPerSeat { amount } => {
+                !amount.is_negative() && !amount.amount().is_zero()
+            }
             DiscountKind::ProgressiveBySeats { tiers } => {
                 !tiers.is_empty() && tiers.iter().all(|t| pct_ok(&t.percent) && t.min_seats >= 1)
             }
             DiscountKind::Loyalty { tiers } => {
-                !tiers.is_empty() && tiers.iter().all(|t| pct_ok(&t.percent) && !t.min_paid.is_negative())
+                !tiers.is_empty()
+                    && tiers
+                        .iter()
+                        .all(|t| pct_ok(&t.percent) && !t.min_paid.is_negative())
             }
         };
         if ok {
@@ -122,7 +135,9 @@ impl Promotion {
     }
 
     fn code_matches(&self, code: &str) -> bool {
-        self.code.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(code.trim()))
+        self.code
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(code.trim()))
     }
 
     /// The exact (unrounded) value of this promotion on `base`.
@@ -178,16 +193,24 @@ pub struct AppliedDiscount {
 }
 
 fn usage_of(ctx: &DiscountContext<'_>, id: Uuid) -> PromoUsage {
-    ctx.usage.iter().copied().find(|u| u.promotion_id == id).unwrap_or_default()
+    ctx.usage
+        .iter()
+        .copied()
+        .find(|u| u.promotion_id == id)
+        .unwrap_or_default()
 }
 
 fn exhausted(p: &Promotion, u: PromoUsage) -> bool {
-    p.total_limit.is_some_and(|l| u.total >= l) || p.per_account_limit.is_some_and(|l| u.by_account >= l)
+    p.total_limit.is_some_and(|l| u.total >= l)
+        || p.per_account_limit.is_some_and(|l| u.by_account >= l)
 }
 
 /// The discounts that apply, in the order they apply. A code that is unknown, does not apply
 /// or is used up is an error rather than silently ignored: the client typed it on purpose.
-pub fn apply(promotions: &[Promotion], ctx: &DiscountContext<'_>) -> Result<Vec<AppliedDiscount>, LicensingError> {
+pub fn apply(
+    promotions: &[Promotion],
+    ctx: &DiscountContext<'_>,
+) -> Result<Vec<AppliedDiscount>, LicensingError> {
     let mut candidates: Vec<&Promotion> = promotions
         .iter()
         .filter(|p| p.code.is_none() && p.applies_to(ctx) && !exhausted(p, usage_of(ctx, p.id)))
@@ -196,12 +219,18 @@ pub fn apply(promotions: &[Promotion], ctx: &DiscountContext<'_>) -> Result<Vec<
         let p = promotions
             .iter()
             .find(|p| p.code_matches(code))
-            .ok_or_else(|| LicensingError::PromoCodeUnknown { code: code.to_string() })?;
+            .ok_or_else(|| LicensingError::PromoCodeUnknown {
+                code: code.to_string(),
+            })?;
         if !p.applies_to(ctx) {
-            return Err(LicensingError::PromoCodeNotApplicable { code: code.to_string() });
+            return Err(LicensingError::PromoCodeNotApplicable {
+                code: code.to_string(),
+            });
         }
         if exhausted(p, usage_of(ctx, p.id)) {
-            return Err(LicensingError::PromoCodeExhausted { code: code.to_string() });
+            return Err(LicensingError::PromoCodeExhausted {
+                code: code.to_string(),
+            });
         }
         candidates.push(p);
     }
@@ -214,9 +243,17 @@ pub fn apply(promotions: &[Promotion], ctx: &DiscountContext<'_>) -> Result<Vec<
         .filter(|(v, _)| *v > Decimal::ZERO)
         // Worth most to the client; ties go to the higher priority, then the id, so the
         // choice is stable between a quote and the order placed from it.
-        .max_by(|(va, a), (vb, b)| va.cmp(vb).then(b.priority.cmp(&a.priority)).then(b.id.cmp(&a.id)))
+        .max_by(|(va, a), (vb, b)| {
+            va.cmp(vb)
+                .then(b.priority.cmp(&a.priority))
+                .then(b.id.cmp(&a.id))
+        })
         .map(|(_, p)| p);
-    let mut combinable: Vec<&Promotion> = candidates.iter().copied().filter(|p| p.combinable).collect();
+    let mut combinable: Vec<&Promotion> = candidates
+        .iter()
+        .copied()
+        .filter(|p| p.combinable)
+        .collect();
     combinable.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.id.cmp(&b.id)));
 
     let mut remaining = ctx.subtotal;
@@ -273,7 +310,14 @@ mod tests {
         TariffCode::parse("business-12").unwrap()
     }
 
-    fn ctx<'a>(t: &'a TariffCode, subtotal: &str, seats: u32, paid: &str, code: Option<&'a str>, usage: &'a [PromoUsage]) -> DiscountContext<'a> {
+    fn ctx<'a>(
+        t: &'a TariffCode,
+        subtotal: &str,
+        seats: u32,
+        paid: &str,
+        code: Option<&'a str>,
+        usage: &'a [PromoUsage],
+    ) -> DiscountContext<'a> {
         DiscountContext {
             order_type: OrderType::Initial,
             tariff: t,
@@ -293,8 +337,14 @@ mod tests {
     fn progressive() -> DiscountKind {
         DiscountKind::ProgressiveBySeats {
             tiers: vec![
-                SeatTier { min_seats: 10, percent: dec!(5) },
-                SeatTier { min_seats: 50, percent: dec!(10) },
+                SeatTier {
+                    min_seats: 10,
+                    percent: dec!(5),
+                },
+                SeatTier {
+                    min_seats: 50,
+                    percent: dec!(10),
+                },
             ],
         }
     }
@@ -302,8 +352,14 @@ mod tests {
     fn loyalty() -> DiscountKind {
         DiscountKind::Loyalty {
             tiers: vec![
-                LoyaltyTier { min_paid: "100000".parse().unwrap(), percent: dec!(5) },
-                LoyaltyTier { min_paid: "1000000".parse().unwrap(), percent: dec!(7) },
+                LoyaltyTier {
+                    min_paid: "100000".parse().unwrap(),
+                    percent: dec!(5),
+                },
+                LoyaltyTier {
+                    min_paid: "1000000".parse().unwrap(),
+                    percent: dec!(7),
+                },
             ],
         }
     }
@@ -312,8 +368,20 @@ mod tests {
     fn each_kind() {
         let t = tariff();
         let table: Vec<(DiscountKind, u32, &str, &str)> = vec![
-            (DiscountKind::Percent { percent: dec!(10) }, 10, "0", "12000.00"),
-            (DiscountKind::FixedPerSeat { amount: "500".parse().unwrap() }, 10, "0", "5000.00"),
+            (
+                DiscountKind::Percent { percent: dec!(10) },
+                10,
+                "0",
+                "12000.00",
+            ),
+            (
+                DiscountKind::FixedPerSeat {
+                    amount: "500".parse().unwrap(),
+                },
+                10,
+                "0",
+                "5000.00",
+            ),
             (progressive(), 9, "0", ""),
             (progressive(), 10, "0", "6000.00"),
             (progressive(), 50, "0", "12000.00"),
@@ -324,7 +392,11 @@ mod tests {
         for (kind, seats, paid, want) in table {
             let p = [promo(1, kind.clone(), false, 0)];
             let got = apply(&p, &ctx(&t, "120000", seats, paid, None, &[])).unwrap();
-            let want: Vec<String> = if want.is_empty() { vec![] } else { vec![want.to_string()] };
+            let want: Vec<String> = if want.is_empty() {
+                vec![]
+            } else {
+                vec![want.to_string()]
+            };
             assert_eq!(amounts(&got), want, "{kind:?} seats {seats} paid {paid}");
         }
     }
@@ -335,7 +407,14 @@ mod tests {
         let promos = [
             promo(1, DiscountKind::Percent { percent: dec!(5) }, false, 0),
             promo(2, DiscountKind::Percent { percent: dec!(8) }, false, 0),
-            promo(3, DiscountKind::FixedPerSeat { amount: "100".parse().unwrap() }, true, 2),
+            promo(
+                3,
+                DiscountKind::FixedPerSeat {
+                    amount: "100".parse().unwrap(),
+                },
+                true,
+                2,
+            ),
             promo(4, DiscountKind::Percent { percent: dec!(10) }, true, 1),
         ];
         let got = apply(&promos, &ctx(&t, "120000", 10, "0", None, &[])).unwrap();
@@ -349,7 +428,14 @@ mod tests {
     fn never_below_zero() {
         let t = tariff();
         let promos = [
-            promo(1, DiscountKind::FixedPerSeat { amount: "20000".parse().unwrap() }, false, 0),
+            promo(
+                1,
+                DiscountKind::FixedPerSeat {
+                    amount: "20000".parse().unwrap(),
+                },
+                false,
+                0,
+            ),
             promo(2, DiscountKind::Percent { percent: dec!(100) }, true, 0),
         ];
         let got = apply(&promos, &ctx(&t, "12000", 1, "0", None, &[])).unwrap();
@@ -360,7 +446,12 @@ mod tests {
     fn each_discount_rounded_once_half_up() {
         let t = tariff();
         // 3049.18 × 5 = 15245.90; 2.5 % = 381.1475 → 381.15.
-        let promos = [promo(1, DiscountKind::Percent { percent: dec!(2.5) }, false, 0)];
+        let promos = [promo(
+            1,
+            DiscountKind::Percent { percent: dec!(2.5) },
+            false,
+            0,
+        )];
         let got = apply(&promos, &ctx(&t, "15245.90", 5, "0", None, &[])).unwrap();
         assert_eq!(amounts(&got), vec!["381.15"]);
     }
@@ -374,27 +465,78 @@ mod tests {
         coded.per_account_limit = Some(1);
         let promos = [coded.clone()];
         // Without the code, it does not apply.
-        assert!(apply(&promos, &ctx(&t, "1000", 1, "0", None, &[])).unwrap().is_empty());
-        assert_eq!(amounts(&apply(&promos, &ctx(&t, "1000", 1, "0", Some("spring"), &[])).unwrap()), vec!["150.00"]);
+        assert!(
+            apply(&promos, &ctx(&t, "1000", 1, "0", None, &[]))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            amounts(&apply(&promos, &ctx(&t, "1000", 1, "0", Some("spring"), &[])).unwrap()),
+            vec!["150.00"]
+        );
         let code_of = |r: Result<Vec<AppliedDiscount>, LicensingError>| r.unwrap_err().code();
-        assert_eq!(code_of(apply(&promos, &ctx(&t, "1000", 1, "0", Some("WINTER"), &[]))), "promo_code_unknown");
-        let used_by_account = [PromoUsage { promotion_id: coded.id, total: 1, by_account: 1 }];
-        assert_eq!(code_of(apply(&promos, &ctx(&t, "1000", 1, "0", Some("SPRING"), &used_by_account))), "promo_code_exhausted");
-        let used_total = [PromoUsage { promotion_id: coded.id, total: 100, by_account: 0 }];
-        assert_eq!(code_of(apply(&promos, &ctx(&t, "1000", 1, "0", Some("SPRING"), &used_total))), "promo_code_exhausted");
+        assert_eq!(
+            code_of(apply(
+                &promos,
+                &ctx(&t, "1000", 1, "0", Some("WINTER"), &[])
+            )),
+            "promo_code_unknown"
+        );
+        let used_by_account = [PromoUsage {
+            promotion_id: coded.id,
+            total: 1,
+            by_account: 1,
+        }];
+        assert_eq!(
+            code_of(apply(
+                &promos,
+                &ctx(&t, "1000", 1, "0", Some("SPRING"), &used_by_account)
+            )),
+            "promo_code_exhausted"
+        );
+        let used_total = [PromoUsage {
+            promotion_id: coded.id,
+            total: 100,
+            by_account: 0,
+        }];
+        assert_eq!(
+            code_of(apply(
+                &promos,
+                &ctx(&t, "1000", 1, "0", Some("SPRING"), &used_total)
+            )),
+            "promo_code_exhausted"
+        );
         let mut expired = coded.clone();
         expired.valid_until = parse_date("2026-05-31").ok();
-        assert_eq!(code_of(apply(&[expired], &ctx(&t, "1000", 1, "0", Some("SPRING"), &[]))), "promo_code_not_applicable");
+        assert_eq!(
+            code_of(apply(
+                &[expired],
+                &ctx(&t, "1000", 1, "0", Some("SPRING"), &[])
+            )),
+            "promo_code_not_applicable"
+        );
         let mut edge = coded.clone();
         edge.valid_until = parse_date("2026-06-01").ok();
         edge.valid_from = parse_date("2026-06-01").ok();
         assert!(apply(&[edge], &ctx(&t, "1000", 1, "0", Some("SPRING"), &[])).is_ok());
         let mut other_type = coded.clone();
         other_type.order_types = vec![OrderType::Renewal];
-        assert_eq!(code_of(apply(&[other_type], &ctx(&t, "1000", 1, "0", Some("SPRING"), &[]))), "promo_code_not_applicable");
+        assert_eq!(
+            code_of(apply(
+                &[other_type],
+                &ctx(&t, "1000", 1, "0", Some("SPRING"), &[])
+            )),
+            "promo_code_not_applicable"
+        );
         let mut other_tariff = coded;
         other_tariff.tariffs = vec![TariffCode::parse("pro").unwrap()];
-        assert_eq!(code_of(apply(&[other_tariff], &ctx(&t, "1000", 1, "0", Some("SPRING"), &[]))), "promo_code_not_applicable");
+        assert_eq!(
+            code_of(apply(
+                &[other_tariff],
+                &ctx(&t, "1000", 1, "0", Some("SPRING"), &[])
+            )),
+            "promo_code_not_applicable"
+        );
     }
 
     proptest! {

@@ -22,7 +22,11 @@ pub struct Seller {
 
 impl Default for Seller {
     fn default() -> Self {
-        Seller { name: "Parley".into(), inn: "—".into(), address: "—".into() }
+        Seller {
+            name: "Parley".into(),
+            inn: "—".into(),
+            address: "—".into(),
+        }
     }
 }
 
@@ -44,7 +48,10 @@ fn esc(s: &str) -> String {
 /// `15245.90` → `15 245,90`, the Russian way amounts are printed.
 pub fn rub(m: Money) -> String {
     let s = m.to_string();
-    let (sign, digits) = s.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", s.as_str()));
+    let (sign, digits) = s
+        .strip_prefix('-')
+        .map(|d| ("-", d))
+        .unwrap_or(("", s.as_str()));
     let (int, frac) = digits.split_once('.').unwrap_or((digits, "00"));
     let mut grouped = String::new();
     for (i, c) in int.chars().enumerate() {
@@ -88,7 +95,12 @@ fn lines_table(q: &Quote, vat: VatMode) -> String {
     for (i, l) in q.lines.iter().enumerate() {
         let formula = l
             .formula
-            .map(|f| format!("<br><small>A = {} × {} / {} (D1 {} − D2 {} − {} дн.)</small>", f.b, f.days, f.basis, f.d1, f.d2, f.logistics_days))
+            .map(|f| {
+                format!(
+                    "<br><small>A = {} × {} / {} (D1 {} − D2 {} − {} дн.)</small>",
+                    f.b, f.days, f.basis, f.d1, f.d2, f.logistics_days
+                )
+            })
             .unwrap_or_default();
         let _ = write!(
             t,
@@ -105,7 +117,12 @@ fn lines_table(q: &Quote, vat: VatMode) -> String {
         );
     }
     for d in &q.discounts {
-        let _ = write!(t, "<tr><td></td><td colspan=4>Скидка / Discount: {}</td><td class=n>−{}</td></tr>", esc(&d.name), rub(d.amount));
+        let _ = write!(
+            t,
+            "<tr><td></td><td colspan=4>Скидка / Discount: {}</td><td class=n>−{}</td></tr>",
+            esc(&d.name),
+            rub(d.amount)
+        );
     }
     let _ = write!(
         t,
@@ -113,7 +130,11 @@ fn lines_table(q: &Quote, vat: VatMode) -> String {
          <tr><td colspan=5>{}</td><td class=n>{}</td></tr></table>",
         rub(q.total),
         esc(vat.label()),
-        if vat == VatMode::Exempt { "—".to_string() } else { rub(vat.vat_included(q.total)) }
+        if vat == VatMode::Exempt {
+            "—".to_string()
+        } else {
+            rub(vat.vat_included(q.total))
+        }
     );
     t
 }
@@ -123,7 +144,10 @@ pub fn invoice_html(buyer: &Account, invoice: &Invoice, q: &Quote) -> String {
 }
 
 pub fn invoice_html_for(seller: &Seller, buyer: &Account, invoice: &Invoice, q: &Quote) -> String {
-    let title = format!("Счёт-оферта № {} от {}", invoice.number_text, invoice.issued_on);
+    let title = format!(
+        "Счёт-оферта № {} от {}",
+        invoice.number_text, invoice.issued_on
+    );
     let body = format!(
         "<h1>{}</h1><p>Invoice (offer) No. {} of {} · status: {}</p>{}\
          <p>Заказ / Order: {} · оплата / payment: {} · канал / channel: {} · дата начала (Д2) / start date: {}</p>{}\
@@ -145,9 +169,17 @@ pub fn invoice_html_for(seller: &Seller, buyer: &Account, invoice: &Invoice, q: 
 
 pub fn transfer_document_html(buyer: &Account, doc: &TransferDocument, q: &Quote) -> String {
     let seller = Seller::default();
-    let name = if doc.kind == "upd" { "Универсальный передаточный документ (УПД)" } else { "Акт о предоставлении доступа" };
+    let name = if doc.kind == "upd" {
+        "Универсальный передаточный документ (УПД)"
+    } else {
+        "Акт о предоставлении доступа"
+    };
     let title = format!("{name} № {} от {}", doc.number_text, doc.issued_on);
-    let objection = doc.objection.as_deref().map(|o| format!("<p><b>Возражение / Objection:</b> {}</p>", esc(o))).unwrap_or_default();
+    let objection = doc
+        .objection
+        .as_deref()
+        .map(|o| format!("<p><b>Возражение / Objection:</b> {}</p>", esc(o)))
+        .unwrap_or_default();
     let body = format!(
         "<h1>{}</h1>{}<p><b>Дата предоставления лицензии / Grant date:</b> {}</p>{}\
          <p>Сумма / Amount: {} RUB. Документ считается принятым, если до {} (5 рабочих дней, 3.2.6) не \
@@ -164,14 +196,27 @@ pub fn transfer_document_html(buyer: &Account, doc: &TransferDocument, q: &Quote
     page(&title, &body)
 }
 
-pub fn corrective_invoice_html(buyer: &Account, invoice: &Invoice, c: &CorrectiveInvoice, q: &Quote) -> String {
+pub fn corrective_invoice_html(
+    buyer: &Account,
+    invoice: &Invoice,
+    c: &CorrectiveInvoice,
+    q: &Quote,
+) -> String {
     let seller = Seller::default();
-    let title = format!("Корректировочный счёт-фактура № {} от {}", c.number_text, c.issued_on);
+    let title = format!(
+        "Корректировочный счёт-фактура № {} от {}",
+        c.number_text, c.issued_on
+    );
     let vat = invoice.vat;
     let seats: u32 = q.seats().max(1);
     let unit = |m: Money| Money::round_half_up(m.amount() / rust_decimal::Decimal::from(seats));
     let row = |label: &str, f: &dyn Fn(Money) -> String| {
-        format!("<tr><td>{label}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>", f(c.before), f(c.after), f(c.difference))
+        format!(
+            "<tr><td>{label}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+            f(c.before),
+            f(c.after),
+            f(c.difference)
+        )
     };
     let net = |m: Money| m - vat.vat_included(m);
     let body = format!(
@@ -188,10 +233,19 @@ pub fn corrective_invoice_html(buyer: &Account, invoice: &Invoice, c: &Correctiv
         esc(q.tariff.as_str()),
         seats,
         esc(&c.reason),
-        format_args!("<tr><td>Количество / Quantity</td><td class=n>{seats}</td><td class=n>{seats}</td><td class=n>0</td></tr>"),
-        row("Цена за единицу без налога / Unit price before tax", &|m| rub(unit(net(m)))),
+        format_args!(
+            "<tr><td>Количество / Quantity</td><td class=n>{seats}</td><td class=n>{seats}</td><td class=n>0</td></tr>"
+        ),
+        row(
+            "Цена за единицу без налога / Unit price before tax",
+            &|m| rub(unit(net(m)))
+        ),
         row("Стоимость без налога / Cost before tax", &|m| rub(net(m))),
-        row("Сумма налога / Tax", &|m| if vat == VatMode::Exempt { "без НДС".into() } else { rub(vat.vat_included(m)) }),
+        row("Сумма налога / Tax", &|m| if vat == VatMode::Exempt {
+            "без НДС".into()
+        } else {
+            rub(vat.vat_included(m))
+        }),
         row("Стоимость с налогом / Cost with tax", &|m| rub(m)),
         esc(vat.label()),
     );
@@ -207,11 +261,17 @@ mod tests {
         assert_eq!(rub("15245.90".parse().unwrap()), "15\u{a0}245,90");
         assert_eq!(rub("186065.55".parse().unwrap()), "186\u{a0}065,55");
         assert_eq!(rub("5.00".parse().unwrap()), "5,00");
-        assert_eq!(rub("-1234567.01".parse().unwrap()), "-1\u{a0}234\u{a0}567,01");
+        assert_eq!(
+            rub("-1234567.01".parse().unwrap()),
+            "-1\u{a0}234\u{a0}567,01"
+        );
     }
 
     #[test]
     fn escapes() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

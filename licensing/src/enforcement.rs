@@ -53,7 +53,10 @@ impl Entitlements {
     }
 
     pub fn require_results_to_recipients(&self) -> Result<(), LicensingError> {
-        self.require(self.results_to_recipients_allowed, "sending results to recipients")
+        self.require(
+            self.results_to_recipients_allowed,
+            "sending results to recipients",
+        )
     }
 
     pub fn require_screen_share(&self) -> Result<(), LicensingError> {
@@ -61,7 +64,11 @@ impl Entitlements {
     }
 
     fn require(&self, ok: bool, feature: &'static str) -> Result<(), LicensingError> {
-        if ok { Ok(()) } else { Err(LicensingError::FeatureNotIncluded { feature }) }
+        if ok {
+            Ok(())
+        } else {
+            Err(LicensingError::FeatureNotIncluded { feature })
+        }
     }
 }
 
@@ -75,13 +82,18 @@ pub fn may_host(
     today: NaiveDate,
 ) -> Result<Entitlements, LicensingError> {
     account.status.check_usable()?;
-    let mut active = lots.iter().filter(|(l, _)| l.grants_access_on(today)).peekable();
+    let mut active = lots
+        .iter()
+        .filter(|(l, _)| l.grants_access_on(today))
+        .peekable();
     if active.peek().is_none() {
         return Err(LicensingError::NoActiveLicense);
     }
     let (lot, tariff) = active
         .find(|(l, _)| Some(l.id) == seat_lot)
-        .ok_or_else(|| LicensingError::NoSeat { user_id: user_id.to_string() })?;
+        .ok_or_else(|| LicensingError::NoSeat {
+            user_id: user_id.to_string(),
+        })?;
     Ok(Entitlements::from_lot(lot, tariff))
 }
 
@@ -110,7 +122,10 @@ mod tests {
             kind: AccountKind::LegalEntity,
             inn: None,
             resident: true,
-            crm: CrmLink { system: "amo".into(), external_id: "1".into() },
+            crm: CrmLink {
+                system: "amo".into(),
+                external_id: "1".into(),
+            },
             status: AccountStatus::Active,
             postpay_allowed: false,
             card_limit: None,
@@ -138,14 +153,37 @@ mod tests {
         assert_eq!(e.max_participants, 100);
         assert!(e.recording_allowed && e.sdk_allowed && e.screen_share_allowed);
         assert_eq!(e.storage_quota_mb, 10_240);
-        assert_eq!(may_host(&acc, &lots, "u2", None, d("2026-06-01")).unwrap_err().code(), "no_seat");
-        assert_eq!(may_host(&acc, &lots, "u1", lot_id, d("2027-03-01")).unwrap_err().code(), "no_active_license");
-        assert_eq!(may_host(&acc, &lots, "u1", lot_id, d("2026-02-28")).unwrap_err().code(), "no_active_license");
-        let suspended = Account { status: AccountStatus::Suspended { reason: "non-payment".into() }, ..acc.clone() };
+        assert_eq!(
+            may_host(&acc, &lots, "u2", None, d("2026-06-01"))
+                .unwrap_err()
+                .code(),
+            "no_seat"
+        );
+        assert_eq!(
+            may_host(&acc, &lots, "u1", lot_id, d("2027-03-01"))
+                .unwrap_err()
+                .code(),
+            "no_active_license"
+        );
+        assert_eq!(
+            may_host(&acc, &lots, "u1", lot_id, d("2026-02-28"))
+                .unwrap_err()
+                .code(),
+            "no_active_license"
+        );
+        let suspended = Account {
+            status: AccountStatus::Suspended {
+                reason: "non-payment".into(),
+            },
+            ..acc.clone()
+        };
         let err = may_host(&suspended, &lots, "u1", lot_id, d("2026-06-01")).unwrap_err();
         assert_eq!(err.code(), "account_suspended");
         assert!(err.message().contains("non-payment"));
-        assert_eq!(may_join(&suspended).unwrap_err().code(), "account_suspended");
+        assert_eq!(
+            may_join(&suspended).unwrap_err().code(),
+            "account_suspended"
+        );
     }
 
     #[test]
@@ -154,7 +192,10 @@ mod tests {
         lots[0].1.features.recording = None;
         lots[0].1.features.sdk_embedding = false;
         let e = may_host(&acc, &lots, "u1", Some(Uuid::from_u128(5)), d("2026-06-01")).unwrap();
-        assert_eq!(e.require_recording().unwrap_err().code(), "feature_not_included");
+        assert_eq!(
+            e.require_recording().unwrap_err().code(),
+            "feature_not_included"
+        );
         assert!(e.require_sdk().is_err());
         assert!(e.require_screen_share().is_ok());
         assert!(e.require_results_to_recipients().is_ok());

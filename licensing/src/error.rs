@@ -21,7 +21,10 @@ pub enum LicensingError {
         alternative: Option<OrderType>,
     },
     #[error("the license expired on {ended_on}; only an initial purchase is possible")]
-    LicenseExpired { license_id: String, ended_on: NaiveDate },
+    LicenseExpired {
+        license_id: String,
+        ended_on: NaiveDate,
+    },
     #[error("invalid seat count {seats}: {reason}")]
     InvalidSeats { seats: i64, reason: String },
     #[error("invalid INN {value:?}: {reason}")]
@@ -68,8 +71,13 @@ pub enum LicensingError {
     #[error("promo code {code:?} does not apply to this order")]
     PromoCodeNotApplicable { code: String },
     #[error("license {license_id} already has an unpaid order {order_id}; pay or cancel it first")]
-    OrderInProgress { license_id: String, order_id: String },
-    #[error("{assigned} seats are assigned but the reduced lot has {requested}; reclaim seats first")]
+    OrderInProgress {
+        license_id: String,
+        order_id: String,
+    },
+    #[error(
+        "{assigned} seats are assigned but the reduced lot has {requested}; reclaim seats first"
+    )]
     SeatsInUse { assigned: u32, requested: u32 },
     #[error("all {seats} seats of license {license_id} are assigned")]
     NoFreeSeat { license_id: String, seats: u32 },

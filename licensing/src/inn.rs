@@ -38,7 +38,11 @@ impl Inn {
             }
             _ => return Err(bad("an INN has 10 or 12 digits")),
         };
-        if ok { Ok(Inn(input.to_string())) } else { Err(bad("check digits do not match")) }
+        if ok {
+            Ok(Inn(input.to_string()))
+        } else {
+            Err(bad("check digits do not match"))
+        }
     }
 
     pub fn is_legal_entity(&self) -> bool {
@@ -84,7 +88,16 @@ mod tests {
 
     #[test]
     fn invalid_inns() {
-        for inn in ["7707083894", "500100732258", "500100732269", "12345", "77070838931", "", "77070838a3", "７７０７０８３８９３"] {
+        for inn in [
+            "7707083894",
+            "500100732258",
+            "500100732269",
+            "12345",
+            "77070838931",
+            "",
+            "77070838a3",
+            "７７０７０８３８９３",
+        ] {
             assert!(Inn::parse(inn).is_err(), "{inn}");
         }
     }

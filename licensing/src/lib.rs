@@ -16,8 +16,8 @@
 
 pub mod account;
 pub mod calendar;
-pub mod documents;
 pub mod discount;
+pub mod documents;
 pub mod enforcement;
 pub mod error;
 pub mod inn;

@@ -116,7 +116,10 @@ mod tests {
         assert!(lot.is_valid_on(parse_date("2026-03-01").unwrap()));
         assert!(lot.is_valid_on(parse_date("2027-02-28").unwrap()));
         assert!(!lot.is_valid_on(parse_date("2027-03-01").unwrap()));
-        assert_eq!(lot.status_on(parse_date("2027-03-01").unwrap()), LotStatus::Expired);
+        assert_eq!(
+            lot.status_on(parse_date("2027-03-01").unwrap()),
+            LotStatus::Expired
+        );
         assert_eq!(lot.term_days(), 365);
         assert_eq!(lot.remaining_days(parse_date("2026-10-16").unwrap()), 136);
     }

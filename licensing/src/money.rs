@@ -62,7 +62,11 @@ impl Money {
         let mut d = self.0;
         d.rescale(2);
         // A Money never exceeds MAX_ABS (1e15 roubles = 1e17 kopecks < i64::MAX).
-        i64::try_from(d.mantissa()).unwrap_or(if d.is_sign_negative() { i64::MIN } else { i64::MAX })
+        i64::try_from(d.mantissa()).unwrap_or(if d.is_sign_negative() {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
     }
 
     pub fn amount(self) -> Decimal {
@@ -75,7 +79,11 @@ impl Money {
 
     /// Lines and totals never go below zero (spec: "a line never goes below zero").
     pub fn clamp_non_negative(self) -> Money {
-        if self.is_negative() { Money::ZERO } else { self }
+        if self.is_negative() {
+            Money::ZERO
+        } else {
+            self
+        }
     }
 
     pub fn times(self, n: u32) -> Money {
@@ -172,11 +180,17 @@ mod tests {
 
     #[test]
     fn parses_and_refuses_more_than_two_decimals() {
-        assert_eq!("15245.9".parse::<Money>().map(|m| m.to_string()).ok(), Some("15245.90".into()));
+        assert_eq!(
+            "15245.9".parse::<Money>().map(|m| m.to_string()).ok(),
+            Some("15245.90".into())
+        );
         assert!("1.005".parse::<Money>().is_err());
         assert!("abc".parse::<Money>().is_err());
         assert!("1e3".parse::<Money>().is_err());
-        assert_eq!("1.500".parse::<Money>().map(|m| m.to_string()).ok(), Some("1.50".into()));
+        assert_eq!(
+            "1.500".parse::<Money>().map(|m| m.to_string()).ok(),
+            Some("1.50".into())
+        );
     }
 
     #[test]

@@ -86,7 +86,13 @@ pub struct Line {
 }
 
 impl Line {
-    fn full_term(kind: LineKind, seats: Seats, tariff: &Tariff, starts_on: NaiveDate, ends_on: NaiveDate) -> Line {
+    fn full_term(
+        kind: LineKind,
+        seats: Seats,
+        tariff: &Tariff,
+        starts_on: NaiveDate,
+        ends_on: NaiveDate,
+    ) -> Line {
         Line {
             kind,
             seats,
@@ -172,7 +178,12 @@ impl Priced<'_> {
 
 /// The lines of an order whose start date (D2) is `start`. At quote time the grant is assumed
 /// on the start date; the price stays fixed even if payment and grant come later (5.3.4.2).
-pub fn price(order: Priced<'_>, terms: PaymentTerms, channel: Channel, start: NaiveDate) -> Vec<Line> {
+pub fn price(
+    order: Priced<'_>,
+    terms: PaymentTerms,
+    channel: Channel,
+    start: NaiveDate,
+) -> Vec<Line> {
     let logistics = logistics_days(terms, channel);
     match order {
         Priced::Initial { tariff, seats } => vec![Line::full_term(
@@ -194,12 +205,24 @@ pub fn price(order: Priced<'_>, terms: PaymentTerms, channel: Channel, start: Na
             lot_tariff,
             add,
         } => {
-            let f = Formula::new(lot_tariff.price_per_seat, lot.ends_on, start, logistics, lot_tariff.basis_days());
+            let f = Formula::new(
+                lot_tariff.price_per_seat,
+                lot.ends_on,
+                start,
+                logistics,
+                lot_tariff.basis_days(),
+            );
             vec![Line::pro_rated(add, f, start)]
         }
         Priced::RenewalWithTopUp { lot, tariff, add } => {
             let end = renewal_end(start, tariff.term_months, lot.ends_on);
-            let f = Formula::new(tariff.price_per_seat, end, start, logistics, tariff.basis_days());
+            let f = Formula::new(
+                tariff.price_per_seat,
+                end,
+                start,
+                logistics,
+                tariff.basis_days(),
+            );
             vec![
                 Line::full_term(LineKind::Renewal, lot.seats, tariff, start, end),
                 Line::pro_rated(add, f, start),
@@ -254,22 +277,36 @@ mod tests {
         type Want<'a> = Vec<(&'a str, u32, &'a str, &'a str, &'a str)>;
         let cases: Vec<(Priced, &str, Want)> = vec![
             (
-                Priced::Initial { tariff: &t, seats: s(3) },
+                Priced::Initial {
+                    tariff: &t,
+                    seats: s(3),
+                },
                 "2026-01-31",
                 vec![("initial", 3, "36000.00", "2026-01-31", "2027-01-31")],
             ),
             (
-                Priced::Renewal { lot: &l, tariff: &t },
+                Priced::Renewal {
+                    lot: &l,
+                    tariff: &t,
+                },
                 "2027-01-20",
                 vec![("renewal", 10, "120000.00", "2027-01-20", "2028-02-29")],
             ),
             (
-                Priced::TopUp { lot: &l, lot_tariff: &t, add: s(5) },
+                Priced::TopUp {
+                    lot: &l,
+                    lot_tariff: &t,
+                    add: s(5),
+                },
                 "2026-11-21",
                 vec![("top_up", 5, "15245.90", "2026-11-21", "2027-03-01")],
             ),
             (
-                Priced::RenewalWithTopUp { lot: &l, tariff: &t, add: s(5) },
+                Priced::RenewalWithTopUp {
+                    lot: &l,
+                    tariff: &t,
+                    add: s(5),
+                },
                 "2027-01-15",
                 vec![
                     ("renewal", 10, "120000.00", "2027-01-15", "2028-02-29"),
@@ -277,16 +314,34 @@ mod tests {
                 ],
             ),
             (
-                Priced::RenewalWithReduction { lot: &l, tariff: &t, seats: s(6) },
+                Priced::RenewalWithReduction {
+                    lot: &l,
+                    tariff: &t,
+                    seats: s(6),
+                },
                 "2027-02-22",
-                vec![("renewal_with_reduction", 6, "72000.00", "2027-02-22", "2028-02-22")],
+                vec![(
+                    "renewal_with_reduction",
+                    6,
+                    "72000.00",
+                    "2027-02-22",
+                    "2028-02-22",
+                )],
             ),
         ];
         for (order, start, want) in cases {
             let lines = price(order, pp.0, pp.1, d(start));
             let got: Vec<_> = lines
                 .iter()
-                .map(|l| (l.kind.as_str(), l.seats.get(), l.amount.to_string(), l.starts_on.to_string(), l.ends_on.to_string()))
+                .map(|l| {
+                    (
+                        l.kind.as_str(),
+                        l.seats.get(),
+                        l.amount.to_string(),
+                        l.starts_on.to_string(),
+                        l.ends_on.to_string(),
+                    )
+                })
                 .collect();
             let want: Vec<_> = want
                 .into_iter()
@@ -307,7 +362,16 @@ mod tests {
             (PaymentTerms::Postpay, Channel::Manager, 100, "3278.69"),
         ];
         for (terms, channel, days, unit) in table {
-            let lines = price(Priced::TopUp { lot: &l, lot_tariff: &t, add: s(1) }, terms, channel, d("2026-11-21"));
+            let lines = price(
+                Priced::TopUp {
+                    lot: &l,
+                    lot_tariff: &t,
+                    add: s(1),
+                },
+                terms,
+                channel,
+                d("2026-11-21"),
+            );
             let f = lines[0].formula.unwrap();
             assert_eq!(f.days, days);
             assert_eq!(lines[0].unit_price.to_string(), unit);
@@ -317,7 +381,13 @@ mod tests {
     #[test]
     fn top_up_never_negative_near_the_end() {
         // Six days before the end minus seven logistics days would be negative: the line is zero.
-        let f = Formula::new("12000.00".parse().unwrap(), d("2027-03-01"), d("2027-02-23"), 7, 366);
+        let f = Formula::new(
+            "12000.00".parse().unwrap(),
+            d("2027-03-01"),
+            d("2027-02-23"),
+            7,
+            366,
+        );
         assert_eq!(f.days, 0);
         assert_eq!(f.unit_price(), Money::ZERO);
     }
@@ -325,7 +395,13 @@ mod tests {
     #[test]
     fn multiply_before_divide_matters() {
         // 12000 / 366 rounded first is 32.79; × 93 = 3049.47, not the agreement's 3049.18.
-        let f = Formula::new("12000.00".parse().unwrap(), d("2027-03-01"), d("2026-11-21"), 7, 366);
+        let f = Formula::new(
+            "12000.00".parse().unwrap(),
+            d("2027-03-01"),
+            d("2026-11-21"),
+            7,
+            366,
+        );
         assert_eq!(f.unit_price().amount(), dec!(3049.18));
         let early = Money::round_half_up(dec!(12000) / dec!(366)).amount() * dec!(93);
         assert_ne!(early, dec!(3049.18));
@@ -334,10 +410,22 @@ mod tests {
     #[test]
     fn rounding_at_xx5_is_half_up() {
         // B × days / basis = 1.005 exactly: 201 × 1 / 200.
-        let f = Formula::new("201.00".parse().unwrap(), d("2026-01-02"), d("2026-01-01"), 0, 200);
+        let f = Formula::new(
+            "201.00".parse().unwrap(),
+            d("2026-01-02"),
+            d("2026-01-01"),
+            0,
+            200,
+        );
         assert_eq!(f.unit_price().to_string(), "1.01");
         // 0.125 → 0.13 (banker's rounding would give 0.12).
-        let f = Formula::new("1.00".parse().unwrap(), d("2026-01-02"), d("2026-01-01"), 0, 8);
+        let f = Formula::new(
+            "1.00".parse().unwrap(),
+            d("2026-01-02"),
+            d("2026-01-01"),
+            0,
+            8,
+        );
         assert_eq!(f.unit_price().to_string(), "0.13");
     }
 
@@ -345,15 +433,25 @@ mod tests {
     fn month_end_and_leap_year_terms() {
         assert_eq!(initial_end(d("2026-01-31"), 1), d("2026-02-28"));
         assert_eq!(initial_end(d("2028-02-29"), 12), d("2029-02-28"));
-        assert_eq!(renewal_end(d("2027-01-20"), 12, d("2027-03-01")), d("2028-02-29"));
-        assert_eq!(renewal_end(d("2027-01-31"), 1, d("2027-02-10")), d("2027-03-10"));
+        assert_eq!(
+            renewal_end(d("2027-01-20"), 12, d("2027-03-01")),
+            d("2028-02-29")
+        );
+        assert_eq!(
+            renewal_end(d("2027-01-31"), 1, d("2027-02-10")),
+            d("2027-03-10")
+        );
         // Granted after the end: nothing left to carry.
-        assert_eq!(renewal_end(d("2027-03-05"), 12, d("2027-03-01")), d("2028-03-05"));
+        assert_eq!(
+            renewal_end(d("2027-03-05"), 12, d("2027-03-01")),
+            d("2028-03-05")
+        );
         assert_eq!(reduction_end(d("2027-02-22"), 12), d("2028-02-22"));
     }
 
     fn arb_date() -> impl Strategy<Value = NaiveDate> {
-        (0i64..3650).prop_map(|n| add_days(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(), n))
+        (0i64..3650)
+            .prop_map(|n| add_days(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(), n))
     }
 
     proptest! {

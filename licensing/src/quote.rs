@@ -91,16 +91,36 @@ impl OrderSpec {
                 })
             })
             .transpose()?;
-        let payment_terms = req.payment_terms.as_deref().map(str::parse).transpose()?.unwrap_or_default();
-        let channel = req.channel.as_deref().map(str::parse).transpose()?.unwrap_or_default();
-        let start_date = req.start_date.as_deref().map(parse_date).transpose()?.unwrap_or(today);
+        let payment_terms = req
+            .payment_terms
+            .as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let channel = req
+            .channel
+            .as_deref()
+            .map(str::parse)
+            .transpose()?
+            .unwrap_or_default();
+        let start_date = req
+            .start_date
+            .as_deref()
+            .map(parse_date)
+            .transpose()?
+            .unwrap_or(today);
         if start_date < today {
             return Err(LicensingError::InvalidRequest {
                 field: "start_date",
                 reason: format!("must not be before today ({today})"),
             });
         }
-        let promo_code = req.promo_code.as_deref().map(str::trim).filter(|c| !c.is_empty()).map(str::to_string);
+        let promo_code = req
+            .promo_code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
 
         match kind {
             OrderType::Initial => {
@@ -181,16 +201,21 @@ impl Quote {
 }
 
 fn find_tariff<'a>(tariffs: &'a [Tariff], code: &TariffCode) -> Result<&'a Tariff, LicensingError> {
-    tariffs.iter().find(|t| &t.code == code).ok_or_else(|| LicensingError::UnknownTariff {
-        code: code.to_string(),
-    })
+    tariffs
+        .iter()
+        .find(|t| &t.code == code)
+        .ok_or_else(|| LicensingError::UnknownTariff {
+            code: code.to_string(),
+        })
 }
 
 /// A tariff a client may buy now: known, not archived, and not a trial when renewing.
 fn buyable<'a>(tariffs: &'a [Tariff], code: &TariffCode) -> Result<&'a Tariff, LicensingError> {
     let t = find_tariff(tariffs, code)?;
     if t.archived {
-        return Err(LicensingError::TariffArchived { code: code.to_string() });
+        return Err(LicensingError::TariffArchived {
+            code: code.to_string(),
+        });
     }
     Ok(t)
 }
@@ -200,7 +225,9 @@ fn current_lot<'a>(spec: &OrderSpec, ctx: &QuoteContext<'a>) -> Result<&'a Lot, 
     let lot = ctx
         .lot
         .filter(|l| l.id == id && l.account_id == ctx.account.id)
-        .ok_or_else(|| LicensingError::UnknownLicense { license_id: id.to_string() })?;
+        .ok_or_else(|| LicensingError::UnknownLicense {
+            license_id: id.to_string(),
+        })?;
     // A replaced or terminated lot says so; an active one past its end reports the expiry
     // with its date through the window check.
     if !matches!(lot.status, LotStatus::Active | LotStatus::Expired) {
@@ -232,7 +259,13 @@ pub fn compute(spec: &OrderSpec, ctx: &QuoteContext<'_>) -> Result<Quote, Licens
         return Err(LicensingError::PostpayNotAllowed);
     }
     let kind = spec.order_type;
-    let no_trial = |t: &Tariff| if t.trial { Err(LicensingError::TrialNotExtendable) } else { Ok(()) };
+    let no_trial = |t: &Tariff| {
+        if t.trial {
+            Err(LicensingError::TrialNotExtendable)
+        } else {
+            Ok(())
+        }
+    };
     let (priced, tariff) = match kind {
         OrderType::Initial => {
             let code = required(spec.tariff.as_ref(), "tariff", kind)?;
@@ -256,7 +289,14 @@ pub fn compute(spec: &OrderSpec, ctx: &QuoteContext<'_>) -> Result<Quote, Licens
             }
             let add = required(spec.add_seats, "add_seats", kind)?;
             lot.seats.checked_add(add)?;
-            (Priced::TopUp { lot, lot_tariff: t, add }, t)
+            (
+                Priced::TopUp {
+                    lot,
+                    lot_tariff: t,
+                    add,
+                },
+                t,
+            )
         }
         OrderType::Renewal | OrderType::RenewalWithTopUp | OrderType::RenewalWithReduction => {
             let lot = current_lot(spec, ctx)?;
@@ -267,7 +307,11 @@ pub fn compute(spec: &OrderSpec, ctx: &QuoteContext<'_>) -> Result<Quote, Licens
                 OrderType::RenewalWithTopUp => {
                     let add = required(spec.add_seats, "add_seats", kind)?;
                     lot.seats.checked_add(add)?;
-                    Priced::RenewalWithTopUp { lot, tariff: t, add }
+                    Priced::RenewalWithTopUp {
+                        lot,
+                        tariff: t,
+                        add,
+                    }
                 }
                 _ => {
                     let seats = required(spec.seats, "seats", kind)?;
@@ -280,7 +324,11 @@ pub fn compute(spec: &OrderSpec, ctx: &QuoteContext<'_>) -> Result<Quote, Licens
                             ),
                         });
                     }
-                    Priced::RenewalWithReduction { lot, tariff: t, seats }
+                    Priced::RenewalWithReduction {
+                        lot,
+                        tariff: t,
+                        seats,
+                    }
                 }
             };
             (priced, t)
@@ -336,7 +384,10 @@ mod tests {
             kind: AccountKind::LegalEntity,
             inn: None,
             resident: true,
-            crm: CrmLink { system: "amo".into(), external_id: "1".into() },
+            crm: CrmLink {
+                system: "amo".into(),
+                external_id: "1".into(),
+            },
             status: AccountStatus::Active,
             postpay_allowed: false,
             card_limit: None,
@@ -353,24 +404,65 @@ mod tests {
         let today = d("2026-06-01");
         let cases = [
             (r#"{"type":"initial","seats":3}"#, "invalid_request"),
-            (r#"{"type":"initial","tariff":"business-12","seats":0}"#, "invalid_seats"),
-            (r#"{"type":"initial","tariff":"business-12","seats":-2}"#, "invalid_seats"),
-            (r#"{"type":"initial","tariff":"business-12","seats":100001}"#, "invalid_seats"),
-            (r#"{"type":"initial","tariff":"business-12","seats":2,"start_date":"01.07.2026"}"#, "invalid_date"),
-            (r#"{"type":"initial","tariff":"business-12","seats":2,"start_date":"2026-05-31"}"#, "invalid_request"),
-            (r#"{"type":"initial","tariff":"Bad Code","seats":2}"#, "unknown_tariff"),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":0}"#,
+                "invalid_seats",
+            ),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":-2}"#,
+                "invalid_seats",
+            ),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":100001}"#,
+                "invalid_seats",
+            ),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":2,"start_date":"01.07.2026"}"#,
+                "invalid_date",
+            ),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":2,"start_date":"2026-05-31"}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"type":"initial","tariff":"Bad Code","seats":2}"#,
+                "unknown_tariff",
+            ),
             (r#"{"type":"upgrade"}"#, "invalid_request"),
-            (r#"{"type":"top_up","license_id":"not-a-uuid","add_seats":1}"#, "unknown_license"),
-            (r#"{"type":"top_up","license_id":"00000000-0000-0000-0000-000000000001"}"#, "invalid_request"),
-            (r#"{"type":"renewal","license_id":"00000000-0000-0000-0000-000000000001","seats":3}"#, "invalid_request"),
-            (r#"{"type":"initial","tariff":"business-12","seats":2,"payment_terms":"later"}"#, "invalid_request"),
-            (r#"{"type":"initial","tariff":"business-12","seats":2,"channel":"fax"}"#, "invalid_request"),
+            (
+                r#"{"type":"top_up","license_id":"not-a-uuid","add_seats":1}"#,
+                "unknown_license",
+            ),
+            (
+                r#"{"type":"top_up","license_id":"00000000-0000-0000-0000-000000000001"}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"type":"renewal","license_id":"00000000-0000-0000-0000-000000000001","seats":3}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":2,"payment_terms":"later"}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"type":"initial","tariff":"business-12","seats":2,"channel":"fax"}"#,
+                "invalid_request",
+            ),
         ];
         for (json, code) in cases {
-            assert_eq!(OrderSpec::parse(&req(json), today).unwrap_err().code(), code, "{json}");
+            assert_eq!(
+                OrderSpec::parse(&req(json), today).unwrap_err().code(),
+                code,
+                "{json}"
+            );
         }
         assert!(serde_json::from_str::<QuoteRequest>(r#"{"type":"initial","bogus":1}"#).is_err());
-        let ok = OrderSpec::parse(&req(r#"{"type":"initial","tariff":"business-12","seats":2}"#), today).unwrap();
+        let ok = OrderSpec::parse(
+            &req(r#"{"type":"initial","tariff":"business-12","seats":2}"#),
+            today,
+        )
+        .unwrap();
         assert_eq!(ok.start_date, today);
         assert_eq!(ok.payment_terms, PaymentTerms::Prepay);
         assert_eq!(ok.channel, Channel::Portal);
@@ -390,48 +482,206 @@ mod tests {
             status: LotStatus::Active,
             trial: false,
         };
-        let run = |json: &str, today: &str, tariffs: &[Tariff], lot: Option<&Lot>, acc: &Account| {
-            let spec = OrderSpec::parse(&req(json), d(today))?;
-            compute(
-                &spec,
-                &QuoteContext { account: acc, today: d(today), tariffs, lot, promotions: &[], usage: &[], paid_total: Money::ZERO, trial_used: true },
-            )
-        };
+        let run =
+            |json: &str, today: &str, tariffs: &[Tariff], lot: Option<&Lot>, acc: &Account| {
+                let spec = OrderSpec::parse(&req(json), d(today))?;
+                compute(
+                    &spec,
+                    &QuoteContext {
+                        account: acc,
+                        today: d(today),
+                        tariffs,
+                        lot,
+                        promotions: &[],
+                        usage: &[],
+                        paid_total: Money::ZERO,
+                        trial_used: true,
+                    },
+                )
+            };
         let lid = lot.id.to_string();
         let tariffs = [t.clone()];
         let code = |r: Result<Quote, LicensingError>| r.map(|_| "ok").unwrap_or_else(|e| e.code());
-        assert_eq!(code(run(&format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#), "2026-11-21", &tariffs, Some(&lot), &acc)), "ok");
-        let foreign = Lot { account_id: Uuid::from_u128(2), ..lot.clone() };
-        assert_eq!(code(run(&format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#), "2026-11-21", &tariffs, Some(&foreign), &acc)), "unknown_license");
-        assert_eq!(code(run(&format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1,"payment_terms":"postpay"}}"#), "2026-11-21", &tariffs, Some(&lot), &acc)), "postpay_not_allowed");
-        assert_eq!(code(run(&format!(r#"{{"type":"renewal_with_reduction","license_id":"{lid}","seats":10}}"#), "2027-02-20", &tariffs, Some(&lot), &acc)), "invalid_seats");
-        assert_eq!(code(run(r#"{"type":"initial","tariff":"pro","seats":1}"#, "2026-11-21", &tariffs, None, &acc)), "unknown_tariff");
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#),
+                "2026-11-21",
+                &tariffs,
+                Some(&lot),
+                &acc
+            )),
+            "ok"
+        );
+        let foreign = Lot {
+            account_id: Uuid::from_u128(2),
+            ..lot.clone()
+        };
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#),
+                "2026-11-21",
+                &tariffs,
+                Some(&foreign),
+                &acc
+            )),
+            "unknown_license"
+        );
+        assert_eq!(
+            code(run(
+                &format!(
+                    r#"{{"type":"top_up","license_id":"{lid}","add_seats":1,"payment_terms":"postpay"}}"#
+                ),
+                "2026-11-21",
+                &tariffs,
+                Some(&lot),
+                &acc
+            )),
+            "postpay_not_allowed"
+        );
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"renewal_with_reduction","license_id":"{lid}","seats":10}}"#),
+                "2027-02-20",
+                &tariffs,
+                Some(&lot),
+                &acc
+            )),
+            "invalid_seats"
+        );
+        assert_eq!(
+            code(run(
+                r#"{"type":"initial","tariff":"pro","seats":1}"#,
+                "2026-11-21",
+                &tariffs,
+                None,
+                &acc
+            )),
+            "unknown_tariff"
+        );
         t.archived = true;
         let archived = [t.clone()];
-        assert_eq!(code(run(r#"{"type":"initial","tariff":"business-12","seats":1}"#, "2026-11-21", &archived, None, &acc)), "tariff_archived");
+        assert_eq!(
+            code(run(
+                r#"{"type":"initial","tariff":"business-12","seats":1}"#,
+                "2026-11-21",
+                &archived,
+                None,
+                &acc
+            )),
+            "tariff_archived"
+        );
         // Sold lots keep their tariff: a top-up on an archived tariff is still priced.
-        assert_eq!(code(run(&format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#), "2026-11-21", &archived, Some(&lot), &acc)), "ok");
-        assert_eq!(code(run(&format!(r#"{{"type":"renewal","license_id":"{lid}"}}"#), "2027-01-15", &archived, Some(&lot), &acc)), "tariff_archived");
-        let superseded = Lot { status: LotStatus::Superseded, ..lot.clone() };
-        assert_eq!(code(run(&format!(r#"{{"type":"renewal","license_id":"{lid}"}}"#), "2027-01-15", &tariffs, Some(&superseded), &acc)), "license_not_active");
-        let trial_tariff = Tariff { trial: true, price_per_seat: Money::ZERO, ..business12() };
-        assert_eq!(code(run(r#"{"type":"initial","tariff":"business-12","seats":1}"#, "2026-11-21", &[trial_tariff], None, &acc)), "trial_already_used");
-        let trial_lot = Lot { trial: true, ..lot.clone() };
-        assert_eq!(code(run(&format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#), "2026-11-21", &tariffs, Some(&trial_lot), &acc)), "trial_not_extendable");
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#),
+                "2026-11-21",
+                &archived,
+                Some(&lot),
+                &acc
+            )),
+            "ok"
+        );
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"renewal","license_id":"{lid}"}}"#),
+                "2027-01-15",
+                &archived,
+                Some(&lot),
+                &acc
+            )),
+            "tariff_archived"
+        );
+        let superseded = Lot {
+            status: LotStatus::Superseded,
+            ..lot.clone()
+        };
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"renewal","license_id":"{lid}"}}"#),
+                "2027-01-15",
+                &tariffs,
+                Some(&superseded),
+                &acc
+            )),
+            "license_not_active"
+        );
+        let trial_tariff = Tariff {
+            trial: true,
+            price_per_seat: Money::ZERO,
+            ..business12()
+        };
+        assert_eq!(
+            code(run(
+                r#"{"type":"initial","tariff":"business-12","seats":1}"#,
+                "2026-11-21",
+                &[trial_tariff],
+                None,
+                &acc
+            )),
+            "trial_already_used"
+        );
+        let trial_lot = Lot {
+            trial: true,
+            ..lot.clone()
+        };
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"top_up","license_id":"{lid}","add_seats":1}}"#),
+                "2026-11-21",
+                &tariffs,
+                Some(&trial_lot),
+                &acc
+            )),
+            "trial_not_extendable"
+        );
         // The order placed today must be in its window today, not only on its start date.
-        assert_eq!(code(run(&format!(r#"{{"type":"renewal","license_id":"{lid}","start_date":"2026-12-05"}}"#), "2026-11-25", &tariffs, Some(&lot), &acc)), "window_not_open");
-        let terminated = Account { status: AccountStatus::Terminated, ..acc.clone() };
-        assert_eq!(code(run(r#"{"type":"initial","tariff":"business-12","seats":1}"#, "2026-11-21", &tariffs, None, &terminated)), "account_terminated");
+        assert_eq!(
+            code(run(
+                &format!(r#"{{"type":"renewal","license_id":"{lid}","start_date":"2026-12-05"}}"#),
+                "2026-11-25",
+                &tariffs,
+                Some(&lot),
+                &acc
+            )),
+            "window_not_open"
+        );
+        let terminated = Account {
+            status: AccountStatus::Terminated,
+            ..acc.clone()
+        };
+        assert_eq!(
+            code(run(
+                r#"{"type":"initial","tariff":"business-12","seats":1}"#,
+                "2026-11-21",
+                &tariffs,
+                None,
+                &terminated
+            )),
+            "account_terminated"
+        );
     }
 
     #[test]
     fn serializes_to_the_contract() {
         let acc = account();
         let t = business12();
-        let spec = OrderSpec::parse(&req(r#"{"type":"initial","tariff":"business-12","seats":2}"#), d("2026-06-01")).unwrap();
+        let spec = OrderSpec::parse(
+            &req(r#"{"type":"initial","tariff":"business-12","seats":2}"#),
+            d("2026-06-01"),
+        )
+        .unwrap();
         let q = compute(
             &spec,
-            &QuoteContext { account: &acc, today: d("2026-06-01"), tariffs: &[t], lot: None, promotions: &[], usage: &[], paid_total: Money::ZERO, trial_used: false },
+            &QuoteContext {
+                account: &acc,
+                today: d("2026-06-01"),
+                tariffs: &[t],
+                lot: None,
+                promotions: &[],
+                usage: &[],
+                paid_total: Money::ZERO,
+                trial_used: false,
+            },
         )
         .unwrap();
         let v = serde_json::to_value(&q).unwrap();

@@ -20,8 +20,8 @@ use crate::lot::Lot;
 use crate::money::Money;
 use crate::quote::{Quote, QuoteRequest};
 use crate::store::{
-    CorrectiveInvoice, Invoice, OrderRecord, OutboxEvent, Payment, PaymentMethod, PlacedOrder, SeatAssignment, Store,
-    TransferDocument,
+    CorrectiveInvoice, Invoice, OrderRecord, OutboxEvent, Payment, PaymentMethod, PlacedOrder,
+    SeatAssignment, Store, TransferDocument,
 };
 use crate::tariff::{Tariff, TariffCode};
 use crate::termination::{TerminationKind, TerminationOutcome};
@@ -57,7 +57,10 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn today(&self) -> NaiveDate {
-        self.0.read().map(|d| *d).unwrap_or_else(|p| *p.into_inner())
+        self.0
+            .read()
+            .map(|d| *d)
+            .unwrap_or_else(|p| *p.into_inner())
     }
 }
 
@@ -71,8 +74,18 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(store: Store, calendar: BusinessCalendar, clock: Arc<dyn Clock>, card_limit: Money) -> Service {
-        Service { store, calendar: Arc::new(calendar), clock, card_limit }
+    pub fn new(
+        store: Store,
+        calendar: BusinessCalendar,
+        clock: Arc<dyn Clock>,
+        card_limit: Money,
+    ) -> Service {
+        Service {
+            store,
+            calendar: Arc::new(calendar),
+            clock,
+            card_limit,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -99,7 +112,10 @@ impl Service {
     }
     pub async fn suspend(&self, id: Uuid, reason: &str) -> Result<Account> {
         if reason.trim().is_empty() {
-            return Err(LicensingError::InvalidRequest { field: "reason", reason: "a suspension states its ground (3.5, 6.5)".into() });
+            return Err(LicensingError::InvalidRequest {
+                field: "reason",
+                reason: "a suspension states its ground (3.5, 6.5)".into(),
+            });
         }
         self.store.set_suspension(id, Some(reason.trim())).await
     }
@@ -128,8 +144,15 @@ impl Service {
     pub async fn quote(&self, account_id: Uuid, req: &QuoteRequest) -> Result<Quote> {
         self.store.quote(account_id, req, self.today()).await
     }
-    pub async fn place_order(&self, account_id: Uuid, idempotency_key: &str, req: &QuoteRequest) -> Result<PlacedOrder> {
-        self.store.place_order(account_id, idempotency_key, req, self.today(), &self.calendar).await
+    pub async fn place_order(
+        &self,
+        account_id: Uuid,
+        idempotency_key: &str,
+        req: &QuoteRequest,
+    ) -> Result<PlacedOrder> {
+        self.store
+            .place_order(account_id, idempotency_key, req, self.today())
+            .await
     }
     pub async fn orders(&self, account_id: Uuid) -> Result<Vec<OrderRecord>> {
         self.store.orders(account_id).await
@@ -151,7 +174,17 @@ impl Service {
     ) -> Result<Payment> {
         let today = self.today();
         self.store
-            .register_payment(account_id, invoice_id, idempotency_key, method, amount, paid_on.unwrap_or(today), today, self.card_limit, &self.calendar)
+            .register_payment(
+                account_id,
+                invoice_id,
+                idempotency_key,
+                method,
+                amount,
+                paid_on.unwrap_or(today),
+                today,
+                self.card_limit,
+                &self.calendar,
+            )
             .await
     }
     pub async fn payments(&self, account_id: Uuid) -> Result<Vec<Payment>> {
@@ -171,8 +204,15 @@ impl Service {
     pub async fn seats(&self, account_id: Uuid) -> Result<Vec<SeatAssignment>> {
         self.store.seats(account_id).await
     }
-    pub async fn assign_seat(&self, account_id: Uuid, lot_id: Uuid, user_id: &str) -> Result<SeatAssignment> {
-        self.store.assign_seat(account_id, lot_id, user_id, self.today()).await
+    pub async fn assign_seat(
+        &self,
+        account_id: Uuid,
+        lot_id: Uuid,
+        user_id: &str,
+    ) -> Result<SeatAssignment> {
+        self.store
+            .assign_seat(account_id, lot_id, user_id, self.today())
+            .await
     }
     pub async fn reclaim_seat(&self, account_id: Uuid, user_id: &str) -> Result<()> {
         self.store.reclaim_seat(account_id, user_id).await
@@ -183,13 +223,30 @@ impl Service {
         self.store.invoices(account_id).await
     }
     pub async fn transfer_documents(&self, account_id: Uuid) -> Result<Vec<TransferDocument>> {
-        self.store.transfer_documents(account_id, self.today()).await
+        self.store
+            .transfer_documents(account_id, self.today())
+            .await
     }
-    pub async fn object_to_document(&self, account_id: Uuid, document_id: Uuid, reason: &str) -> Result<TransferDocument> {
-        self.store.object_to_document(account_id, document_id, reason, self.today()).await
+    pub async fn object_to_document(
+        &self,
+        account_id: Uuid,
+        document_id: Uuid,
+        reason: &str,
+    ) -> Result<TransferDocument> {
+        self.store
+            .object_to_document(account_id, document_id, reason, self.today())
+            .await
     }
-    pub async fn retro_discount(&self, account_id: Uuid, invoice_id: Uuid, discount: Money, reason: &str) -> Result<CorrectiveInvoice> {
-        self.store.retro_discount(account_id, invoice_id, discount, reason, self.today()).await
+    pub async fn retro_discount(
+        &self,
+        account_id: Uuid,
+        invoice_id: Uuid,
+        discount: Money,
+        reason: &str,
+    ) -> Result<CorrectiveInvoice> {
+        self.store
+            .retro_discount(account_id, invoice_id, discount, reason, self.today())
+            .await
     }
     pub async fn corrective_invoices(&self, account_id: Uuid) -> Result<Vec<CorrectiveInvoice>> {
         self.store.corrective_invoices(account_id).await
@@ -200,35 +257,66 @@ impl Service {
         let order = self.store.order(account_id, invoice.order_id).await?;
         Ok(documents::invoice_html(&account, &invoice, &order.quote))
     }
-    pub async fn transfer_document_html(&self, account_id: Uuid, document_id: Uuid) -> Result<String> {
+    pub async fn transfer_document_html(
+        &self,
+        account_id: Uuid,
+        document_id: Uuid,
+    ) -> Result<String> {
         let account = self.store.account(account_id).await?;
         let doc = self
             .transfer_documents(account_id)
             .await?
             .into_iter()
             .find(|d| d.id == document_id)
-            .ok_or(LicensingError::NotFound { what: "transfer document" })?;
+            .ok_or(LicensingError::NotFound {
+                what: "transfer document",
+            })?;
         let order = self.store.order(account_id, doc.order_id).await?;
-        Ok(documents::transfer_document_html(&account, &doc, &order.quote))
+        Ok(documents::transfer_document_html(
+            &account,
+            &doc,
+            &order.quote,
+        ))
     }
-    pub async fn corrective_invoice_html(&self, account_id: Uuid, corrective_id: Uuid) -> Result<String> {
+    pub async fn corrective_invoice_html(
+        &self,
+        account_id: Uuid,
+        corrective_id: Uuid,
+    ) -> Result<String> {
         let account = self.store.account(account_id).await?;
         let c = self
             .corrective_invoices(account_id)
             .await?
             .into_iter()
             .find(|c| c.id == corrective_id)
-            .ok_or(LicensingError::NotFound { what: "corrective invoice" })?;
+            .ok_or(LicensingError::NotFound {
+                what: "corrective invoice",
+            })?;
         let invoice = self.store.invoice(account_id, c.invoice_id).await?;
         let order = self.store.order(account_id, invoice.order_id).await?;
-        Ok(documents::corrective_invoice_html(&account, &invoice, &c, &order.quote))
+        Ok(documents::corrective_invoice_html(
+            &account,
+            &invoice,
+            &c,
+            &order.quote,
+        ))
     }
 
     // termination and refunds
-    pub async fn terminate(&self, account_id: Uuid, kind: TerminationKind, effective_on: Option<NaiveDate>) -> Result<TerminationOutcome> {
-        self.store.terminate(account_id, kind, effective_on, self.today(), &self.calendar).await
+    pub async fn terminate(
+        &self,
+        account_id: Uuid,
+        kind: TerminationKind,
+        effective_on: Option<NaiveDate>,
+    ) -> Result<TerminationOutcome> {
+        self.store
+            .terminate(account_id, kind, effective_on, self.today(), &self.calendar)
+            .await
     }
-    pub async fn refunds(&self, account_id: Uuid) -> Result<Vec<(Money, String, Option<NaiveDate>)>> {
+    pub async fn refunds(
+        &self,
+        account_id: Uuid,
+    ) -> Result<Vec<(Money, String, Option<NaiveDate>)>> {
         self.store.refunds(account_id).await
     }
 
@@ -243,11 +331,19 @@ impl Service {
             .lots(account_id)
             .await?
             .into_iter()
-            .filter_map(|l| tariffs.iter().find(|t| t.code == l.tariff).cloned().map(|t| (l, t)))
+            .filter_map(|l| {
+                tariffs
+                    .iter()
+                    .find(|t| t.code == l.tariff)
+                    .cloned()
+                    .map(|t| (l, t))
+            })
             .collect();
         let seat = self.store.seat_of(account_id, user_id).await?;
         let e = enforcement::may_host(&account, &lots, user_id, seat, today)?;
-        self.store.record_activity(account_id, user_id, today).await?;
+        self.store
+            .record_activity(account_id, user_id, today)
+            .await?;
         Ok(e)
     }
     /// Guests need no seat, but a suspended or terminated account's meetings are closed.

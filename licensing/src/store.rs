@@ -273,17 +273,26 @@ impl Store {
         } else if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
-            return Err(LicensingError::Storage(format!("unsupported database url scheme in {url:?}")));
+            return Err(LicensingError::Storage(format!(
+                "unsupported database url scheme in {url:?}"
+            )));
         };
         let schema = schema.map(str::to_string);
         if let Some(s) = &schema
-            && !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
             return Err(LicensingError::Storage(format!("bad schema name {s:?}")));
         }
         if let (Backend::Postgres, Some(s)) = (backend, &schema) {
-            let setup = AnyPoolOptions::new().max_connections(1).connect(url).await?;
-            setup.execute(format!("CREATE SCHEMA IF NOT EXISTS {s}").as_str()).await?;
+            let setup = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await?;
+            setup
+                .execute(format!("CREATE SCHEMA IF NOT EXISTS {s}").as_str())
+                .await?;
             setup.close().await;
         }
         let pool = AnyPoolOptions::new()
@@ -302,7 +311,8 @@ impl Store {
                         }
                         Backend::Postgres => {
                             if let Some(s) = schema {
-                                conn.execute(format!("SET search_path TO {s}").as_str()).await?;
+                                conn.execute(format!("SET search_path TO {s}").as_str())
+                                    .await?;
                             }
                         }
                     }
@@ -347,7 +357,11 @@ impl Store {
 
     /// The next number of `series` in `year`, in the caller's transaction: a rollback gives the
     /// number back, a commit keeps it, so the sequence has no gaps.
-    async fn next_number(tx: &mut Transaction<'static, Any>, series: &str, year: i32) -> Result<i64> {
+    async fn next_number(
+        tx: &mut Transaction<'static, Any>,
+        series: &str,
+        year: i32,
+    ) -> Result<i64> {
         sqlx::query(
             "INSERT INTO document_counters (series, year, last_number) VALUES ($1, $2, 0) \
              ON CONFLICT (series, year) DO NOTHING",
@@ -436,7 +450,11 @@ impl Store {
 
     /// Reads inside the caller's transaction: a writer holding SQLite's lock must not wait for
     /// a second pooled connection that other writers may be holding.
-    async fn account_in<'e, E: Executor<'e, Database = Any>>(ex: E, id: Uuid, today: Option<NaiveDate>) -> Result<Account> {
+    async fn account_in<'e, E: Executor<'e, Database = Any>>(
+        ex: E,
+        id: Uuid,
+        today: Option<NaiveDate>,
+    ) -> Result<Account> {
         let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(ex)
@@ -452,12 +470,13 @@ impl Store {
     }
 
     pub async fn account_by_crm(&self, system: &str, external_id: &str) -> Result<Account> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE crm_system = $1 AND crm_external_id = $2")
-            .bind(system)
-            .bind(external_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(LicensingError::UnknownAccount)?;
+        let row =
+            sqlx::query("SELECT * FROM accounts WHERE crm_system = $1 AND crm_external_id = $2")
+                .bind(system)
+                .bind(external_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(LicensingError::UnknownAccount)?;
         Self::account_from(&row)
     }
 
@@ -469,7 +488,11 @@ impl Store {
              suspension_reason = $3 WHERE id = $1",
         )
         .bind(id.to_string())
-        .bind(if reason.is_some() { "suspended" } else { "active" })
+        .bind(if reason.is_some() {
+            "suspended"
+        } else {
+            "active"
+        })
         .bind(reason.map(str::to_string))
         .execute(&mut *tx)
         .await?;
@@ -483,7 +506,7 @@ impl Store {
     pub async fn upsert_tariff(&self, t: &Tariff) -> Result<()> {
         t.validate()?;
         // Price and term are fixed once sold: a changed offer is a new tariff code (4.3).
-        let r = sqlx::query(
+        sqlx::query(
             "INSERT INTO tariffs (code, name, term_months, price_kopecks, vat_mode, trial, archived, features, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (code) DO UPDATE SET name = excluded.name, archived = excluded.archived, \
@@ -500,7 +523,6 @@ impl Store {
         .bind(now())
         .execute(&self.pool)
         .await?;
-        let _ = r;
         Ok(())
     }
 
@@ -510,7 +532,9 @@ impl Store {
             .execute(&self.pool)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(LicensingError::UnknownTariff { code: code.to_string() });
+            return Err(LicensingError::UnknownTariff {
+                code: code.to_string(),
+            });
         }
         Ok(())
     }
@@ -520,7 +544,8 @@ impl Store {
         Ok(Tariff {
             code: TariffCode::parse(&code)?,
             name: text(row, "name")?,
-            term_months: u32::try_from(int(row, "term_months")?).map_err(|_| corrupt("term_months", &code))?,
+            term_months: u32::try_from(int(row, "term_months")?)
+                .map_err(|_| corrupt("term_months", &code))?,
             price_per_seat: money(row, "price_kopecks")?,
             vat: VatMode::parse(&text(row, "vat_mode")?)?,
             features: json::<Features>(row, "features")?,
@@ -632,13 +657,19 @@ impl Store {
     }
 
     /// A lot of another account is reported as unknown: ids do not leak across accounts.
-    async fn lot_in<'e, E: Executor<'e, Database = Any>>(ex: E, account_id: Uuid, lot_id: Uuid) -> Result<Lot> {
+    async fn lot_in<'e, E: Executor<'e, Database = Any>>(
+        ex: E,
+        account_id: Uuid,
+        lot_id: Uuid,
+    ) -> Result<Lot> {
         let row = sqlx::query("SELECT * FROM lots WHERE id = $1 AND account_id = $2")
             .bind(lot_id.to_string())
             .bind(account_id.to_string())
             .fetch_optional(ex)
             .await?
-            .ok_or_else(|| LicensingError::UnknownLicense { license_id: lot_id.to_string() })?;
+            .ok_or_else(|| LicensingError::UnknownLicense {
+                license_id: lot_id.to_string(),
+            })?;
         Self::lot_from(&row)
     }
 
@@ -660,17 +691,28 @@ impl Store {
     }
 
     pub async fn seat_of(&self, account_id: Uuid, user_id: &str) -> Result<Option<Uuid>> {
-        let row = sqlx::query("SELECT lot_id FROM seat_assignments WHERE account_id = $1 AND user_id = $2")
-            .bind(account_id.to_string())
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT lot_id FROM seat_assignments WHERE account_id = $1 AND user_id = $2",
+        )
+        .bind(account_id.to_string())
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| uuid(&r, "lot_id")).transpose()
     }
 
-    pub async fn assign_seat(&self, account_id: Uuid, lot_id: Uuid, user_id: &str, today: NaiveDate) -> Result<SeatAssignment> {
+    pub async fn assign_seat(
+        &self,
+        account_id: Uuid,
+        lot_id: Uuid,
+        user_id: &str,
+        today: NaiveDate,
+    ) -> Result<SeatAssignment> {
         if user_id.is_empty() || user_id.len() > 200 {
-            return Err(LicensingError::InvalidRequest { field: "user_id", reason: "1 to 200 characters".into() });
+            return Err(LicensingError::InvalidRequest {
+                field: "user_id",
+                reason: "1 to 200 characters".into(),
+            });
         }
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
@@ -681,20 +723,27 @@ impl Store {
                 status: lot.status_on(today).to_string(),
             });
         }
-        let held = sqlx::query("SELECT lot_id FROM seat_assignments WHERE account_id = $1 AND user_id = $2")
-            .bind(account_id.to_string())
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let held = sqlx::query(
+            "SELECT lot_id FROM seat_assignments WHERE account_id = $1 AND user_id = $2",
+        )
+        .bind(account_id.to_string())
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if held.is_some() {
-            return Err(LicensingError::SeatAlreadyAssigned { user_id: user_id.to_string() });
+            return Err(LicensingError::SeatAlreadyAssigned {
+                user_id: user_id.to_string(),
+            });
         }
         let r = sqlx::query("UPDATE lots SET seats_assigned = seats_assigned + 1 WHERE id = $1 AND seats_assigned < seats")
             .bind(lot_id.to_string())
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(LicensingError::NoFreeSeat { license_id: lot_id.to_string(), seats: lot.seats.get() });
+            return Err(LicensingError::NoFreeSeat {
+                license_id: lot_id.to_string(),
+                seats: lot.seats.get(),
+            });
         }
         sqlx::query("INSERT INTO seat_assignments (account_id, lot_id, user_id, assigned_on) VALUES ($1, $2, $3, $4)")
             .bind(account_id.to_string())
@@ -704,18 +753,27 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(SeatAssignment { lot_id, user_id: user_id.to_string(), assigned_on: today, last_active_on: None })
+        Ok(SeatAssignment {
+            lot_id,
+            user_id: user_id.to_string(),
+            assigned_on: today,
+            last_active_on: None,
+        })
     }
 
     pub async fn reclaim_seat(&self, account_id: Uuid, user_id: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
-        let row = sqlx::query("DELETE FROM seat_assignments WHERE account_id = $1 AND user_id = $2 RETURNING lot_id")
-            .bind(account_id.to_string())
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| LicensingError::NoSeat { user_id: user_id.to_string() })?;
+        let row = sqlx::query(
+            "DELETE FROM seat_assignments WHERE account_id = $1 AND user_id = $2 RETURNING lot_id",
+        )
+        .bind(account_id.to_string())
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| LicensingError::NoSeat {
+            user_id: user_id.to_string(),
+        })?;
         sqlx::query("UPDATE lots SET seats_assigned = seats_assigned - 1 WHERE id = $1 AND seats_assigned > 0")
             .bind(text(&row, "lot_id")?)
             .execute(&mut *tx)
@@ -725,7 +783,12 @@ impl Store {
     }
 
     /// Marks that the user used their seat on `day`, for the inactive-seat review.
-    pub async fn record_activity(&self, account_id: Uuid, user_id: &str, day: NaiveDate) -> Result<()> {
+    pub async fn record_activity(
+        &self,
+        account_id: Uuid,
+        user_id: &str,
+        day: NaiveDate,
+    ) -> Result<()> {
         sqlx::query("UPDATE seat_assignments SET last_active_on = $3 WHERE account_id = $1 AND user_id = $2")
             .bind(account_id.to_string())
             .bind(user_id)
@@ -748,12 +811,13 @@ impl Store {
             Some(id) => Some(Self::lot_in(&mut **tx, account.id, id).await?),
             None => None,
         };
-        let promotions: Vec<Promotion> = sqlx::query("SELECT * FROM promotions WHERE active = 1 ORDER BY id")
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(Self::promotion_from)
-            .collect::<Result<_>>()?;
+        let promotions: Vec<Promotion> =
+            sqlx::query("SELECT * FROM promotions WHERE active = 1 ORDER BY id")
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(Self::promotion_from)
+                .collect::<Result<_>>()?;
         let usage: Vec<PromoUsage> = sqlx::query(
             "SELECT p.id AS id, p.redeemed AS total, \
              (SELECT COUNT(*) FROM promo_redemptions r WHERE r.promotion_id = p.id AND r.account_id = $1) AS mine \
@@ -769,10 +833,11 @@ impl Store {
             .bind(account.id.to_string())
             .fetch_one(&mut **tx)
             .await?;
-        let trial = sqlx::query("SELECT COUNT(*) AS n FROM lots WHERE account_id = $1 AND trial = 1")
-            .bind(account.id.to_string())
-            .fetch_one(&mut **tx)
-            .await?;
+        let trial =
+            sqlx::query("SELECT COUNT(*) AS n FROM lots WHERE account_id = $1 AND trial = 1")
+                .bind(account.id.to_string())
+                .fetch_one(&mut **tx)
+                .await?;
         quote::compute(
             spec,
             &QuoteContext {
@@ -789,7 +854,12 @@ impl Store {
     }
 
     /// A quote reads only, but inside a transaction so it sees one consistent state.
-    pub async fn quote(&self, account_id: Uuid, req: &QuoteRequest, today: NaiveDate) -> Result<Quote> {
+    pub async fn quote(
+        &self,
+        account_id: Uuid,
+        req: &QuoteRequest,
+        today: NaiveDate,
+    ) -> Result<Quote> {
         let spec = OrderSpec::parse(req, today)?;
         let account = self.account_on(account_id, today).await?;
         let mut tx = self.pool.begin().await?;
@@ -826,7 +896,10 @@ impl Store {
         })
     }
 
-    async fn placed_order_in(tx: &mut Transaction<'static, Any>, order_row: &AnyRow) -> Result<PlacedOrder> {
+    async fn placed_order_in(
+        tx: &mut Transaction<'static, Any>,
+        order_row: &AnyRow,
+    ) -> Result<PlacedOrder> {
         let order = Self::order_from(order_row)?;
         let invoice = sqlx::query("SELECT * FROM invoices WHERE order_id = $1")
             .bind(order.id.to_string())
@@ -840,7 +913,11 @@ impl Store {
             .await?
             .map(|r| uuid(&r, "lot_id"))
             .transpose()?;
-        Ok(PlacedOrder { order, invoice, granted_lot })
+        Ok(PlacedOrder {
+            order,
+            invoice,
+            granted_lot,
+        })
     }
 
     /// Places an order under an Idempotency-Key: the same key with the same request returns the
@@ -852,23 +929,28 @@ impl Store {
         idempotency_key: &str,
         req: &QuoteRequest,
         today: NaiveDate,
-        calendar: &BusinessCalendar,
     ) -> Result<PlacedOrder> {
         if idempotency_key.is_empty() || idempotency_key.len() > 200 {
-            return Err(LicensingError::InvalidRequest { field: "Idempotency-Key", reason: "1 to 200 characters".into() });
+            return Err(LicensingError::InvalidRequest {
+                field: "Idempotency-Key",
+                reason: "1 to 200 characters".into(),
+            });
         }
         let spec = OrderSpec::parse(req, today)?;
         let request_text = to_json(req)?;
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
-        if let Some(row) = sqlx::query("SELECT * FROM orders WHERE account_id = $1 AND idempotency_key = $2")
-            .bind(account_id.to_string())
-            .bind(idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(row) =
+            sqlx::query("SELECT * FROM orders WHERE account_id = $1 AND idempotency_key = $2")
+                .bind(account_id.to_string())
+                .bind(idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await?
         {
             if text(&row, "request")? != request_text {
-                return Err(LicensingError::IdempotencyConflict { key: idempotency_key.to_string() });
+                return Err(LicensingError::IdempotencyConflict {
+                    key: idempotency_key.to_string(),
+                });
             }
             let placed = Self::placed_order_in(&mut tx, &row).await;
             tx.rollback().await?;
@@ -895,7 +977,10 @@ impl Store {
                     .await?;
                 let assigned = count(int(&row, "seats_assigned")?);
                 if assigned > seats.get() {
-                    return Err(LicensingError::SeatsInUse { assigned, requested: seats.get() });
+                    return Err(LicensingError::SeatsInUse {
+                        assigned,
+                        requested: seats.get(),
+                    });
                 }
             }
         }
@@ -945,7 +1030,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {
-                return Err(LicensingError::PromoCodeExhausted { code: d.code.clone().unwrap_or_else(|| d.name.clone()) });
+                return Err(LicensingError::PromoCodeExhausted {
+                    code: d.code.clone().unwrap_or_else(|| d.name.clone()),
+                });
             }
             sqlx::query("INSERT INTO promo_redemptions (id, promotion_id, account_id, order_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(Uuid::new_v4().to_string())
@@ -961,12 +1048,14 @@ impl Store {
             .await?
             .into_iter()
             .find(|t| t.code == q.tariff)
-            .ok_or_else(|| LicensingError::UnknownTariff { code: q.tariff.to_string() })?;
+            .ok_or_else(|| LicensingError::UnknownTariff {
+                code: q.tariff.to_string(),
+            })?;
         let mut invoice = None;
         let mut granted_lot = None;
         if q.total == Money::ZERO {
             // Nothing to pay (a trial, or fully discounted): access is granted at once.
-            granted_lot = Some(Self::grant_in(&mut tx, account_id, order_id, &q, today, calendar).await?);
+            granted_lot = Some(Self::grant_in(&mut tx, account_id, order_id, &q, today).await?);
         } else {
             let year = today.year();
             let number = Self::next_number(&mut tx, "invoice", year).await?;
@@ -999,9 +1088,20 @@ impl Store {
             });
         }
         tx.commit().await?;
-        let status = if granted_lot.is_some() { OrderStatus::Paid } else { OrderStatus::PendingPayment };
+        let status = if granted_lot.is_some() {
+            OrderStatus::Paid
+        } else {
+            OrderStatus::PendingPayment
+        };
         Ok(PlacedOrder {
-            order: OrderRecord { id: order_id, account_id, idempotency_key: idempotency_key.to_string(), status, placed_on: today, quote: q },
+            order: OrderRecord {
+                id: order_id,
+                account_id,
+                idempotency_key: idempotency_key.to_string(),
+                status,
+                placed_on: today,
+                quote: q,
+            },
             invoice,
             granted_lot,
         })
@@ -1028,7 +1128,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(LicensingError::NotFound { what: "unpaid order" });
+            return Err(LicensingError::NotFound {
+                what: "unpaid order",
+            });
         }
         sqlx::query("UPDATE invoices SET status = 'cancelled' WHERE order_id = $1")
             .bind(order_id.to_string())
@@ -1059,20 +1161,26 @@ impl Store {
         order_id: Uuid,
         q: &Quote,
         grant: NaiveDate,
-        calendar: &BusinessCalendar,
     ) -> Result<Uuid> {
-        let _ = calendar;
         let tariff = Self::tariffs_in(&mut **tx)
             .await?
             .into_iter()
             .find(|t| t.code == q.tariff)
-            .ok_or_else(|| LicensingError::UnknownTariff { code: q.tariff.to_string() })?;
+            .ok_or_else(|| LicensingError::UnknownTariff {
+                code: q.tariff.to_string(),
+            })?;
         let old = match q.license_id {
             Some(id) => Some(Self::lot_in(&mut **tx, account_id, id).await?),
             None => None,
         };
-        let inactive = |lot: &Lot| LicensingError::LicenseNotActive { license_id: lot.id.to_string(), status: lot.status.to_string() };
-        let (lot_id, ends_on, periods): (Uuid, NaiveDate, Vec<(LineKind, u32, NaiveDate)>) = match (q.order_type, &old) {
+        let inactive = |lot: &Lot| LicensingError::LicenseNotActive {
+            license_id: lot.id.to_string(),
+            status: lot.status.to_string(),
+        };
+        let (lot_id, ends_on, periods): (Uuid, NaiveDate, Vec<(LineKind, u32, NaiveDate)>) = match (
+            q.order_type,
+            &old,
+        ) {
             (OrderType::TopUp, Some(lot)) => {
                 let add: u32 = q.lines.iter().map(|l| l.seats.get()).sum();
                 let r = sqlx::query("UPDATE lots SET seats = seats + $2 WHERE id = $1 AND status = 'active' AND ends_on > $3")
@@ -1084,7 +1192,11 @@ impl Store {
                 if r.rows_affected() == 0 {
                     return Err(inactive(lot));
                 }
-                (lot.id, lot.ends_on, vec![(LineKind::TopUp, add, lot.ends_on)])
+                (
+                    lot.id,
+                    lot.ends_on,
+                    vec![(LineKind::TopUp, add, lot.ends_on)],
+                )
             }
             (OrderType::Initial, _) => {
                 // A purchase ends any running trial (4.5).
@@ -1098,7 +1210,9 @@ impl Store {
                 .await?;
                 let end = pricing::initial_end(grant, tariff.term_months);
                 let seats = q.lines.iter().map(|l| l.seats.get()).sum();
-                let id = Self::insert_lot(tx, account_id, &tariff, seats, grant, end, order_id, None).await?;
+                let id =
+                    Self::insert_lot(tx, account_id, &tariff, seats, grant, end, order_id, None)
+                        .await?;
                 (id, end, vec![(LineKind::Initial, seats, end)])
             }
             (kind, Some(lot)) if kind.renews() => {
@@ -1126,9 +1240,22 @@ impl Store {
                     .await?;
                 let assigned = count(int(&assigned, "seats_assigned")?);
                 if assigned > seats {
-                    return Err(LicensingError::SeatsInUse { assigned, requested: seats });
+                    return Err(LicensingError::SeatsInUse {
+                        assigned,
+                        requested: seats,
+                    });
                 }
-                let id = Self::insert_lot(tx, account_id, &tariff, seats, grant, end, order_id, Some(lot.id)).await?;
+                let id = Self::insert_lot(
+                    tx,
+                    account_id,
+                    &tariff,
+                    seats,
+                    grant,
+                    end,
+                    order_id,
+                    Some(lot.id),
+                )
+                .await?;
                 sqlx::query("UPDATE seat_assignments SET lot_id = $2 WHERE lot_id = $1")
                     .bind(lot.id.to_string())
                     .bind(id.to_string())
@@ -1147,10 +1274,18 @@ impl Store {
                     .bind(lot.id.to_string())
                     .execute(&mut **tx)
                     .await?;
-                let periods = q.lines.iter().map(|l| (l.kind, l.seats.get(), end)).collect();
+                let periods = q
+                    .lines
+                    .iter()
+                    .map(|l| (l.kind, l.seats.get(), end))
+                    .collect();
                 (id, end, periods)
             }
-            _ => return Err(LicensingError::UnknownLicense { license_id: String::new() }),
+            _ => {
+                return Err(LicensingError::UnknownLicense {
+                    license_id: String::new(),
+                });
+            }
         };
 
         // The paid amount is spread over the lines in proportion (the last takes the rest), so
@@ -1185,7 +1320,8 @@ impl Store {
             if due < grant {
                 continue;
             }
-            let payload = serde_json::json!({"license_id": lot_id, "ends_on": ends_on, "days_left": days});
+            let payload =
+                serde_json::json!({"license_id": lot_id, "ends_on": ends_on, "days_left": days});
             sqlx::query(
                 "INSERT INTO outbox_events (id, kind, account_id, subject_id, payload, dedup_key, due_on, created_at) \
                  VALUES ($1, 'lot_ending', $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
@@ -1271,23 +1407,32 @@ impl Store {
         calendar: &BusinessCalendar,
     ) -> Result<Payment> {
         if idempotency_key.is_empty() || idempotency_key.len() > 200 {
-            return Err(LicensingError::InvalidRequest { field: "Idempotency-Key", reason: "1 to 200 characters".into() });
+            return Err(LicensingError::InvalidRequest {
+                field: "Idempotency-Key",
+                reason: "1 to 200 characters".into(),
+            });
         }
         if paid_on > today {
-            return Err(LicensingError::InvalidRequest { field: "paid_on", reason: "cannot be in the future".into() });
+            return Err(LicensingError::InvalidRequest {
+                field: "paid_on",
+                reason: "cannot be in the future".into(),
+            });
         }
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
-        if let Some(row) = sqlx::query("SELECT * FROM payments WHERE account_id = $1 AND idempotency_key = $2")
-            .bind(account_id.to_string())
-            .bind(idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?
+        if let Some(row) =
+            sqlx::query("SELECT * FROM payments WHERE account_id = $1 AND idempotency_key = $2")
+                .bind(account_id.to_string())
+                .bind(idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await?
         {
             let p = Self::payment_from(&row)?;
             tx.rollback().await?;
             if p.invoice_id != invoice_id || p.amount != amount {
-                return Err(LicensingError::IdempotencyConflict { key: idempotency_key.to_string() });
+                return Err(LicensingError::IdempotencyConflict {
+                    key: idempotency_key.to_string(),
+                });
             }
             return Ok(p);
         }
@@ -1300,20 +1445,36 @@ impl Store {
         let invoice = Self::invoice_from(&inv_row)?;
         match invoice.status.as_str() {
             "issued" => {}
-            "paid" => return Err(LicensingError::InvoiceAlreadyPaid { number: invoice.number_text }),
-            s => return Err(LicensingError::InvoiceNotPayable { number: invoice.number_text, status: s.to_string() }),
+            "paid" => {
+                return Err(LicensingError::InvoiceAlreadyPaid {
+                    number: invoice.number_text,
+                });
+            }
+            s => {
+                return Err(LicensingError::InvoiceNotPayable {
+                    number: invoice.number_text,
+                    status: s.to_string(),
+                });
+            }
         }
         if amount != invoice.amount {
-            return Err(LicensingError::PaymentAmountMismatch { expected: invoice.amount, got: amount });
+            return Err(LicensingError::PaymentAmountMismatch {
+                expected: invoice.amount,
+                got: amount,
+            });
         }
         let account = Self::account_in(&mut *tx, account_id, None).await?;
         if method == PaymentMethod::Card {
             if !account.kind.may_pay_by_card() {
-                return Err(LicensingError::CardNotAllowed { reason: "legal entities pay invoices by bank transfer (4.7)".into() });
+                return Err(LicensingError::CardNotAllowed {
+                    reason: "legal entities pay invoices by bank transfer (4.7)".into(),
+                });
             }
             let limit = account.card_limit.unwrap_or(card_limit);
             if amount > limit {
-                return Err(LicensingError::CardNotAllowed { reason: format!("the card limit is {limit} RUB") });
+                return Err(LicensingError::CardNotAllowed {
+                    reason: format!("the card limit is {limit} RUB"),
+                });
             }
         }
         let order_row = sqlx::query("SELECT * FROM orders WHERE id = $1")
@@ -1322,9 +1483,14 @@ impl Store {
             .await?;
         let order = Self::order_from(&order_row)?;
         let grant = today;
-        let lot_id = Self::grant_in(&mut tx, account_id, order.id, &order.quote, grant, calendar).await?;
-        let base = if order.quote.payment_terms == PaymentTerms::Postpay { order.placed_on } else { paid_on };
-        let deadline = calendar.add_business_days(base, order.quote.order_type.grant_deadline_business_days());
+        let lot_id = Self::grant_in(&mut tx, account_id, order.id, &order.quote, grant).await?;
+        let base = if order.quote.payment_terms == PaymentTerms::Postpay {
+            order.placed_on
+        } else {
+            paid_on
+        };
+        let deadline =
+            calendar.add_business_days(base, order.quote.order_type.grant_deadline_business_days());
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO payments (id, account_id, invoice_id, idempotency_key, method, amount_kopecks, paid_on, \
@@ -1349,7 +1515,11 @@ impl Store {
             .await?;
         // 3.2.5: a UPD for corporate clients, a one-sided act otherwise; accepted after 5
         // business days without a reasoned objection (3.2.6).
-        let kind = if account.kind.is_corporate() { "upd" } else { "act" };
+        let kind = if account.kind.is_corporate() {
+            "upd"
+        } else {
+            "act"
+        };
         let year = today.year();
         let number = Self::next_number(&mut tx, "transfer", year).await?;
         sqlx::query(
@@ -1370,7 +1540,17 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Payment { id, invoice_id, method: method.as_str().into(), amount, paid_on, grant_deadline: deadline, granted_on: grant, granted_late: grant > deadline, lot_id })
+        Ok(Payment {
+            id,
+            invoice_id,
+            method: method.as_str().into(),
+            amount,
+            paid_on,
+            grant_deadline: deadline,
+            granted_on: grant,
+            granted_late: grant > deadline,
+            lot_id,
+        })
     }
 
     pub async fn invoices(&self, account_id: Uuid) -> Result<Vec<Invoice>> {
@@ -1439,7 +1619,11 @@ impl Store {
         })
     }
 
-    pub async fn transfer_documents(&self, account_id: Uuid, today: NaiveDate) -> Result<Vec<TransferDocument>> {
+    pub async fn transfer_documents(
+        &self,
+        account_id: Uuid,
+        today: NaiveDate,
+    ) -> Result<Vec<TransferDocument>> {
         sqlx::query("SELECT * FROM transfer_documents WHERE account_id = $1 ORDER BY year, number")
             .bind(account_id.to_string())
             .fetch_all(&self.pool)
@@ -1450,9 +1634,18 @@ impl Store {
     }
 
     /// A reasoned objection within the acceptance period opens a dispute (3.2.6).
-    pub async fn object_to_document(&self, account_id: Uuid, document_id: Uuid, reason: &str, today: NaiveDate) -> Result<TransferDocument> {
+    pub async fn object_to_document(
+        &self,
+        account_id: Uuid,
+        document_id: Uuid,
+        reason: &str,
+        today: NaiveDate,
+    ) -> Result<TransferDocument> {
         if reason.trim().is_empty() {
-            return Err(LicensingError::InvalidRequest { field: "reason", reason: "an objection must give its reasons".into() });
+            return Err(LicensingError::InvalidRequest {
+                field: "reason",
+                reason: "an objection must give its reasons".into(),
+            });
         }
         let r = sqlx::query(
             "UPDATE transfer_documents SET status = 'disputed', objection = $3 \
@@ -1465,7 +1658,12 @@ impl Store {
         .execute(&self.pool)
         .await?;
         let docs = self.transfer_documents(account_id, today).await?;
-        let doc = docs.into_iter().find(|d| d.id == document_id).ok_or(LicensingError::NotFound { what: "transfer document" })?;
+        let doc =
+            docs.into_iter()
+                .find(|d| d.id == document_id)
+                .ok_or(LicensingError::NotFound {
+                    what: "transfer document",
+                })?;
         if r.rows_affected() == 0 {
             return Err(LicensingError::DocumentNotOpen { status: doc.status });
         }
@@ -1476,9 +1674,19 @@ impl Store {
 
     /// A discount granted after an invoice was paid: a corrective invoice with the values before
     /// and after and their difference, and a credit for the difference, in one transaction.
-    pub async fn retro_discount(&self, account_id: Uuid, invoice_id: Uuid, discount: Money, reason: &str, today: NaiveDate) -> Result<CorrectiveInvoice> {
+    pub async fn retro_discount(
+        &self,
+        account_id: Uuid,
+        invoice_id: Uuid,
+        discount: Money,
+        reason: &str,
+        today: NaiveDate,
+    ) -> Result<CorrectiveInvoice> {
         if discount.is_negative() || discount == Money::ZERO {
-            return Err(LicensingError::InvalidAmount { value: discount.to_string(), reason: "a discount must be positive".into() });
+            return Err(LicensingError::InvalidAmount {
+                value: discount.to_string(),
+                reason: "a discount must be positive".into(),
+            });
         }
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
@@ -1490,7 +1698,10 @@ impl Store {
             .ok_or(LicensingError::NotFound { what: "invoice" })?;
         let invoice = Self::invoice_from(&inv)?;
         if invoice.status != "paid" {
-            return Err(LicensingError::InvoiceNotPayable { number: invoice.number_text, status: invoice.status });
+            return Err(LicensingError::InvoiceNotPayable {
+                number: invoice.number_text,
+                status: invoice.status,
+            });
         }
         let prior = sqlx::query("SELECT CAST(COALESCE(SUM(difference_kopecks), 0) AS BIGINT) AS d FROM corrective_invoices WHERE invoice_id = $1")
             .bind(invoice_id.to_string())
@@ -1527,7 +1738,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(CorrectiveInvoice { id, account_id, invoice_id, number_text: number_text(year, number), issued_on: today, reason: reason.to_string(), before, after, difference })
+        Ok(CorrectiveInvoice {
+            id,
+            account_id,
+            invoice_id,
+            number_text: number_text(year, number),
+            issued_on: today,
+            reason: reason.to_string(),
+            before,
+            after,
+            difference,
+        })
     }
 
     pub async fn corrective_invoices(&self, account_id: Uuid) -> Result<Vec<CorrectiveInvoice>> {
@@ -1558,21 +1779,31 @@ impl Store {
     /// Ends the agreement: provider (45 days' notice, pro-rata refund due in 10 business days),
     /// breach (at once, nothing back) or client (at the end of the paid month). The lots end on
     /// the effective date; refunds are recorded in the same transaction.
-    pub async fn terminate(&self, account_id: Uuid, kind: TerminationKind, effective_on: Option<NaiveDate>, today: NaiveDate, calendar: &BusinessCalendar) -> Result<TerminationOutcome> {
+    pub async fn terminate(
+        &self,
+        account_id: Uuid,
+        kind: TerminationKind,
+        effective_on: Option<NaiveDate>,
+        today: NaiveDate,
+        calendar: &BusinessCalendar,
+    ) -> Result<TerminationOutcome> {
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
-        let lots: Vec<Lot> = sqlx::query("SELECT * FROM lots WHERE account_id = $1 AND status = 'active' AND ends_on > $2")
-            .bind(account_id.to_string())
-            .bind(today.to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(Self::lot_from)
-            .collect::<Result<_>>()?;
+        let lots: Vec<Lot> = sqlx::query(
+            "SELECT * FROM lots WHERE account_id = $1 AND status = 'active' AND ends_on > $2",
+        )
+        .bind(account_id.to_string())
+        .bind(today.to_string())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(Self::lot_from)
+        .collect::<Result<_>>()?;
         let outcome = match kind {
             TerminationKind::Breach => termination::breach(today),
             TerminationKind::Provider => {
-                let effective = effective_on.unwrap_or_else(|| add_days(today, termination::PROVIDER_NOTICE_DAYS));
+                let effective = effective_on
+                    .unwrap_or_else(|| add_days(today, termination::PROVIDER_NOTICE_DAYS));
                 let mut periods = Vec::new();
                 for lot in &lots {
                     for r in sqlx::query("SELECT * FROM lot_grants WHERE lot_id = $1")
@@ -1580,13 +1811,20 @@ impl Store {
                         .fetch_all(&mut *tx)
                         .await?
                     {
-                        periods.push(PaidPeriod { amount: money(&r, "amount_kopecks")?, starts_on: date(&r, "starts_on")?, ends_on: date(&r, "ends_on")? });
+                        periods.push(PaidPeriod {
+                            amount: money(&r, "amount_kopecks")?,
+                            starts_on: date(&r, "starts_on")?,
+                            ends_on: date(&r, "ends_on")?,
+                        });
                     }
                 }
                 termination::provider(today, effective, &periods, calendar)?
             }
             TerminationKind::Client => {
-                let lot = lots.iter().max_by_key(|l| l.ends_on).ok_or(LicensingError::NoActiveLicense)?;
+                let lot = lots
+                    .iter()
+                    .max_by_key(|l| l.ends_on)
+                    .ok_or(LicensingError::NoActiveLicense)?;
                 termination::client(today, lot.starts_on, lot.ends_on)
             }
         };
@@ -1597,10 +1835,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if outcome.effective_on <= today {
-            sqlx::query("UPDATE lots SET status = 'terminated' WHERE account_id = $1 AND status = 'active'")
-                .bind(account_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE lots SET status = 'terminated' WHERE account_id = $1 AND status = 'active'",
+            )
+            .bind(account_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query("UPDATE accounts SET terminates_on = $2, status = CASE WHEN $2 <= $3 THEN 'terminated' ELSE status END WHERE id = $1")
             .bind(account_id.to_string())
@@ -1637,13 +1877,22 @@ impl Store {
         Ok(outcome)
     }
 
-    pub async fn refunds(&self, account_id: Uuid) -> Result<Vec<(Money, String, Option<NaiveDate>)>> {
+    pub async fn refunds(
+        &self,
+        account_id: Uuid,
+    ) -> Result<Vec<(Money, String, Option<NaiveDate>)>> {
         sqlx::query("SELECT * FROM refunds WHERE account_id = $1 ORDER BY created_at")
             .bind(account_id.to_string())
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok((money(r, "amount_kopecks")?, text(r, "reason")?, opt_date(r, "due_on")?)))
+            .map(|r| {
+                Ok((
+                    money(r, "amount_kopecks")?,
+                    text(r, "reason")?,
+                    opt_date(r, "due_on")?,
+                ))
+            })
             .collect()
     }
 
@@ -1660,13 +1909,17 @@ impl Store {
         .bind(cutoff)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_account: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+        let mut by_account: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+            Default::default();
         for r in &rows {
-            by_account.entry(text(r, "account_id")?).or_default().push(serde_json::json!({
-                "user_id": text(r, "user_id")?,
-                "license_id": text(r, "lot_id")?,
-                "last_active_on": opt_text(r, "last_active_on")?,
-            }));
+            by_account
+                .entry(text(r, "account_id")?)
+                .or_default()
+                .push(serde_json::json!({
+                    "user_id": text(r, "user_id")?,
+                    "license_id": text(r, "lot_id")?,
+                    "last_active_on": opt_text(r, "last_active_on")?,
+                }));
         }
         let month = format!("{:04}-{:02}", today.year(), today.month());
         let mut emitted = 0;
@@ -1705,7 +1958,15 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok(OutboxEvent { id: uuid(r, "id")?, kind: text(r, "kind")?, account_id: uuid(r, "account_id")?, payload: json(r, "payload")?, due_on: date(r, "due_on")? }))
+            .map(|r| {
+                Ok(OutboxEvent {
+                    id: uuid(r, "id")?,
+                    kind: text(r, "kind")?,
+                    account_id: uuid(r, "account_id")?,
+                    payload: json(r, "payload")?,
+                    due_on: date(r, "due_on")?,
+                })
+            })
             .collect()
     }
 

@@ -22,7 +22,9 @@ impl TariffCode {
         if ok {
             Ok(TariffCode(s.to_string()))
         } else {
-            Err(LicensingError::UnknownTariff { code: s.to_string() })
+            Err(LicensingError::UnknownTariff {
+                code: s.to_string(),
+            })
         }
     }
 
@@ -150,7 +152,11 @@ impl Tariff {
     /// The day count a year-priced licence is divided by: 366 for a 12-month term, as 5.3.4
     /// fixes; for other terms (our extension) 30 days per month.
     pub fn basis_days(&self) -> i64 {
-        if self.term_months == 12 { 366 } else { 30 * i64::from(self.term_months) }
+        if self.term_months == 12 {
+            366
+        } else {
+            30 * i64::from(self.term_months)
+        }
     }
 }
 

@@ -100,7 +100,11 @@ pub fn breach(on: NaiveDate) -> TerminationOutcome {
 /// The end of the paid month of the term in which the client gave notice. Months are counted
 /// from the lot's start (each from the start date, so clamping never drifts), and the result
 /// never passes the lot's own end. The agreement names no refund for this case, so none is due.
-pub fn client(notice_on: NaiveDate, lot_starts_on: NaiveDate, lot_ends_on: NaiveDate) -> TerminationOutcome {
+pub fn client(
+    notice_on: NaiveDate,
+    lot_starts_on: NaiveDate,
+    lot_ends_on: NaiveDate,
+) -> TerminationOutcome {
     let mut k = 1u32;
     let mut end = add_months(lot_starts_on, k);
     while end <= notice_on && end < lot_ends_on && k < 1200 {
@@ -129,8 +133,17 @@ mod tests {
     #[test]
     fn notice_edges() {
         let cal = BusinessCalendar::default();
-        let p = [PaidPeriod { amount: "120000".parse().unwrap(), starts_on: d("2026-03-01"), ends_on: d("2027-03-01") }];
-        assert_eq!(provider(d("2026-09-01"), d("2026-10-15"), &p, &cal).unwrap_err().code(), "notice_too_short");
+        let p = [PaidPeriod {
+            amount: "120000".parse().unwrap(),
+            starts_on: d("2026-03-01"),
+            ends_on: d("2027-03-01"),
+        }];
+        assert_eq!(
+            provider(d("2026-09-01"), d("2026-10-15"), &p, &cal)
+                .unwrap_err()
+                .code(),
+            "notice_too_short"
+        );
         assert!(provider(d("2026-09-01"), d("2026-10-16"), &p, &cal).is_ok());
         assert!(provider(d("2026-09-01"), d("2026-10-17"), &p, &cal).is_ok());
     }
@@ -139,8 +152,16 @@ mod tests {
     fn refund_sums_exactly_then_rounds() {
         // Two top-up periods, each 1/3 unexpired of 100.00: 33.333.. + 33.333.. = 66.67, not 66.66.
         let p = [
-            PaidPeriod { amount: "100".parse().unwrap(), starts_on: d("2026-01-01"), ends_on: d("2026-01-04") },
-            PaidPeriod { amount: "100".parse().unwrap(), starts_on: d("2026-01-01"), ends_on: d("2026-01-04") },
+            PaidPeriod {
+                amount: "100".parse().unwrap(),
+                starts_on: d("2026-01-01"),
+                ends_on: d("2026-01-04"),
+            },
+            PaidPeriod {
+                amount: "100".parse().unwrap(),
+                starts_on: d("2026-01-01"),
+                ends_on: d("2026-01-04"),
+            },
         ];
         assert_eq!(pro_rata_refund(&p, d("2026-01-03")).to_string(), "66.67");
         assert_eq!(pro_rata_refund(&p, d("2026-02-01")), Money::ZERO);

@@ -166,11 +166,21 @@ mod tests {
             }
         );
         assert!(e.message().contains("2026-12-01"), "{}", e.message());
-        assert!(e.message().contains("renewal_with_top_up"), "{}", e.message());
+        assert!(
+            e.message().contains("renewal_with_top_up"),
+            "{}",
+            e.message()
+        );
         let body = e.to_body();
         assert_eq!(body["error"]["code"], "window_closed");
         assert_eq!(body["error"]["closed_on"], "2026-12-01");
-        let e = check(OrderType::RenewalWithReduction, "lot", d(E), d("2027-02-10")).unwrap_err();
+        let e = check(
+            OrderType::RenewalWithReduction,
+            "lot",
+            d(E),
+            d("2027-02-10"),
+        )
+        .unwrap_err();
         assert_eq!(e.to_body()["error"]["opens_on"], "2027-02-15");
     }
 

@@ -36,19 +36,30 @@ impl Db {
         if let Some(s) = self.schema {
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&self.url).await.unwrap();
-            pool.execute(format!("DROP SCHEMA {s} CASCADE").as_str()).await.unwrap();
+            pool.execute(format!("DROP SCHEMA {s} CASCADE").as_str())
+                .await
+                .unwrap();
             pool.close().await;
         }
     }
 }
 
 fn databases() -> Vec<Db> {
-    let file = std::env::temp_dir().join(format!("parley-licensing-{}.db", Uuid::new_v4().simple()));
-    let mut v = vec![Db { url: format!("sqlite://{}?mode=rwc", file.display()), schema: None, file: Some(file) }];
+    let file =
+        std::env::temp_dir().join(format!("parley-licensing-{}.db", Uuid::new_v4().simple()));
+    let mut v = vec![Db {
+        url: format!("sqlite://{}?mode=rwc", file.display()),
+        schema: None,
+        file: Some(file),
+    }];
     if let Ok(url) = std::env::var("PARLEY_TEST_POSTGRES_URL")
         && !url.is_empty()
     {
-        v.push(Db { url, schema: Some(format!("lic_{}", Uuid::new_v4().simple())), file: None });
+        v.push(Db {
+            url,
+            schema: Some(format!("lic_{}", Uuid::new_v4().simple())),
+            file: None,
+        });
     }
     v
 }
@@ -63,7 +74,10 @@ fn tariff(code: &str, price: &str, trial: bool) -> Tariff {
         features: Features {
             max_participants: 50,
             max_meeting_minutes: 240,
-            recording: Some(Recording { storage_quota_mb: 1024, retention_days: 30 }),
+            recording: Some(Recording {
+                storage_quota_mb: 1024,
+                retention_days: 30,
+            }),
             sdk_embedding: true,
             results_to_recipients: true,
             screen_share: true,
@@ -74,13 +88,33 @@ fn tariff(code: &str, price: &str, trial: bool) -> Tariff {
 }
 
 async fn setup(db: &Db, today: &str) -> (Service, Arc<ManualClock>, Account) {
-    let store = Store::connect_in_schema(&db.url, db.schema.as_deref()).await.unwrap();
-    let clock = Arc::new(ManualClock::new(d(today)));
-    let svc = Service::new(store, BusinessCalendar::default(), clock.clone(), "100000".parse().unwrap());
-    svc.upsert_tariff(&tariff("business-12", "12000.00", false)).await.unwrap();
-    svc.upsert_tariff(&tariff("trial", "0", true)).await.unwrap();
-    let acc = NewAccount::parse("ООО Ромашка", AccountKind::LegalEntity, Some("7707083893"), true, "sbercrm", "A-1", true, Some("Москва"))
+    let store = Store::connect_in_schema(&db.url, db.schema.as_deref())
+        .await
         .unwrap();
+    let clock = Arc::new(ManualClock::new(d(today)));
+    let svc = Service::new(
+        store,
+        BusinessCalendar::default(),
+        clock.clone(),
+        "100000".parse().unwrap(),
+    );
+    svc.upsert_tariff(&tariff("business-12", "12000.00", false))
+        .await
+        .unwrap();
+    svc.upsert_tariff(&tariff("trial", "0", true))
+        .await
+        .unwrap();
+    let acc = NewAccount::parse(
+        "ООО Ромашка",
+        AccountKind::LegalEntity,
+        Some("7707083893"),
+        true,
+        "sbercrm",
+        "A-1",
+        true,
+        Some("Москва"),
+    )
+    .unwrap();
     let acc = svc.create_account(&acc).await.unwrap();
     (svc, clock, acc)
 }
@@ -91,9 +125,26 @@ fn req(v: serde_json::Value) -> QuoteRequest {
 
 /// Places and pays an initial order of `seats` today; returns the lot id.
 async fn buy(svc: &Service, acc: Uuid, seats: i64, key: &str) -> Uuid {
-    let placed = svc.place_order(acc, key, &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": seats}))).await.unwrap();
+    let placed = svc
+        .place_order(
+            acc,
+            key,
+            &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": seats})),
+        )
+        .await
+        .unwrap();
     let inv = placed.invoice.unwrap();
-    svc.register_payment(acc, inv.id, &format!("pay-{key}"), PaymentMethod::BankTransfer, inv.amount, None).await.unwrap().lot_id
+    svc.register_payment(
+        acc,
+        inv.id,
+        &format!("pay-{key}"),
+        PaymentMethod::BankTransfer,
+        inv.amount,
+        None,
+    )
+    .await
+    .unwrap()
+    .lot_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,56 +152,184 @@ async fn full_flow_quote_order_pay_top_up_renew() {
     for db in databases() {
         let (svc, clock, acc) = setup(&db, "2026-03-01").await;
         let a = acc.id;
-        let q = svc.quote(a, &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 10}))).await.unwrap();
+        let q = svc
+            .quote(
+                a,
+                &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 10})),
+            )
+            .await
+            .unwrap();
         assert_eq!(q.total.to_string(), "120000.00");
-        let placed = svc.place_order(a, "k1", &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 10}))).await.unwrap();
-        assert_eq!(placed.order.quote, q, "a quote and the order placed from it agree");
+        let placed = svc
+            .place_order(
+                a,
+                "k1",
+                &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 10})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            placed.order.quote, q,
+            "a quote and the order placed from it agree"
+        );
         let inv = placed.invoice.clone().unwrap();
         assert_eq!(inv.number_text, "2026-000001");
         // A retry with the same key returns the first result; another body is a conflict.
-        let again = svc.place_order(a, "k1", &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 10}))).await.unwrap();
+        let again = svc
+            .place_order(
+                a,
+                "k1",
+                &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 10})),
+            )
+            .await
+            .unwrap();
         assert_eq!(again.order.id, placed.order.id);
         assert_eq!(again.invoice.as_ref().map(|i| i.id), Some(inv.id));
-        let conflict = svc.place_order(a, "k1", &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 11}))).await.unwrap_err();
+        let conflict = svc
+            .place_order(
+                a,
+                "k1",
+                &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 11})),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(conflict.code(), "idempotency_conflict");
 
         // Legal entities cannot pay by card; a wrong amount is refused; nothing is granted.
-        assert_eq!(svc.register_payment(a, inv.id, "p0", PaymentMethod::Card, inv.amount, None).await.unwrap_err().code(), "card_not_allowed");
-        assert_eq!(svc.register_payment(a, inv.id, "p0", PaymentMethod::BankTransfer, "1.00".parse().unwrap(), None).await.unwrap_err().code(), "payment_amount_mismatch");
+        assert_eq!(
+            svc.register_payment(a, inv.id, "p0", PaymentMethod::Card, inv.amount, None)
+                .await
+                .unwrap_err()
+                .code(),
+            "card_not_allowed"
+        );
+        assert_eq!(
+            svc.register_payment(
+                a,
+                inv.id,
+                "p0",
+                PaymentMethod::BankTransfer,
+                "1.00".parse().unwrap(),
+                None
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "payment_amount_mismatch"
+        );
         assert!(svc.lots(a).await.unwrap().is_empty());
 
-        let pay = svc.register_payment(a, inv.id, "p1", PaymentMethod::BankTransfer, inv.amount, None).await.unwrap();
+        let pay = svc
+            .register_payment(
+                a,
+                inv.id,
+                "p1",
+                PaymentMethod::BankTransfer,
+                inv.amount,
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(pay.granted_on, d("2026-03-01"));
         // 5 business days for an initial purchase, from Sunday 2026-03-01.
         assert_eq!(pay.grant_deadline, d("2026-03-06"));
         assert!(!pay.granted_late);
-        let retry = svc.register_payment(a, inv.id, "p1", PaymentMethod::BankTransfer, inv.amount, None).await.unwrap();
+        let retry = svc
+            .register_payment(
+                a,
+                inv.id,
+                "p1",
+                PaymentMethod::BankTransfer,
+                inv.amount,
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(retry.id, pay.id);
-        assert_eq!(svc.register_payment(a, inv.id, "p2", PaymentMethod::BankTransfer, inv.amount, None).await.unwrap_err().code(), "invoice_already_paid");
+        assert_eq!(
+            svc.register_payment(
+                a,
+                inv.id,
+                "p2",
+                PaymentMethod::BankTransfer,
+                inv.amount,
+                None
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "invoice_already_paid"
+        );
         let lots = svc.lots(a).await.unwrap();
         assert_eq!(lots.len(), 1);
         let lot = lots[0].clone();
-        assert_eq!((lot.starts_on, lot.ends_on, lot.seats.get(), lot.status), (d("2026-03-01"), d("2027-03-01"), 10, LotStatus::Active));
+        assert_eq!(
+            (lot.starts_on, lot.ends_on, lot.seats.get(), lot.status),
+            (d("2026-03-01"), d("2027-03-01"), 10, LotStatus::Active)
+        );
 
         // Transfer document and reminders.
         let docs = svc.transfer_documents(a).await.unwrap();
         assert_eq!(docs.len(), 1);
-        assert_eq!((docs[0].kind.as_str(), docs[0].grant_date, docs[0].status.as_str()), ("upd", d("2026-03-01"), "sent"));
+        assert_eq!(
+            (
+                docs[0].kind.as_str(),
+                docs[0].grant_date,
+                docs[0].status.as_str()
+            ),
+            ("upd", d("2026-03-01"), "sent")
+        );
         let events = svc.store().events_for(a).await.unwrap();
-        let due: Vec<String> = events.iter().filter(|e| e.kind == "lot_ending").map(|e| e.due_on.to_string()).collect();
-        assert_eq!(due, vec!["2026-12-01", "2027-01-30", "2027-02-15", "2027-02-22", "2027-02-28"]);
+        let due: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind == "lot_ending")
+            .map(|e| e.due_on.to_string())
+            .collect();
+        assert_eq!(
+            due,
+            vec![
+                "2026-12-01",
+                "2027-01-30",
+                "2027-02-15",
+                "2027-02-22",
+                "2027-02-28"
+            ]
+        );
 
         // Seats: assign up to the count, then refuse; enforcement follows the seat.
         for i in 0..10 {
-            svc.assign_seat(a, lot.id, &format!("user{i}")).await.unwrap();
+            svc.assign_seat(a, lot.id, &format!("user{i}"))
+                .await
+                .unwrap();
         }
-        assert_eq!(svc.assign_seat(a, lot.id, "user10").await.unwrap_err().code(), "no_free_seat");
-        assert_eq!(svc.assign_seat(a, lot.id, "user0").await.unwrap_err().code(), "seat_already_assigned");
+        assert_eq!(
+            svc.assign_seat(a, lot.id, "user10")
+                .await
+                .unwrap_err()
+                .code(),
+            "no_free_seat"
+        );
+        assert_eq!(
+            svc.assign_seat(a, lot.id, "user0")
+                .await
+                .unwrap_err()
+                .code(),
+            "seat_already_assigned"
+        );
         assert_eq!(svc.may_host(a, "user3").await.unwrap().max_participants, 50);
-        assert_eq!(svc.may_host(a, "stranger").await.unwrap_err().code(), "no_seat");
+        assert_eq!(
+            svc.may_host(a, "stranger").await.unwrap_err().code(),
+            "no_seat"
+        );
         svc.suspend(a, "non-payment").await.unwrap();
-        assert_eq!(svc.may_host(a, "user3").await.unwrap_err().code(), "account_suspended");
-        assert_eq!(svc.may_join(a).await.unwrap_err().code(), "account_suspended");
+        assert_eq!(
+            svc.may_host(a, "user3").await.unwrap_err().code(),
+            "account_suspended"
+        );
+        assert_eq!(
+            svc.may_join(a).await.unwrap_err().code(),
+            "account_suspended"
+        );
         svc.resume(a).await.unwrap();
         svc.reclaim_seat(a, "user9").await.unwrap();
         svc.assign_seat(a, lot.id, "user10").await.unwrap();
@@ -158,36 +337,89 @@ async fn full_flow_quote_order_pay_top_up_renew() {
         // Top-up: example 1 of the spec, placed 2026-11-21.
         clock.set(d("2026-11-21"));
         let lid = lot.id.to_string();
-        let top = svc.place_order(a, "k2", &req(serde_json::json!({"type": "top_up", "license_id": lid, "add_seats": 5}))).await.unwrap();
+        let top = svc
+            .place_order(
+                a,
+                "k2",
+                &req(serde_json::json!({"type": "top_up", "license_id": lid, "add_seats": 5})),
+            )
+            .await
+            .unwrap();
         assert_eq!(top.order.quote.total.to_string(), "15245.90");
         let inv2 = top.invoice.unwrap();
         assert_eq!(inv2.number_text, "2026-000002");
         // Paid later: no recalculation (5.3.4.2); the seats join the lot.
         clock.set(d("2026-11-25"));
-        svc.register_payment(a, inv2.id, "p3", PaymentMethod::BankTransfer, "15245.90".parse().unwrap(), None).await.unwrap();
+        svc.register_payment(
+            a,
+            inv2.id,
+            "p3",
+            PaymentMethod::BankTransfer,
+            "15245.90".parse().unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
         let lot = svc.store().lot(a, lot.id).await.unwrap();
         assert_eq!(lot.seats.get(), 15);
 
         // Renewal: example 4, placed 2027-01-15, paid and granted 2027-01-20.
         clock.set(d("2027-01-15"));
-        let ren = svc.place_order(a, "k3", &req(serde_json::json!({"type": "renewal", "license_id": lid}))).await.unwrap();
+        let ren = svc
+            .place_order(
+                a,
+                "k3",
+                &req(serde_json::json!({"type": "renewal", "license_id": lid})),
+            )
+            .await
+            .unwrap();
         assert_eq!(ren.order.quote.total.to_string(), "180000.00");
-        assert_eq!(ren.invoice.as_ref().unwrap().number_text, "2027-000001", "numbering restarts each year");
+        assert_eq!(
+            ren.invoice.as_ref().unwrap().number_text,
+            "2027-000001",
+            "numbering restarts each year"
+        );
         let dup = svc.place_order(a, "k4", &req(serde_json::json!({"type": "renewal_with_top_up", "license_id": lid, "add_seats": 1}))).await.unwrap_err();
         assert_eq!(dup.code(), "order_in_progress");
         clock.set(d("2027-01-20"));
-        let pay = svc.register_payment(a, ren.invoice.unwrap().id, "p4", PaymentMethod::BankTransfer, "180000.00".parse().unwrap(), Some(d("2027-01-15"))).await.unwrap();
+        let pay = svc
+            .register_payment(
+                a,
+                ren.invoice.unwrap().id,
+                "p4",
+                PaymentMethod::BankTransfer,
+                "180000.00".parse().unwrap(),
+                Some(d("2027-01-15")),
+            )
+            .await
+            .unwrap();
         // 3 business days from 15 January 2027 is the 20th: granted on time.
         assert_eq!(pay.grant_deadline, d("2027-01-20"));
         assert!(!pay.granted_late);
         let lots = svc.lots(a).await.unwrap();
         let old = lots.iter().find(|l| l.id == lot.id).unwrap();
-        assert_eq!((old.status, old.ends_on), (LotStatus::Superseded, d("2027-01-20")));
+        assert_eq!(
+            (old.status, old.ends_on),
+            (LotStatus::Superseded, d("2027-01-20"))
+        );
         let new = lots.iter().find(|l| l.id == pay.lot_id).unwrap();
-        assert_eq!((new.starts_on, new.ends_on, new.seats.get()), (d("2027-01-20"), d("2028-02-29"), 15));
-        assert_eq!(svc.may_host(a, "user3").await.unwrap().license_id, new.id, "seats move to the renewed lot");
+        assert_eq!(
+            (new.starts_on, new.ends_on, new.seats.get()),
+            (d("2027-01-20"), d("2028-02-29"), 15)
+        );
+        assert_eq!(
+            svc.may_host(a, "user3").await.unwrap().license_id,
+            new.id,
+            "seats move to the renewed lot"
+        );
         // The superseded lot takes no more orders.
-        let e = svc.quote(a, &req(serde_json::json!({"type": "renewal", "license_id": lid}))).await.unwrap_err();
+        let e = svc
+            .quote(
+                a,
+                &req(serde_json::json!({"type": "renewal", "license_id": lid})),
+            )
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "license_not_active");
 
         // Documents render with the names the spec uses.
@@ -198,20 +430,46 @@ async fn full_flow_quote_order_pay_top_up_renew() {
         assert!(html.contains("Без НДС"));
         let docs = svc.transfer_documents(a).await.unwrap();
         assert_eq!(docs.len(), 3);
-        assert_eq!(docs[0].status, "accepted", "accepted by silence after 5 business days");
+        assert_eq!(
+            docs[0].status, "accepted",
+            "accepted by silence after 5 business days"
+        );
         let html = svc.transfer_document_html(a, docs[2].id).await.unwrap();
         assert!(html.contains("УПД") && html.contains("2027-01-20"));
 
         // A retro-discount makes a corrective invoice and a credit.
-        let c = svc.retro_discount(a, inv.id, "6000.00".parse().unwrap(), "loyalty 5 %").await.unwrap();
-        assert_eq!((c.before.to_string(), c.after.to_string(), c.difference.to_string()), ("120000.00".into(), "114000.00".into(), "-6000.00".into()));
+        let c = svc
+            .retro_discount(a, inv.id, "6000.00".parse().unwrap(), "loyalty 5 %")
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                c.before.to_string(),
+                c.after.to_string(),
+                c.difference.to_string()
+            ),
+            ("120000.00".into(), "114000.00".into(), "-6000.00".into())
+        );
         let html = svc.corrective_invoice_html(a, c.id).await.unwrap();
-        assert!(html.contains("Корректировочный счёт-фактура") && html.contains("114\u{a0}000,00") && html.contains("-6\u{a0}000,00"));
+        assert!(
+            html.contains("Корректировочный счёт-фактура")
+                && html.contains("114\u{a0}000,00")
+                && html.contains("-6\u{a0}000,00")
+        );
 
         // Objection to the newest document within its period opens a dispute.
-        let disputed = svc.object_to_document(a, docs[2].id, "wrong seat count").await.unwrap();
+        let disputed = svc
+            .object_to_document(a, docs[2].id, "wrong seat count")
+            .await
+            .unwrap();
         assert_eq!(disputed.status, "disputed");
-        assert_eq!(svc.object_to_document(a, docs[0].id, "late").await.unwrap_err().code(), "document_not_open");
+        assert_eq!(
+            svc.object_to_document(a, docs[0].id, "late")
+                .await
+                .unwrap_err()
+                .code(),
+            "document_not_open"
+        );
 
         let store = svc.store().clone();
         db.cleanup(store).await;
@@ -224,34 +482,117 @@ async fn bad_input_writes_nothing() {
         let (svc, _clock, acc) = setup(&db, "2026-03-01").await;
         let a = acc.id;
         let other = svc
-            .create_account(&NewAccount::parse("Other", AccountKind::Individual, None, true, "sbercrm", "B-2", false, None).unwrap())
+            .create_account(
+                &NewAccount::parse(
+                    "Other",
+                    AccountKind::Individual,
+                    None,
+                    true,
+                    "sbercrm",
+                    "B-2",
+                    false,
+                    None,
+                )
+                .unwrap(),
+            )
             .await
             .unwrap();
         let foreign_lot = buy(&svc, other.id, 1, "o1").await;
         let cases = [
-            (serde_json::json!({"type": "initial", "tariff": "nope", "seats": 1}), "unknown_tariff"),
-            (serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 0}), "invalid_seats"),
-            (serde_json::json!({"type": "initial", "tariff": "business-12", "seats": -1}), "invalid_seats"),
-            (serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1_000_000}), "invalid_seats"),
-            (serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1, "start_date": "2026/03/05"}), "invalid_date"),
-            (serde_json::json!({"type": "top_up", "license_id": foreign_lot.to_string(), "add_seats": 1}), "unknown_license"),
+            (
+                serde_json::json!({"type": "initial", "tariff": "nope", "seats": 1}),
+                "unknown_tariff",
+            ),
+            (
+                serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 0}),
+                "invalid_seats",
+            ),
+            (
+                serde_json::json!({"type": "initial", "tariff": "business-12", "seats": -1}),
+                "invalid_seats",
+            ),
+            (
+                serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1_000_000}),
+                "invalid_seats",
+            ),
+            (
+                serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1, "start_date": "2026/03/05"}),
+                "invalid_date",
+            ),
+            (
+                serde_json::json!({"type": "top_up", "license_id": foreign_lot.to_string(), "add_seats": 1}),
+                "unknown_license",
+            ),
         ];
         for (body, code) in cases {
-            assert_eq!(svc.place_order(a, "bad", &req(body.clone())).await.unwrap_err().code(), code, "{body}");
+            assert_eq!(
+                svc.place_order(a, "bad", &req(body.clone()))
+                    .await
+                    .unwrap_err()
+                    .code(),
+                code,
+                "{body}"
+            );
         }
         assert!(svc.orders(a).await.unwrap().is_empty());
         assert!(svc.invoices(a).await.unwrap().is_empty());
-        assert_eq!(svc.place_order(Uuid::new_v4(), "x", &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1}))).await.unwrap_err().code(), "unknown_account");
+        assert_eq!(
+            svc.place_order(
+                Uuid::new_v4(),
+                "x",
+                &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1}))
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "unknown_account"
+        );
         assert!("1.001".parse::<Money>().is_err());
         // Duplicate CRM link.
-        let dup = NewAccount::parse("Again", AccountKind::LegalEntity, Some("7707083893"), true, "sbercrm", "A-1", false, None).unwrap();
-        assert_eq!(svc.create_account(&dup).await.unwrap_err().code(), "account_exists");
+        let dup = NewAccount::parse(
+            "Again",
+            AccountKind::LegalEntity,
+            Some("7707083893"),
+            true,
+            "sbercrm",
+            "A-1",
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            svc.create_account(&dup).await.unwrap_err().code(),
+            "account_exists"
+        );
         // A trial is granted at once, only once, and an initial purchase ends it.
-        let t = svc.place_order(a, "t1", &req(serde_json::json!({"type": "initial", "tariff": "trial", "seats": 3}))).await.unwrap();
+        let t = svc
+            .place_order(
+                a,
+                "t1",
+                &req(serde_json::json!({"type": "initial", "tariff": "trial", "seats": 3})),
+            )
+            .await
+            .unwrap();
         assert!(t.invoice.is_none() && t.granted_lot.is_some());
-        assert_eq!(svc.place_order(a, "t2", &req(serde_json::json!({"type": "initial", "tariff": "trial", "seats": 3}))).await.unwrap_err().code(), "trial_already_used");
+        assert_eq!(
+            svc.place_order(
+                a,
+                "t2",
+                &req(serde_json::json!({"type": "initial", "tariff": "trial", "seats": 3}))
+            )
+            .await
+            .unwrap_err()
+            .code(),
+            "trial_already_used"
+        );
         buy(&svc, a, 2, "paid").await;
-        let trial = svc.lots(a).await.unwrap().into_iter().find(|l| l.trial).unwrap();
+        let trial = svc
+            .lots(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|l| l.trial)
+            .unwrap();
         assert_eq!(trial.status, LotStatus::Superseded);
         let store = svc.store().clone();
         db.cleanup(store).await;
@@ -289,7 +630,17 @@ async fn concurrent_orders_number_invoices_without_gaps_and_retries_are_idempote
         let (svc, _clock, acc) = setup(&db, "2026-03-01").await;
         let mut accounts = vec![acc.id];
         for i in 0..3 {
-            let a = NewAccount::parse(&format!("Co {i}"), AccountKind::Individual, None, true, "sbercrm", &format!("C-{i}"), false, None).unwrap();
+            let a = NewAccount::parse(
+                &format!("Co {i}"),
+                AccountKind::Individual,
+                None,
+                true,
+                "sbercrm",
+                &format!("C-{i}"),
+                false,
+                None,
+            )
+            .unwrap();
             accounts.push(svc.create_account(&a).await.unwrap().id);
         }
         // 24 distinct orders across 4 accounts plus 8 retries of one key, all at once.
@@ -297,13 +648,27 @@ async fn concurrent_orders_number_invoices_without_gaps_and_retries_are_idempote
         for i in 0..24 {
             let (svc, a) = (svc.clone(), accounts[i % 4]);
             tasks.push(tokio::spawn(async move {
-                svc.place_order(a, &format!("key-{i}"), &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1}))).await
+                svc.place_order(
+                    a,
+                    &format!("key-{i}"),
+                    &req(
+                        serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 1}),
+                    ),
+                )
+                .await
             }));
         }
         for _ in 0..8 {
             let (svc, a) = (svc.clone(), accounts[0]);
             tasks.push(tokio::spawn(async move {
-                svc.place_order(a, "same", &req(serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 2}))).await
+                svc.place_order(
+                    a,
+                    "same",
+                    &req(
+                        serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 2}),
+                    ),
+                )
+                .await
             }));
         }
         let mut same_ids = std::collections::BTreeSet::new();
@@ -316,7 +681,13 @@ async fn concurrent_orders_number_invoices_without_gaps_and_retries_are_idempote
         assert_eq!(same_ids.len(), 1, "retries return the first order");
         let mut numbers = Vec::new();
         for a in &accounts {
-            numbers.extend(svc.invoices(*a).await.unwrap().into_iter().map(|i| i.number));
+            numbers.extend(
+                svc.invoices(*a)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|i| i.number),
+            );
         }
         numbers.sort();
         assert_eq!(numbers, (1..=25).collect::<Vec<i64>>());
@@ -327,7 +698,17 @@ async fn concurrent_orders_number_invoices_without_gaps_and_retries_are_idempote
             .map(|i| {
                 let svc = svc.clone();
                 let a = accounts[1];
-                tokio::spawn(async move { svc.register_payment(a, inv.id, &format!("pay{i}"), PaymentMethod::Card, inv.amount, None).await })
+                tokio::spawn(async move {
+                    svc.register_payment(
+                        a,
+                        inv.id,
+                        &format!("pay{i}"),
+                        PaymentMethod::Card,
+                        inv.amount,
+                        None,
+                    )
+                    .await
+                })
             })
             .collect();
         let mut ok = 0;
@@ -354,7 +735,12 @@ async fn concurrent_renewals_of_one_lot_grant_once() {
             .map(|i| {
                 let svc = svc.clone();
                 tokio::spawn(async move {
-                    svc.place_order(acc.id, &format!("r{i}"), &req(serde_json::json!({"type": "renewal", "license_id": lot.to_string()}))).await
+                    svc.place_order(
+                        acc.id,
+                        &format!("r{i}"),
+                        &req(serde_json::json!({"type": "renewal", "license_id": lot.to_string()})),
+                    )
+                    .await
                 })
             })
             .collect();
@@ -425,31 +811,77 @@ async fn terminations_refunds_and_reviews() {
         svc.assign_seat(acc.id, lot, "idle").await.unwrap();
         clock.set(d("2026-04-15"));
         assert_eq!(svc.emit_inactive_review().await.unwrap(), 1);
-        assert_eq!(svc.emit_inactive_review().await.unwrap(), 0, "once per month");
-        assert!(svc.due_events().await.unwrap().iter().any(|e| e.kind == "inactive_seats_review"));
+        assert_eq!(
+            svc.emit_inactive_review().await.unwrap(),
+            0,
+            "once per month"
+        );
+        assert!(
+            svc.due_events()
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| e.kind == "inactive_seats_review")
+        );
 
         // Example 7: notice 2026-09-01, effective 2026-10-16.
         clock.set(d("2026-09-01"));
-        assert_eq!(svc.terminate(acc.id, TerminationKind::Provider, Some(d("2026-10-15"))).await.unwrap_err().code(), "notice_too_short");
-        let o = svc.terminate(acc.id, TerminationKind::Provider, Some(d("2026-10-16"))).await.unwrap();
+        assert_eq!(
+            svc.terminate(acc.id, TerminationKind::Provider, Some(d("2026-10-15")))
+                .await
+                .unwrap_err()
+                .code(),
+            "notice_too_short"
+        );
+        let o = svc
+            .terminate(acc.id, TerminationKind::Provider, Some(d("2026-10-16")))
+            .await
+            .unwrap();
         assert_eq!(o.refund.to_string(), "44712.33");
         assert_eq!(o.refund_due_on, Some(d("2026-10-30")));
-        assert_eq!(svc.refunds(acc.id).await.unwrap()[0].0.to_string(), "44712.33");
+        assert_eq!(
+            svc.refunds(acc.id).await.unwrap()[0].0.to_string(),
+            "44712.33"
+        );
         assert_eq!(svc.lots(acc.id).await.unwrap()[0].ends_on, d("2026-10-16"));
         assert!(svc.may_host(acc.id, "idle").await.is_ok());
         clock.set(d("2026-10-16"));
-        assert_eq!(svc.may_host(acc.id, "idle").await.unwrap_err().code(), "account_terminated");
+        assert_eq!(
+            svc.may_host(acc.id, "idle").await.unwrap_err().code(),
+            "account_terminated"
+        );
 
         // Breach: at once, nothing back.
         let other = svc
-            .create_account(&NewAccount::parse("Bad", AccountKind::SoleProprietor, Some("500100732259"), true, "sbercrm", "X", false, None).unwrap())
+            .create_account(
+                &NewAccount::parse(
+                    "Bad",
+                    AccountKind::SoleProprietor,
+                    Some("500100732259"),
+                    true,
+                    "sbercrm",
+                    "X",
+                    false,
+                    None,
+                )
+                .unwrap(),
+            )
             .await
             .unwrap();
         buy(&svc, other.id, 1, "b").await;
-        let o = svc.terminate(other.id, TerminationKind::Breach, None).await.unwrap();
+        let o = svc
+            .terminate(other.id, TerminationKind::Breach, None)
+            .await
+            .unwrap();
         assert_eq!(o.refund, Money::ZERO);
-        assert_eq!(svc.lots(other.id).await.unwrap()[0].status, LotStatus::Terminated);
-        assert_eq!(svc.may_join(other.id).await.unwrap_err().code(), "account_terminated");
+        assert_eq!(
+            svc.lots(other.id).await.unwrap()[0].status,
+            LotStatus::Terminated
+        );
+        assert_eq!(
+            svc.may_join(other.id).await.unwrap_err().code(),
+            "account_terminated"
+        );
         let store = svc.store().clone();
         db.cleanup(store).await;
     }

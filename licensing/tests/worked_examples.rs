@@ -42,7 +42,10 @@ fn account(postpay: bool) -> Account {
         kind: AccountKind::LegalEntity,
         inn: Inn::parse("7707083893").ok(),
         resident: true,
-        crm: CrmLink { system: "sbercrm".into(), external_id: "A-1".into() },
+        crm: CrmLink {
+            system: "sbercrm".into(),
+            external_id: "A-1".into(),
+        },
         status: AccountStatus::Active,
         postpay_allowed: postpay,
         card_limit: None,
@@ -96,7 +99,10 @@ fn example_1_top_up_prepay_portal() {
     .unwrap();
     let line = &q.lines[0];
     let f = line.formula.unwrap();
-    assert_eq!((f.d1, f.d2, f.days, f.logistics_days, f.basis), (d("2027-03-01"), d("2026-11-21"), 93, 7, 366));
+    assert_eq!(
+        (f.d1, f.d2, f.days, f.logistics_days, f.basis),
+        (d("2027-03-01"), d("2026-11-21"), 93, 7, 366)
+    );
     assert_eq!(line.unit_price.to_string(), "3049.18");
     assert_eq!(line.amount.to_string(), "15245.90");
     assert_eq!(q.total.to_string(), "15245.90");
@@ -134,14 +140,33 @@ fn example_3_top_up_after_window_refused() {
     assert_eq!(body["error"]["closed_on"], "2026-12-01");
     assert_eq!(body["error"]["alternative"], "renewal_with_top_up");
     // The last day of the window still works.
-    assert!(quote(serde_json::json!({"type": "top_up", "license_id": lid(), "add_seats": 5}), "2026-12-01", false).is_ok());
+    assert!(
+        quote(
+            serde_json::json!({"type": "top_up", "license_id": lid(), "add_seats": 5}),
+            "2026-12-01",
+            false
+        )
+        .is_ok()
+    );
     // ... and a renewal with top-up is possible instead.
-    assert!(quote(serde_json::json!({"type": "renewal_with_top_up", "license_id": lid(), "add_seats": 5}), "2026-12-02", false).is_ok());
+    assert!(
+        quote(
+            serde_json::json!({"type": "renewal_with_top_up", "license_id": lid(), "add_seats": 5}),
+            "2026-12-02",
+            false
+        )
+        .is_ok()
+    );
 }
 
 #[test]
 fn example_4_renewal_granted_later() {
-    let q = quote(serde_json::json!({"type": "renewal", "license_id": lid(), "start_date": "2027-01-15"}), "2027-01-15", false).unwrap();
+    let q = quote(
+        serde_json::json!({"type": "renewal", "license_id": lid(), "start_date": "2027-01-15"}),
+        "2027-01-15",
+        false,
+    )
+    .unwrap();
     assert_eq!(q.total.to_string(), "120000.00");
     // Paid and granted 2027-01-20: 40 days remain; the new lot runs to 2028-01-20 + 40 days.
     let grant = d("2027-01-20");
@@ -178,24 +203,41 @@ fn example_6_renewal_with_reduction() {
     assert_eq!(refused.code(), "window_not_open");
     assert_eq!(refused.to_body()["error"]["opens_on"], "2027-02-15");
     // Placed 2027-02-20, granted 2027-02-22 (the quote assumes the grant on its start date).
-    quote(serde_json::json!({"type": "renewal_with_reduction", "license_id": lid(), "seats": 6}), "2027-02-20", false).unwrap();
+    quote(
+        serde_json::json!({"type": "renewal_with_reduction", "license_id": lid(), "seats": 6}),
+        "2027-02-20",
+        false,
+    )
+    .unwrap();
     let q = quote(
         serde_json::json!({"type": "renewal_with_reduction", "license_id": lid(), "seats": 6, "start_date": "2027-02-22"}),
         "2027-02-20",
         false,
     )
     .unwrap();
-    assert_eq!((q.lines[0].starts_on, q.lines[0].ends_on), (d("2027-02-22"), d("2028-02-22")));
+    assert_eq!(
+        (q.lines[0].starts_on, q.lines[0].ends_on),
+        (d("2027-02-22"), d("2028-02-22"))
+    );
     assert_eq!(q.total.to_string(), "72000.00");
 }
 
 #[test]
 fn example_7_provider_termination_refund() {
     let cal = BusinessCalendar::default();
-    let paid = [PaidPeriod { amount: "120000.00".parse().unwrap(), starts_on: d("2026-03-01"), ends_on: d("2027-03-01") }];
+    let paid = [PaidPeriod {
+        amount: "120000.00".parse().unwrap(),
+        starts_on: d("2026-03-01"),
+        ends_on: d("2027-03-01"),
+    }];
     let o = termination::provider(d("2026-09-01"), d("2026-10-16"), &paid, &cal).unwrap();
     assert_eq!((d("2027-03-01") - d("2026-10-16")).num_days(), 136);
     assert_eq!(o.refund.to_string(), "44712.33");
     assert_eq!(o.refund_due_on, Some(d("2026-10-30")));
-    assert_eq!(termination::provider(d("2026-09-02"), d("2026-10-16"), &paid, &cal).unwrap_err().code(), "notice_too_short");
+    assert_eq!(
+        termination::provider(d("2026-09-02"), d("2026-10-16"), &paid, &cal)
+            .unwrap_err()
+            .code(),
+        "notice_too_short"
+    );
 }

@@ -196,11 +196,23 @@ impl Config {
         if let Some(port) = cli.udp_port.or(file.udp_port) {
             udp_addr.set_port(port);
         }
+        let http_addr = cli.http_addr.or(file.http_addr).unwrap_or(d.http_addr);
+        // Without a configured public URL, links point at the listener itself when that is a
+        // concrete address (a wildcard bind says nothing about how clients reach us).
         let public_url = cli
             .public_url
             .clone()
             .or(file.public_url)
-            .unwrap_or(d.public_url);
+            .unwrap_or_else(|| {
+                if http_addr != d.http_addr
+                    && !http_addr.ip().is_unspecified()
+                    && http_addr.port() != 0
+                {
+                    format!("http://{http_addr}")
+                } else {
+                    d.public_url
+                }
+            });
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(
                 "public_url must start with http:// or https://, got {public_url:?}"
@@ -219,7 +231,7 @@ impl Config {
         }
         let secs = |v: Option<u64>, def: Duration| v.map(Duration::from_secs).unwrap_or(def);
         Ok(Config {
-            http_addr: cli.http_addr.or(file.http_addr).unwrap_or(d.http_addr),
+            http_addr,
             udp_addr,
             announced_ips: cli
                 .announced_ips
@@ -297,6 +309,32 @@ mod tests {
         assert_eq!(c.udp_addr.port(), 0);
         assert_eq!(c.public_url, "https://meet.example.com");
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn toml_file_is_read_and_unknown_keys_refused() {
+        let dir = std::env::temp_dir().join(format!("parley-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("parley.toml");
+        std::fs::write(
+            &path,
+            "http_addr = \"0.0.0.0:9000\"\nannounced_ips = [\"10.0.0.5\"]\nresume_grace_secs = 5\n",
+        )
+        .expect("write");
+        let cli = Cli {
+            config: Some(path.clone()),
+            ..Cli::default()
+        };
+        let c = Config::load(&cli).expect("valid");
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(
+            c.announced_ips,
+            vec!["10.0.0.5".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(c.resume_grace, Duration::from_secs(5));
+        std::fs::write(&path, "htp_addr = \"x\"\n").expect("write");
+        assert!(matches!(Config::load(&cli), Err(ConfigError::Parse { .. })));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -259,6 +259,9 @@ impl WsClient {
                         return Ok(serde_json::from_str::<Value>(&t).expect("server sent JSON"));
                     }
                     Some(Ok(Message::Close(frame))) => {
+                        // Flush our close reply so the server's closing handshake completes
+                        // at once instead of waiting for its timeout.
+                        let _ = self.ws.close(None).await;
                         return Err(frame.map_or(
                             Closed {
                                 code: 1005,

@@ -70,7 +70,10 @@ impl PeerConnectionEventHandler for Handler {
             while let Some(evt) = track.poll().await {
                 if let TrackRemoteEvent::OnRtpPacket(p) = evt {
                     let Ok(mut s) = shared.lock() else { return };
-                    let r = s.received.entry((stream.clone(), kind.clone())).or_default();
+                    let r = s
+                        .received
+                        .entry((stream.clone(), kind.clone()))
+                        .or_default();
                     r.packets += 1;
                     r.bytes += p.payload.len() as u64;
                     if !r.ssrcs.contains(&p.header.ssrc) {
@@ -137,7 +140,12 @@ async fn build_pc(shared: Arc<Mutex<Shared>>) -> anyhow::Result<Pc> {
     Ok(Arc::new(pc))
 }
 
-fn local_track(kind: RtpCodecKind, mime: &str, clock_rate: u32, channels: u16) -> anyhow::Result<Arc<TrackLocalStaticSample>> {
+fn local_track(
+    kind: RtpCodecKind,
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+) -> anyhow::Result<Arc<TrackLocalStaticSample>> {
     let track = MediaStreamTrack::new(
         "native".to_owned(),
         format!("native-{kind}"),
@@ -157,7 +165,10 @@ fn local_track(kind: RtpCodecKind, mime: &str, clock_rate: u32, channels: u16) -
             ..Default::default()
         }],
     );
-    Ok(Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?))
+    Ok(Arc::new(TrackLocalStaticSample::new(
+        Instant::now(),
+        track,
+    )?))
 }
 
 impl MediaClient {
@@ -169,9 +180,13 @@ impl MediaClient {
         let (mut video, mut audio) = (None, None);
         if publish {
             let v = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0)?;
-            publisher.add_track(v.clone() as Arc<dyn TrackLocal>).await?;
+            publisher
+                .add_track(v.clone() as Arc<dyn TrackLocal>)
+                .await?;
             let a = local_track(RtpCodecKind::Audio, "audio/opus", 48000, 2)?;
-            publisher.add_track(a.clone() as Arc<dyn TrackLocal>).await?;
+            publisher
+                .add_track(a.clone() as Arc<dyn TrackLocal>)
+                .await?;
             video = Some(v);
             audio = Some(a);
         }
@@ -202,7 +217,11 @@ impl MediaClient {
         for t in self.publisher.get_transceivers().await {
             if let (Ok(Some(mid)), Ok(Some(sender))) = (t.mid().await, t.sender().await) {
                 let kind = sender.track().kind().await;
-                let source = if kind == RtpCodecKind::Audio { "microphone" } else { "camera" };
+                let source = if kind == RtpCodecKind::Audio {
+                    "microphone"
+                } else {
+                    "camera"
+                };
                 tracks.push((mid, source));
             }
         }
@@ -247,10 +266,26 @@ impl MediaClient {
             anyhow::Ok(out)
         };
         let pts = pt(self.publisher.get_senders().await).await?;
-        let video_pt = pts.iter().find(|(m, _)| m == "video/vp8").map(|x| x.1).unwrap_or(96);
-        let audio_pt = pts.iter().find(|(m, _)| m == "audio/opus").map(|x| x.1).unwrap_or(111);
-        let video_ssrc = *video.ssrcs().await.first().ok_or_else(|| anyhow::anyhow!("no ssrc"))?;
-        let audio_ssrc = *audio.ssrcs().await.first().ok_or_else(|| anyhow::anyhow!("no ssrc"))?;
+        let video_pt = pts
+            .iter()
+            .find(|(m, _)| m == "video/vp8")
+            .map(|x| x.1)
+            .unwrap_or(96);
+        let audio_pt = pts
+            .iter()
+            .find(|(m, _)| m == "audio/opus")
+            .map(|x| x.1)
+            .unwrap_or(111);
+        let video_ssrc = *video
+            .ssrcs()
+            .await
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no ssrc"))?;
+        let audio_ssrc = *audio
+            .ssrcs()
+            .await
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no ssrc"))?;
         self.sending = Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             let mut n: u64 = 0;
@@ -264,7 +299,10 @@ impl MediaClient {
                         duration: Duration::from_millis(20),
                         ..Sample::new(Instant::now())
                     };
-                    let _ = audio.sample_writer(audio_ssrc, audio_pt).write_sample(&sample).await;
+                    let _ = audio
+                        .sample_writer(audio_ssrc, audio_pt)
+                        .write_sample(&sample)
+                        .await;
                 }
                 if n % 3 == 0 {
                     let frame = (n / 3) as usize;
@@ -272,7 +310,9 @@ impl MediaClient {
                     let mut data = Vec::with_capacity(1500);
                     if keyframe {
                         // VP8 key frame tag (P=0), start code, 640x480.
-                        data.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+                        data.extend_from_slice(&[
+                            0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01,
+                        ]);
                         data.resize(2500, 0x55);
                     } else {
                         data.extend_from_slice(&[0x11, 0x02, 0x00]);
@@ -283,7 +323,10 @@ impl MediaClient {
                         duration: Duration::from_millis(33),
                         ..Sample::new(Instant::now())
                     };
-                    let _ = video.sample_writer(video_ssrc, video_pt).write_sample(&sample).await;
+                    let _ = video
+                        .sample_writer(video_ssrc, video_pt)
+                        .write_sample(&sample)
+                        .await;
                 }
             }
         }));
@@ -303,12 +346,19 @@ impl MediaClient {
         self.shared
             .lock()
             .ok()
-            .and_then(|s| s.received.get(&(publisher.to_owned(), kind.to_owned())).cloned())
+            .and_then(|s| {
+                s.received
+                    .get(&(publisher.to_owned(), kind.to_owned()))
+                    .cloned()
+            })
             .unwrap_or_default()
     }
 
     pub fn messages(&self) -> Vec<String> {
-        self.shared.lock().map(|s| s.messages.clone()).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|s| s.messages.clone())
+            .unwrap_or_default()
     }
 
     pub fn connected_count(&self) -> u32 {

@@ -294,10 +294,12 @@ impl Conn {
             if self.sink.send(Message::Close(frame)).await.is_err() {
                 return;
             }
-            // Complete the closing handshake: read (and discard) what the client still sends
-            // until its close reply. Dropping a socket with unread bytes makes the kernel send a
-            // reset, and the client would lose our close frame (a flooder would never learn why).
-            while let Some(Ok(msg)) = self.stream.next().await {
+            // Read (and discard) what the client still sends until its close reply or until it
+            // goes quiet. Dropping a socket with unread bytes makes the kernel send a reset, and
+            // the client would lose our close frame (a flooder would never learn why).
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_millis(100), self.stream.next()).await
+            {
                 if matches!(msg, Message::Close(_)) {
                     break;
                 }
