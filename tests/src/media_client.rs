@@ -122,7 +122,7 @@ pub struct MediaClient {
     audio: Option<Arc<TrackLocalStaticSample>>,
     chat: Option<Arc<dyn DataChannel>>,
     shared: Arc<Mutex<Shared>>,
-    sending: Option<tokio::task::JoinHandle<()>>,
+    sending: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 async fn build_pc(shared: Arc<Mutex<Shared>>) -> anyhow::Result<Pc> {
@@ -199,7 +199,7 @@ impl MediaClient {
             audio,
             chat: Some(chat),
             shared,
-            sending: None,
+            sending: Mutex::new(None),
         })
     }
 
@@ -251,7 +251,7 @@ impl MediaClient {
     }
 
     /// Starts sending 30 fps VP8 (a keyframe every second) and 20 ms Opus frames.
-    pub async fn start_media(&mut self) -> anyhow::Result<()> {
+    pub async fn start_media(&self) -> anyhow::Result<()> {
         let (Some(video), Some(audio)) = (self.video.clone(), self.audio.clone()) else {
             return Ok(());
         };
@@ -286,7 +286,7 @@ impl MediaClient {
             .await
             .first()
             .ok_or_else(|| anyhow::anyhow!("no ssrc"))?;
-        self.sending = Some(tokio::spawn(async move {
+        let handle = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             let mut n: u64 = 0;
             loop {
@@ -329,7 +329,12 @@ impl MediaClient {
                         .await;
                 }
             }
-        }));
+        });
+        if let Ok(mut s) = self.sending.lock()
+            && let Some(old) = s.replace(handle)
+        {
+            old.abort();
+        }
         Ok(())
     }
 
@@ -365,8 +370,8 @@ impl MediaClient {
         self.shared.lock().map(|s| s.connected).unwrap_or(0)
     }
 
-    pub async fn close(mut self) {
-        if let Some(h) = self.sending.take() {
+    pub async fn close(&self) {
+        if let Some(h) = self.sending.lock().ok().and_then(|mut s| s.take()) {
             h.abort();
         }
         let _ = self.publisher.close().await;

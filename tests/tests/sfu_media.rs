@@ -59,7 +59,7 @@ async fn three_native_peers_exchange_audio_video_and_chat() {
     let mut clients = Vec::new();
     for name in names {
         sfu.join("room1", name, options(name)).await.expect("join");
-        let mut c = MediaClient::new(true).await.expect("client");
+        let c = MediaClient::new(true).await.expect("client");
         let (offer, tracks) = c.publisher_offer().await.expect("offer");
         let tracks = tracks
             .into_iter()

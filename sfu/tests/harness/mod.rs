@@ -453,3 +453,50 @@ impl Net {
         self.pump();
     }
 }
+
+impl Net {
+    /// `count` SRTP datagrams of video from `client`'s publisher, not delivered anywhere.
+    pub fn publisher_datagrams(&mut self, client: usize, count: usize, size: usize) -> Vec<BytesMut> {
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let c = &mut self.clients[client];
+            let Some((sender, ssrc)) = c.video else {
+                break;
+            };
+            c.seq = c.seq.wrapping_add(1);
+            let mut payload = vec![0x90u8, 0x80, (c.seq & 0x7f) as u8, 0x11];
+            payload.resize(size, 0x42);
+            let pt = c
+                .publisher
+                .rtp_sender(sender)
+                .and_then(|mut s| s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type))
+                .unwrap_or(96);
+            let packet = Packet {
+                header: Header {
+                    version: 2,
+                    marker: true,
+                    payload_type: pt,
+                    sequence_number: c.seq,
+                    timestamp: c.seq as u32 * 3000,
+                    ssrc,
+                    ..Default::default()
+                },
+                payload: Bytes::from(payload),
+            };
+            if let Some(mut s) = c.publisher.rtp_sender(sender) {
+                let _ = s.write_rtp(self.now, packet);
+            }
+            while let Some(t) = c.publisher.poll_write() {
+                if t.message.len() > size {
+                    out.push(t.message);
+                }
+            }
+        }
+        out
+    }
+
+    /// The SFU address and the client address a publisher's datagrams travel between.
+    pub fn publisher_route(&self, client: usize) -> (SocketAddr, SocketAddr) {
+        (self.sfu_addr, self.clients[client].pub_addr)
+    }
+}
