@@ -38,8 +38,17 @@ use crate::seats::Seats;
 use crate::tariff::{Features, Tariff, TariffCode, VatMode};
 use crate::termination::{self, PaidPeriod, TerminationKind, TerminationOutcome};
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+// `ignore_missing`: the server keeps its own tables in the same database (one SQLite file by
+// default), and both migrators record their versions in the one `_sqlx_migrations` table; without
+// it each would refuse to start on seeing the other's versions.
+static SQLITE_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
+static POSTGRES_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/postgres")
+};
 
 /// Days before a lot's end at which the client is reminded (the windows open at 90 and 14).
 pub const REMINDER_DAYS: [i64; 5] = [90, 30, 14, 7, 1];

@@ -1,1 +1,3 @@
-fn main() { println!("parley-loadtest: scenarios arrive with the load-test issue"); }
+fn main() {
+    println!("parley-loadtest: scenarios arrive with the load-test issue");
+}

@@ -25,7 +25,9 @@ fn meeting(subscribers: usize) -> Net {
     }
     net.send(alice, true, true, 1200);
     assert!(
-        net.run_until(Duration::from_secs(30), |n| subs.iter().all(|s| n.clients[*s].connected.1)),
+        net.run_until(Duration::from_secs(30), |n| subs
+            .iter()
+            .all(|s| n.clients[*s].connected.1)),
         "all subscribers connect"
     );
     // A keyframe after everyone is connected starts forwarding to all of them.

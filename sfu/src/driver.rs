@@ -65,15 +65,15 @@ fn bind_all(config: &SfuConfig) -> std::io::Result<Vec<StdUdpSocket>> {
         sockets.push(socket);
     }
     if sockets.is_empty() {
-        return Err(std::io::Error::other("no address to bind the media port on"));
+        return Err(std::io::Error::other(
+            "no address to bind the media port on",
+        ));
     }
     Ok(sockets)
 }
 
 /// Starts the media plane on its own thread. Returns the handle and the event stream.
-pub fn start(
-    config: SfuConfig,
-) -> std::io::Result<(SfuHandle, mpsc::UnboundedReceiver<SfuEvent>)> {
+pub fn start(config: SfuConfig) -> std::io::Result<(SfuHandle, mpsc::UnboundedReceiver<SfuEvent>)> {
     let sockets = bind_all(&config)?;
     let local_addr = sockets[0].local_addr()?;
     let metrics = Arc::new(SfuMetrics::default());

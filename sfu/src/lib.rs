@@ -13,4 +13,3 @@ mod handle;
 pub use api::*;
 pub use driver::{default_announced_ips, start};
 pub use handle::SfuHandle;
-

@@ -38,7 +38,12 @@ fn media_reaches_the_other_participant_as_one_continuous_stream() {
     let ssrcs: BTreeSet<u32> = video.iter().map(|p| p.0).collect();
     assert_eq!(ssrcs.len(), 1, "one SSRC towards the subscriber");
     for w in video.windows(2) {
-        assert_eq!(w[1].1, w[0].1.wrapping_add(1), "sequence numbers are continuous: {:?}", video.iter().take(12).map(|p| p.1).collect::<Vec<_>>());
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "sequence numbers are continuous: {:?}",
+            video.iter().take(12).map(|p| p.1).collect::<Vec<_>>()
+        );
     }
     // Alice does not receive her own media.
     assert!(net.received_from(alice, "alice", "video").is_empty());
@@ -60,7 +65,9 @@ fn a_new_subscriber_gets_a_keyframe_requested_and_plis_are_rate_limited() {
     net.send(alice, true, false, 500);
     assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
     // The new subscriber has no keyframe yet: the SFU asks alice for one.
-    assert!(net.run_until(Duration::from_secs(2), |n| SfuMetrics::get(&n.metrics.plis_sent) > before));
+    assert!(net.run_until(Duration::from_secs(2), |n| SfuMetrics::get(
+        &n.metrics.plis_sent
+    ) > before));
     net.send(alice, true, true, 500);
     // Let the request interval pass, then a burst of PLIs from bob within 100 ms is relayed once.
     net.run_until(Duration::from_secs(1), |_| false);
@@ -72,8 +79,14 @@ fn a_new_subscriber_gets_a_keyframe_requested_and_plis_are_rate_limited() {
         net.advance(Duration::from_millis(10));
     }
     let relayed = SfuMetrics::get(&m.plis_sent) - sent_before;
-    assert!(SfuMetrics::get(&m.plis_received) - received_before >= 10, "the SFU saw bob's PLIs");
-    assert_eq!(relayed, 1, "a burst of 10 PLIs within 100 ms is relayed once");
+    assert!(
+        SfuMetrics::get(&m.plis_received) - received_before >= 10,
+        "the SFU saw bob's PLIs"
+    );
+    assert_eq!(
+        relayed, 1,
+        "a burst of 10 PLIs within 100 ms is relayed once"
+    );
     let _ = plis(&net, alice);
 }
 
@@ -92,7 +105,7 @@ fn lost_packets_are_retransmitted_from_the_cache() {
     net.drop_to_client = Some(Box::new(move |d: &[u8]| {
         if d.len() > 900 && (128..192).contains(&d[0]) {
             n += 1;
-            n % 7 == 0
+            n.is_multiple_of(7)
         } else {
             false
         }
@@ -103,12 +116,31 @@ fn lost_packets_are_retransmitted_from_the_cache() {
     }
     net.drop_to_client = None;
     net.run_until(Duration::from_secs(2), |_| false);
-    let got: BTreeSet<u16> = net.received_from(bob, "alice", "video").iter().map(|p| p.1).collect();
-    assert!(!got.is_empty(), "{} received: {:?} streams: {:?} out: {} dropped {}", net.sfu.debug_state(), net.clients[bob].received.keys().collect::<Vec<_>>(), net.clients[bob].stream_of, SfuMetrics::get(&net.metrics.packets_out), SfuMetrics::get(&net.metrics.packets_dropped));
+    let got: BTreeSet<u16> = net
+        .received_from(bob, "alice", "video")
+        .iter()
+        .map(|p| p.1)
+        .collect();
+    assert!(
+        !got.is_empty(),
+        "{} received: {:?} streams: {:?} out: {} dropped {}",
+        net.sfu.debug_state(),
+        net.clients[bob].received.keys().collect::<Vec<_>>(),
+        net.clients[bob].stream_of,
+        SfuMetrics::get(&net.metrics.packets_out),
+        SfuMetrics::get(&net.metrics.packets_dropped)
+    );
     let (lo, hi) = (*got.first().unwrap(), *got.last().unwrap());
     let missing = (lo..=hi).filter(|s| !got.contains(s)).count();
-    assert!(SfuMetrics::get(&net.metrics.nacks_received) > 0, "bob sent NACKs; rtcp datagrams from bob: {}, missing {missing}", net.clients[bob].rtcp_sent);
-    assert!(SfuMetrics::get(&net.metrics.retransmissions) > 0, "the SFU retransmitted");
+    assert!(
+        SfuMetrics::get(&net.metrics.nacks_received) > 0,
+        "bob sent NACKs; rtcp datagrams from bob: {}, missing {missing}",
+        net.clients[bob].rtcp_sent
+    );
+    assert!(
+        SfuMetrics::get(&net.metrics.retransmissions) > 0,
+        "the SFU retransmitted"
+    );
     assert_eq!(missing, 0, "every lost packet was repaired");
 }
 
@@ -119,10 +151,18 @@ fn datagrams_from_unknown_sources_are_counted_and_ignored() {
     let stranger = "10.9.9.9:5000".parse().unwrap();
     let sfu = harness::SFU_ADDR.parse().unwrap();
     let now = net.now;
-    net.sfu.handle_datagram(now, sfu, stranger, &[0x80, 96, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 9, 9]);
-    net.sfu.handle_datagram(now, sfu, stranger, &[0x00, 0x01, 0x00, 0x00, 0x21, 0x12]);
+    net.sfu.handle_datagram(
+        now,
+        sfu,
+        stranger,
+        &[0x80, 96, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 9, 9],
+    );
+    net.sfu
+        .handle_datagram(now, sfu, stranger, &[0x00, 0x01, 0x00, 0x00, 0x21, 0x12]);
     net.sfu.handle_datagram(now, sfu, stranger, &[]);
-    assert_eq!(SfuMetrics::get(&net.metrics.unknown_source_datagrams) - before, 3);
+    assert_eq!(
+        SfuMetrics::get(&net.metrics.unknown_source_datagrams) - before,
+        3
+    );
     assert!(net.sfu.poll_transmit().is_none());
 }
-

@@ -4,9 +4,13 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use clap::Parser;
+use parley_licensing::Money;
+use parley_licensing::service::{Clock, ManualClock};
 use serde::Deserialize;
 
 /// A value that must never be printed. `Debug`/`Display` show a mask.
@@ -33,6 +37,33 @@ impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_owned()))
+    }
+}
+
+/// A hand-moved "today" for the licensing rules. A test hook only: nothing in the environment,
+/// the file or the flags can set it, so a production server always reads the Moscow date.
+/// Tests keep a clone and move the date between calls (windows, pro-rata days, renewals).
+#[derive(Clone)]
+pub struct LicensingClock(Arc<ManualClock>);
+
+impl LicensingClock {
+    pub fn new(today: NaiveDate) -> Self {
+        LicensingClock(Arc::new(ManualClock::new(today)))
+    }
+    pub fn set(&self, today: NaiveDate) {
+        self.0.set(today);
+    }
+    pub fn today(&self) -> NaiveDate {
+        self.0.today()
+    }
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.0.clone()
+    }
+}
+
+impl fmt::Debug for LicensingClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LicensingClock({})", self.today())
     }
 }
 
@@ -64,6 +95,20 @@ pub struct Config {
     /// Per-connection flood limit: sustained frames per second and burst size.
     pub ws_rate_per_sec: f64,
     pub ws_burst: f64,
+    /// Meetings need an account API key and a host holding a seat (`PARLEY_REQUIRE_LICENSE`).
+    /// Off by default so a single self-hosted install keeps its open landing page.
+    pub require_license: bool,
+    /// Ceiling of one card payment for individuals and sole proprietors (agreement 4.7);
+    /// an account's own limit, when set, takes precedence.
+    pub card_limit: Money,
+    /// Where the licensing tables live; defaults to `database_url`. May be `postgres://` while
+    /// meetings stay on SQLite (the meeting store is SQLite-only so far).
+    pub licensing_database_url: Option<String>,
+    /// Test hook: a PostgreSQL schema (created if missing) for the licensing tables, so parallel
+    /// tests can share one database. Not settable from the environment.
+    pub licensing_schema: Option<String>,
+    /// Test hook: see [`LicensingClock`]. `None` reads the real Moscow date.
+    pub licensing_clock: Option<LicensingClock>,
 }
 
 impl Default for Config {
@@ -82,6 +127,11 @@ impl Default for Config {
             join_timeout: Duration::from_secs(10),
             ws_rate_per_sec: 50.0,
             ws_burst: 100.0,
+            require_license: false,
+            card_limit: Money::from_kopecks(100_000_00),
+            licensing_database_url: None,
+            licensing_schema: None,
+            licensing_clock: None,
         }
     }
 }
@@ -132,6 +182,15 @@ pub struct Cli {
     /// Seconds a dropped participant keeps its seat.
     #[arg(long, env = "PARLEY_RESUME_GRACE_SECS")]
     pub resume_grace_secs: Option<u64>,
+    /// Refuse meetings whose host holds no seat on an active license.
+    #[arg(long, env = "PARLEY_REQUIRE_LICENSE")]
+    pub require_license: Option<bool>,
+    /// Largest card payment in RUB, e.g. 100000.00.
+    #[arg(long, env = "PARLEY_CARD_LIMIT")]
+    pub card_limit: Option<String>,
+    /// Database of the licensing tables (default: DATABASE_URL); sqlite:// or postgres://.
+    #[arg(long, env = "PARLEY_LICENSING_DATABASE_URL", hide_env_values = true)]
+    pub licensing_database_url: Option<String>,
     /// Write the OpenAPI document to this path and exit.
     #[arg(long)]
     pub dump_openapi: Option<PathBuf>,
@@ -152,6 +211,9 @@ pub struct FileConfig {
     pub web_root: Option<PathBuf>,
     pub token_ttl_secs: Option<u64>,
     pub resume_grace_secs: Option<u64>,
+    pub require_license: Option<bool>,
+    pub card_limit: Option<String>,
+    pub licensing_database_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +291,31 @@ impl Config {
                 mask_url(&database_url)
             )));
         }
+        let licensing_database_url = cli
+            .licensing_database_url
+            .clone()
+            .or(file.licensing_database_url);
+        if let Some(url) = &licensing_database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres:")
+                || url.starts_with("postgresql:"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "licensing_database_url must be sqlite:// or postgres://, got {:?}",
+                mask_url(url)
+            )));
+        }
+        let card_limit = match cli.card_limit.clone().or(file.card_limit) {
+            None => d.card_limit,
+            Some(s) => match s.parse::<Money>() {
+                Ok(m) if !m.is_negative() => m,
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "card_limit must be a non-negative amount with at most two decimals, got {s:?}"
+                    )));
+                }
+            },
+        };
         let secs = |v: Option<u64>, def: Duration| v.map(Duration::from_secs).unwrap_or(def);
         Ok(Config {
             http_addr,
@@ -248,6 +335,12 @@ impl Config {
                 cli.resume_grace_secs.or(file.resume_grace_secs),
                 d.resume_grace,
             ),
+            require_license: cli
+                .require_license
+                .or(file.require_license)
+                .unwrap_or(d.require_license),
+            card_limit,
+            licensing_database_url,
             ..d
         })
     }
@@ -256,7 +349,8 @@ impl Config {
     pub fn describe(&self) -> String {
         format!(
             "http_addr={} udp_addr={} announced_ips={:?} database_url={} public_url={} \
-             jwt_secret={} admin_token={} web_root={} token_ttl={}s resume_grace={}s",
+             jwt_secret={} admin_token={} web_root={} token_ttl={}s resume_grace={}s \
+             require_license={} card_limit={} licensing_database_url={}{}",
             self.http_addr,
             self.udp_addr,
             self.announced_ips,
@@ -275,7 +369,23 @@ impl Config {
             self.web_root.display(),
             self.token_ttl.as_secs(),
             self.resume_grace.as_secs(),
+            self.require_license,
+            self.card_limit,
+            mask_url(self.licensing_database_url()),
+            match &self.licensing_clock {
+                Some(c) => format!(" licensing_today={} (test clock)", c.today()),
+                None => String::new(),
+            },
         )
+    }
+}
+
+impl Config {
+    /// The licensing tables' database: its own URL when configured, else the server's.
+    pub fn licensing_database_url(&self) -> &str {
+        self.licensing_database_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
     }
 }
 

@@ -292,7 +292,7 @@ impl MediaClient {
             loop {
                 tick.tick().await;
                 n += 1;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     // 20 ms Opus frame; content is not decoded by the SFU.
                     let sample = Sample {
                         data: Bytes::from(vec![0xF8u8; 80]),
@@ -304,9 +304,9 @@ impl MediaClient {
                         .write_sample(&sample)
                         .await;
                 }
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     let frame = (n / 3) as usize;
-                    let keyframe = frame % 30 == 0;
+                    let keyframe = frame.is_multiple_of(30);
                     let mut data = Vec::with_capacity(1500);
                     if keyframe {
                         // VP8 key frame tag (P=0), start code, 640x480.

@@ -21,14 +21,18 @@ async fn enter(app: &TestApp, token: String) -> Participant {
     let mut ws = WsClient::connect(&app.ws_url).await;
     ws.send(json!({"type": "join", "token": token})).await;
     let joined = ws.expect_type("joined").await;
-    let id = joined["participant_id"].as_str().expect("participant id").to_owned();
+    let id = joined["participant_id"]
+        .as_str()
+        .expect("participant id")
+        .to_owned();
     let media = Arc::new(MediaClient::new(true).await.expect("media client"));
     let (sdp, tracks) = media.publisher_offer().await.expect("offer");
     let tracks: Vec<Value> = tracks
         .into_iter()
         .map(|(mid, source)| json!({"mid": mid, "source": source}))
         .collect();
-    ws.send(json!({"type": "publish_offer", "sdp": sdp, "tracks": tracks})).await;
+    ws.send(json!({"type": "publish_offer", "sdp": sdp, "tracks": tracks}))
+        .await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (leave_tx, mut leave_rx) = oneshot::channel();
     let (m, s) = (media.clone(), seen.clone());
@@ -78,7 +82,11 @@ async fn three_native_participants_meet_through_the_server() {
     let host = app.host_token(&meeting, "Host").await;
     let g1 = app.guest_token(&meeting, "Guest One").await;
     let g2 = app.guest_token(&meeting, "Guest Two").await;
-    let mut people = vec![enter(&app, host).await, enter(&app, g1).await, enter(&app, g2).await];
+    let mut people = vec![
+        enter(&app, host).await,
+        enter(&app, g1).await,
+        enter(&app, g2).await,
+    ];
 
     // Everyone receives the other two's video and audio.
     let ids: Vec<String> = people.iter().map(|p| p.id.clone()).collect();
@@ -105,12 +113,22 @@ async fn three_native_participants_meet_through_the_server() {
     assert!(app.metric("parley_sfu_packets_out_total").await > 0.0);
 
     // Chat over the data channel reaches the others.
-    people[0].media.send_chat("agenda: pricing").await.expect("chat");
+    people[0]
+        .media
+        .send_chat("agenda: pricing")
+        .await
+        .expect("chat");
     for p in &people[1..] {
         let media = p.media.clone();
         wait_for("chat over the data channel", || {
             let media = media.clone();
-            async move { media.messages().iter().any(|m| m.contains("agenda: pricing")).then_some(()) }
+            async move {
+                media
+                    .messages()
+                    .iter()
+                    .any(|m| m.contains("agenda: pricing"))
+                    .then_some(())
+            }
         })
         .await;
     }
@@ -125,18 +143,29 @@ async fn three_native_participants_meet_through_the_server() {
     for p in &people {
         let seen = p.seen.clone();
         let gone = leaver.id.clone();
-        wait_for("participant_left and a subscriber offer without the leaver", || {
-            let seen = seen.clone();
-            let gone = gone.clone();
-            async move {
-                let s = seen.lock().ok()?;
-                let left = s.iter().any(|m| m["type"] == "participant_left" && m["participant_id"] == gone.as_str());
-                let reoffered = s.iter().rev().find(|m| m["type"] == "subscribe_offer").is_some_and(|m| {
-                    m["tracks"].as_array().is_some_and(|t| t.iter().all(|t| t["participant_id"] != gone.as_str()))
-                });
-                (left && reoffered).then_some(())
-            }
-        })
+        wait_for(
+            "participant_left and a subscriber offer without the leaver",
+            || {
+                let seen = seen.clone();
+                let gone = gone.clone();
+                async move {
+                    let s = seen.lock().ok()?;
+                    let left = s.iter().any(|m| {
+                        m["type"] == "participant_left" && m["participant_id"] == gone.as_str()
+                    });
+                    let reoffered = s
+                        .iter()
+                        .rev()
+                        .find(|m| m["type"] == "subscribe_offer")
+                        .is_some_and(|m| {
+                            m["tracks"].as_array().is_some_and(|t| {
+                                t.iter().all(|t| t["participant_id"] != gone.as_str())
+                            })
+                        });
+                    (left && reoffered).then_some(())
+                }
+            },
+        )
         .await;
     }
     for p in people {

@@ -31,8 +31,8 @@ use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEs
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
 use rtc::rtp::packet::Packet;
-use rtc::rtp_transceiver::RTCRtpTransceiverInit;
 use rtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use rtc::rtp_transceiver::RTCRtpTransceiverInit;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -204,7 +204,10 @@ impl Sfu {
         if self.next_room_tick.is_none() {
             self.next_room_tick = Some(now + ROOM_TICK);
         }
-        self.metrics.rooms.store(self.rooms.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.rooms.store(
+            self.rooms.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.metrics.participants.store(
             self.participants.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -247,7 +250,9 @@ impl Sfu {
             .get_mut(&key)
             .ok_or(SfuError::NoSuchParticipant)?;
         if !p.options.can_publish && !tracks.is_empty() {
-            return Err(SfuError::NotAllowed("this participant may not publish".into()));
+            return Err(SfuError::NotAllowed(
+                "this participant may not publish".into(),
+            ));
         }
         if !p.options.can_screen_share
             && tracks
@@ -258,7 +263,8 @@ impl Sfu {
                 "this participant may not share a screen".into(),
             ));
         }
-        let offer = RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let offer =
+            RTCSessionDescription::offer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
         p.publisher
             .pc
             .set_remote_description(now, offer)
@@ -303,7 +309,9 @@ impl Sfu {
             .get_mut(&key)
             .ok_or(SfuError::NoSuchParticipant)?;
         if !p.sub_negotiating {
-            return Err(SfuError::Negotiation("no subscriber offer is outstanding".into()));
+            return Err(SfuError::Negotiation(
+                "no subscriber offer is outstanding".into(),
+            ));
         }
         let answer =
             RTCSessionDescription::answer(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
@@ -430,7 +438,13 @@ impl Sfu {
     // ----- input -----
 
     /// Feeds one datagram received on `local` from `from`.
-    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, from: SocketAddr, data: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
         SfuMetrics::add(&self.metrics.bytes_in, data.len() as u64);
         let target = match self.by_addr.get(&from) {
             Some(t) => Some(*t),
@@ -561,7 +575,13 @@ impl Sfu {
         self.scratch = scratch;
     }
 
-    fn on_peer_event(&mut self, now: Instant, key: PKey, role: PeerRole, ev: RTCPeerConnectionEvent) {
+    fn on_peer_event(
+        &mut self,
+        now: Instant,
+        key: PKey,
+        role: PeerRole,
+        ev: RTCPeerConnectionEvent,
+    ) {
         match ev {
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                 let Some(p) = self.participants.get_mut(&key) else {
@@ -585,13 +605,19 @@ impl Sfu {
                     }
                 }
             }
-            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if role == PeerRole::Publisher => {
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
+                if role == PeerRole::Publisher =>
+            {
                 self.on_track_open(now, key, init);
             }
-            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id)) if role == PeerRole::Publisher => {
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnClose(track_id))
+                if role == PeerRole::Publisher =>
+            {
                 self.unpublish(now, key, &track_id);
             }
-            RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) if role == PeerRole::Publisher => {
+            RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id))
+                if role == PeerRole::Publisher =>
+            {
                 if let Some(p) = self.participants.get_mut(&key)
                     && let Some(dc) = p.publisher.pc.data_channel(id)
                     && dc.label() == "parley"
@@ -731,7 +757,13 @@ impl Sfu {
             return;
         }
         let (mime, clock_rate, channels, fmtp, pt) = match codec {
-            Codec::Opus => ("audio/opus", 48000, 2, "minptime=10;useinbandfec=1", peer::PT_OPUS),
+            Codec::Opus => (
+                "audio/opus",
+                48000,
+                2,
+                "minptime=10;useinbandfec=1",
+                peer::PT_OPUS,
+            ),
             Codec::Vp8 => ("video/VP8", 90000, 0, "", peer::PT_VP8),
             Codec::H264 => ("video/H264", 90000, 0, peer::H264_FMTP, peer::PT_H264),
         };
@@ -765,7 +797,11 @@ impl Sfu {
             streams: vec![publisher_id],
             send_encodings: vec![],
         };
-        let tid = match s.subscriber.pc.add_transceiver_from_track(track, Some(init)) {
+        let tid = match s
+            .subscriber
+            .pc
+            .add_transceiver_from_track(track, Some(init))
+        {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!("cannot add a down-track: {e}");
@@ -792,7 +828,8 @@ impl Sfu {
             codec,
         );
         s.downtracks.insert((publisher, source), dt);
-        s.downtrack_by_track.insert(out_track_id, (publisher, source));
+        s.downtrack_by_track
+            .insert(out_track_id, (publisher, source));
     }
 
     fn unpublish(&mut self, now: Instant, key: PKey, track_id: &str) {
@@ -956,9 +993,10 @@ impl Sfu {
                 self.rooms.remove(&room);
             }
         }
-        self.metrics
-            .rooms
-            .store(self.rooms.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.rooms.store(
+            self.rooms.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.metrics.participants.store(
             self.participants.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -1036,9 +1074,7 @@ impl Sfu {
             // Padding-only (bandwidth probing): neither media nor a sign of a live layer.
             return;
         }
-        track
-            .bitrate
-            .on_packet(layer, packet.payload.len(), now);
+        track.bitrate.on_packet(layer, packet.payload.len(), now);
         let keyframe = match track.codec {
             Codec::Vp8 => crate::forward::vp8::is_keyframe(&packet.payload),
             Codec::H264 => crate::forward::h264::is_keyframe(&packet.payload),
@@ -1070,7 +1106,11 @@ impl Sfu {
         let mut keyframe_wanted: Option<usize> = None;
         let count = r.members.len();
         for i in 0..count {
-            let Some(sub) = self.rooms.get(&self.participants[&key].room).and_then(|r| r.members.get(i).copied()) else {
+            let Some(sub) = self
+                .rooms
+                .get(&self.participants[&key].room)
+                .and_then(|r| r.members.get(i).copied())
+            else {
                 break;
             };
             if sub == key {
@@ -1143,7 +1183,13 @@ impl Sfu {
         }
     }
 
-    fn send_keyframe_request(&mut self, now: Instant, key: PKey, track_id: &str, req: KeyframeRequest) {
+    fn send_keyframe_request(
+        &mut self,
+        now: Instant,
+        key: PKey,
+        track_id: &str,
+        req: KeyframeRequest,
+    ) {
         let Some(p) = self.participants.get_mut(&key) else {
             return;
         };

@@ -143,5 +143,4 @@ impl Participant {
             PeerRole::Subscriber => &mut self.subscriber,
         }
     }
-
 }

@@ -26,8 +26,7 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 const RRID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
-const TWCC_URI: &str =
-    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+const TWCC_URI: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
 /// Opus payload type in what the server offers.
 pub const PT_OPUS: u8 = 111;
@@ -35,7 +34,8 @@ pub const PT_OPUS: u8 = 111;
 pub const PT_VP8: u8 = 96;
 /// H.264 (constrained baseline, packetization-mode 1) payload type in what the server offers.
 pub const PT_H264: u8 = 102;
-pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
 fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
     RTCPFeedback {
@@ -68,7 +68,6 @@ fn media_engine(role: PeerRole) -> Result<MediaEngine, rtc::shared::error::Error
                 rtcp_feedback: vec![],
             },
             payload_type: PT_OPUS,
-            ..Default::default()
         },
         RtpCodecKind::Audio,
     )?;
@@ -82,7 +81,6 @@ fn media_engine(role: PeerRole) -> Result<MediaEngine, rtc::shared::error::Error
                 rtcp_feedback: video_fb.clone(),
             },
             payload_type: PT_VP8,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )?;
@@ -96,7 +94,6 @@ fn media_engine(role: PeerRole) -> Result<MediaEngine, rtc::shared::error::Error
                 rtcp_feedback: video_fb,
             },
             payload_type: PT_H264,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )?;
@@ -151,8 +148,7 @@ pub fn build(
         ])
         .with_include_loopback_candidate(true)
         .build();
-    let mut me = media_engine(role)?;
-    let _ = &mut me;
+    let me = media_engine(role)?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(settings)

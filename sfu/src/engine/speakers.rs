@@ -17,6 +17,12 @@ pub struct RoomSpeakers {
     last_report: Option<Instant>,
 }
 
+impl Default for RoomSpeakers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RoomSpeakers {
     pub fn new() -> Self {
         Self {

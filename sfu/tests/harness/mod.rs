@@ -61,6 +61,9 @@ pub struct Client {
     pub rtcp_sent: usize,
 }
 
+/// Decides, per datagram from the SFU to a client, whether the network loses it.
+pub type LossFilter = Box<dyn FnMut(&[u8]) -> bool>;
+
 pub struct Net {
     pub sfu: Sfu,
     pub now: Instant,
@@ -69,7 +72,7 @@ pub struct Net {
     pub metrics: Arc<SfuMetrics>,
     sfu_addr: SocketAddr,
     /// Datagrams to drop on the way from the SFU to a client (simulated loss): predicate.
-    pub drop_to_client: Option<Box<dyn FnMut(&[u8]) -> bool>>,
+    pub drop_to_client: Option<LossFilter>,
 }
 
 fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
@@ -190,7 +193,10 @@ impl Net {
             .publish(self.now, "room", id, sdp, tracks)
             .expect("publish");
         publisher
-            .set_remote_description(self.now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .set_remote_description(
+                self.now,
+                RTCSessionDescription::answer(answer).expect("sdp"),
+            )
             .expect("set remote");
         self.clients.push(Client {
             id: id.into(),
@@ -239,7 +245,13 @@ impl Net {
         let pt = c
             .publisher
             .rtp_sender(sender)
-            .and_then(|mut s| s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type))
+            .and_then(|mut s| {
+                s.get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type)
+            })
             .unwrap_or(96);
         let packet = Packet {
             header: Header {
@@ -288,7 +300,11 @@ impl Net {
                 if !sub && t.data.len() > 1 && (192..=223).contains(&t.data[1]) {
                     c.rtcp_datagrams += 1;
                 }
-                let pc = if sub { &mut c.subscriber } else { &mut c.publisher };
+                let pc = if sub {
+                    &mut c.subscriber
+                } else {
+                    &mut c.publisher
+                };
                 let is_rtcp = t.data.len() > 1 && (192..=223).contains(&t.data[1]);
                 let r = pc.handle_read(TaggedBytesMut {
                     now: self.now,
@@ -300,19 +316,31 @@ impl Net {
                     },
                     message: t.data,
                 });
-                if let Err(e) = r && is_rtcp { eprintln!("client rtcp read error: {e}"); }
+                if let Err(e) = r
+                    && is_rtcp
+                {
+                    eprintln!("client rtcp read error: {e}");
+                }
             }
             while let Some(e) = self.sfu.poll_event() {
                 moved = true;
-                if let SfuEvent::SubscriberOffer { participant, sdp, .. } = &e {
+                if let SfuEvent::SubscriberOffer {
+                    participant, sdp, ..
+                } = &e
+                {
                     let idx = self.clients.iter().position(|c| &c.id == participant);
                     if let Some(i) = idx {
                         let c = &mut self.clients[i];
                         c.subscriber
-                            .set_remote_description(self.now, RTCSessionDescription::offer(sdp.clone()).expect("sdp"))
+                            .set_remote_description(
+                                self.now,
+                                RTCSessionDescription::offer(sdp.clone()).expect("sdp"),
+                            )
                             .expect("offer applies");
                         let answer = c.subscriber.create_answer(None).expect("answer");
-                        c.subscriber.set_local_description(self.now, answer).expect("set");
+                        c.subscriber
+                            .set_local_description(self.now, answer)
+                            .expect("set");
                         let sdp = c.subscriber.local_description().expect("local").sdp;
                         let id = c.id.clone();
                         self.sfu
@@ -334,20 +362,24 @@ impl Net {
         for sub in [false, true] {
             let c = &mut self.clients[i];
             let from = if sub { c.sub_addr } else { c.pub_addr };
-            let pc = if sub { &mut c.subscriber } else { &mut c.publisher };
+            let pc = if sub {
+                &mut c.subscriber
+            } else {
+                &mut c.publisher
+            };
             let mut out = Vec::new();
             while let Some(t) = pc.poll_write() {
                 out.push(t.message);
             }
             while let Some(ev) = pc.poll_event() {
                 match ev {
-                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(s) => {
-                        if s == RTCPeerConnectionState::Connected {
-                            if sub {
-                                c.connected.1 = true;
-                            } else {
-                                c.connected.0 = true;
-                            }
+                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                        RTCPeerConnectionState::Connected,
+                    ) => {
+                        if sub {
+                            c.connected.1 = true;
+                        } else {
+                            c.connected.0 = true;
                         }
                     }
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if sub => {
@@ -358,7 +390,11 @@ impl Net {
                     _ => {}
                 }
             }
-            let pc = if sub { &mut c.subscriber } else { &mut c.publisher };
+            let pc = if sub {
+                &mut c.subscriber
+            } else {
+                &mut c.publisher
+            };
             while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
                 match message {
                     RTCMessage::RtpPacket(track, p) if sub => {
@@ -415,13 +451,22 @@ impl Net {
     }
 
     /// RTP packets `client` received from `publisher`'s `kind` ("audio"/"video") track.
-    pub fn received_from(&self, client: usize, publisher: &str, kind: &str) -> Vec<(u32, u16, u32, usize)> {
+    pub fn received_from(
+        &self,
+        client: usize,
+        publisher: &str,
+        kind: &str,
+    ) -> Vec<(u32, u16, u32, usize)> {
         let c = &self.clients[client];
         c.received
             .iter()
             .filter(|(track, _)| {
                 c.stream_of.get(*track).map(String::as_str) == Some(publisher)
-                    && track.ends_with(if kind == "video" { ":camera" } else { ":microphone" })
+                    && track.ends_with(if kind == "video" {
+                        ":camera"
+                    } else {
+                        ":microphone"
+                    })
             })
             .flat_map(|(_, r)| r.packets.iter().copied())
             .collect()
@@ -456,7 +501,12 @@ impl Net {
 
 impl Net {
     /// `count` SRTP datagrams of video from `client`'s publisher, not delivered anywhere.
-    pub fn publisher_datagrams(&mut self, client: usize, count: usize, size: usize) -> Vec<BytesMut> {
+    pub fn publisher_datagrams(
+        &mut self,
+        client: usize,
+        count: usize,
+        size: usize,
+    ) -> Vec<BytesMut> {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             let c = &mut self.clients[client];
@@ -469,7 +519,13 @@ impl Net {
             let pt = c
                 .publisher
                 .rtp_sender(sender)
-                .and_then(|mut s| s.get_parameters().rtp_parameters.codecs.first().map(|c| c.payload_type))
+                .and_then(|mut s| {
+                    s.get_parameters()
+                        .rtp_parameters
+                        .codecs
+                        .first()
+                        .map(|c| c.payload_type)
+                })
                 .unwrap_or(96);
             let packet = Packet {
                 header: Header {
