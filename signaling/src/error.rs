@@ -30,6 +30,10 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// A refusal of the licensing rules: its own status and body (with the fields that
+    /// explain it, e.g. `opens_on` for `window_not_open`).
+    #[error(transparent)]
+    Licensing(#[from] parley_licensing::LicensingError),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -64,6 +68,10 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Status { status, code, .. } => (*status, code),
+            ApiError::Licensing(e) => (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e.code(),
+            ),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -78,12 +86,20 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
+        if let ApiError::Licensing(e) = &self {
+            if let parley_licensing::LicensingError::Storage(detail) = e {
+                tracing::error!(error = %detail, "licensing storage error");
+            } else {
+                return (status, axum::Json(e.to_body())).into_response();
+            }
+        }
         let message = match &self {
             // Internal details go to the log, not to the client.
             ApiError::Internal(e) => {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 "Something went wrong on the server.".to_owned()
             }
+            ApiError::Licensing(_) => "Something went wrong on the server.".to_owned(),
             other => other.to_string(),
         };
         let body = ErrorBody {

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use parley_licensing::BusinessCalendar;
+use parley_licensing::service::{Service as Licensing, SystemClock};
+use parley_licensing::store::Store as LicensingStore;
 use parley_sfu::{SfuConfig, SfuEvent, SfuHandle};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
@@ -26,6 +29,8 @@ pub struct AppState(Arc<AppInner>);
 pub struct AppInner {
     pub config: Config,
     pub store: Store,
+    /// Accounts, tariffs, lots, orders and documents (the `parley_licensing` service).
+    pub licensing: Licensing,
     pub tokens: Tokens,
     pub sfu: SfuHandle,
     pub hubs: Hubs,
@@ -92,6 +97,7 @@ impl RunningServer {
         app.sfu.shutdown().await;
         self.events.abort();
         app.store.close().await;
+        app.licensing.store().close().await;
         tracing::info!("shut down");
     }
 }
@@ -113,6 +119,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         None => store.jwt_secret().await.context("cannot load JWT secret")?,
     };
     let tokens = Tokens::new(secret.as_bytes(), config.token_ttl);
+    let licensing = open_licensing(&config).await?;
 
     let (sfu, events) = parley_sfu::start(SfuConfig {
         udp_bind: config.udp_addr,
@@ -137,6 +144,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     let app = AppState(Arc::new(AppInner {
         config,
         store,
+        licensing,
         tokens,
         sfu,
         hubs: hubs.clone(),
@@ -161,6 +169,26 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         server,
         events,
     })
+}
+
+/// The licensing service on its database, migrations applied. Opened after the meeting store so
+/// that a shared SQLite file already exists (the Any driver does not create it).
+async fn open_licensing(config: &Config) -> anyhow::Result<Licensing> {
+    let url = config.licensing_database_url();
+    let store = LicensingStore::connect_in_schema(url, config.licensing_schema.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| "cannot open the licensing database".to_string())?;
+    let clock = match &config.licensing_clock {
+        Some(c) => c.clock(),
+        None => Arc::new(SystemClock),
+    };
+    Ok(Licensing::new(
+        store,
+        BusinessCalendar::default(),
+        clock,
+        config.card_limit,
+    ))
 }
 
 /// Forwards media-plane events to the hubs of their rooms.

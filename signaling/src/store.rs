@@ -30,6 +30,48 @@ pub struct MeetingRow {
     pub locked: bool,
     pub host_key: String,
     pub invite_secret: String,
+    /// The licensing account whose seat hosts the meeting (None: unlicensed meeting).
+    pub account_id: Option<String>,
+    pub host_user_id: Option<String>,
+    /// The tariff's limits, copied at creation so later tariff changes never alter a meeting.
+    pub max_participants: Option<i64>,
+    pub max_meeting_minutes: Option<i64>,
+    pub recording_allowed: Option<bool>,
+    pub screen_share_allowed: Option<bool>,
+    pub sdk_allowed: Option<bool>,
+}
+
+impl MeetingRow {
+    /// An unlicensed meeting has no participant ceiling.
+    pub fn participant_limit(&self) -> Option<usize> {
+        self.max_participants
+            .map(|n| usize::try_from(n.max(0)).unwrap_or(usize::MAX))
+    }
+
+    pub fn screen_share_allowed(&self) -> bool {
+        self.screen_share_allowed.unwrap_or(true)
+    }
+}
+
+/// What a licensed meeting is allowed, from the host's entitlements.
+#[derive(Debug, Clone)]
+pub struct MeetingLicense {
+    pub account_id: String,
+    pub host_user_id: String,
+    pub max_participants: u32,
+    pub max_meeting_minutes: u32,
+    pub recording_allowed: bool,
+    pub screen_share_allowed: bool,
+    pub sdk_allowed: bool,
+}
+
+/// A stored account API key: only the hash of its secret.
+#[derive(Debug, Clone, FromRow)]
+pub struct ApiKeyRow {
+    pub key_id: String,
+    pub account_id: String,
+    pub secret_hash: String,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -62,7 +104,9 @@ pub struct NewSession<'a> {
 }
 
 const MEETING_COLUMNS: &str = "seq, id, title, scheduled_start, created_at, started_at, ended_at, \
-                               locked, host_key, invite_secret";
+                               locked, host_key, invite_secret, account_id, host_user_id, \
+                               max_participants, max_meeting_minutes, recording_allowed, \
+                               screen_share_allowed, sdk_allowed";
 
 impl Store {
     /// Opens (creating if missing) the database and applies migrations.
@@ -77,7 +121,11 @@ impl Store {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // The licensing tables may share this file and record their migrations in the same
+        // `_sqlx_migrations` table; their versions are not ours to complain about.
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
         Ok(Store { pool })
     }
 
@@ -119,10 +167,13 @@ impl Store {
         id: &MeetingId,
         title: &str,
         scheduled_start: Option<DateTime<Utc>>,
+        license: Option<&MeetingLicense>,
     ) -> sqlx::Result<MeetingRow> {
         let sql = format!(
-            "INSERT INTO meetings (id, title, scheduled_start, created_at, host_key, invite_secret) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING {MEETING_COLUMNS}"
+            "INSERT INTO meetings (id, title, scheduled_start, created_at, host_key, invite_secret, \
+             account_id, host_user_id, max_participants, max_meeting_minutes, recording_allowed, \
+             screen_share_allowed, sdk_allowed) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MEETING_COLUMNS}"
         );
         sqlx::query_as::<_, MeetingRow>(&sql)
             .bind(id.as_str())
@@ -131,6 +182,13 @@ impl Store {
             .bind(Utc::now())
             .bind(random_token(32))
             .bind(random_token(32))
+            .bind(license.map(|l| l.account_id.clone()))
+            .bind(license.map(|l| l.host_user_id.clone()))
+            .bind(license.map(|l| i64::from(l.max_participants)))
+            .bind(license.map(|l| i64::from(l.max_meeting_minutes)))
+            .bind(license.map(|l| l.recording_allowed))
+            .bind(license.map(|l| l.screen_share_allowed))
+            .bind(license.map(|l| l.sdk_allowed))
             .fetch_one(&self.pool)
             .await
     }
@@ -274,6 +332,46 @@ impl Store {
         )
         .bind(meeting.as_str())
         .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Participants currently in the meeting (sessions not yet closed).
+    pub async fn open_sessions(&self, meeting: &MeetingId) -> sqlx::Result<i64> {
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM participant_sessions WHERE meeting_id = ? AND left_at IS NULL",
+        )
+        .bind(meeting.as_str())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")
+    }
+
+    pub async fn insert_api_key(
+        &self,
+        key_id: &str,
+        account_id: &str,
+        secret_hash: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO account_api_keys (key_id, account_id, secret_hash, created_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(key_id)
+        .bind(account_id)
+        .bind(secret_hash)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn api_key(&self, key_id: &str) -> sqlx::Result<Option<ApiKeyRow>> {
+        sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT key_id, account_id, secret_hash, revoked_at FROM account_api_keys \
+             WHERE key_id = ?",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
         .await
     }
 
