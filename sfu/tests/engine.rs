@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::Net;
-use parley_sfu::{SfuEvent, SfuMetrics};
+use parley_sfu::{SfuEvent, SfuMetrics, TrackSource};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 
 fn plis(net: &Net, client: usize) -> usize {
@@ -165,4 +165,74 @@ fn datagrams_from_unknown_sources_are_counted_and_ignored() {
         3
     );
     assert!(net.sfu.poll_transmit().is_none());
+}
+
+#[test]
+fn h264_is_forwarded_when_both_sides_offer_it() {
+    let mut net = Net::new();
+    let alice = net.join_with_video("alice", true, "video/H264");
+    let bob = net.join("bob", false);
+    net.send(alice, true, true, 1000);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    for i in 0..60u32 {
+        net.send(alice, true, i.is_multiple_of(30), 1000);
+        net.advance(Duration::from_millis(10));
+    }
+    let video = net.received_from(bob, "alice", "video");
+    assert!(video.len() > 50, "bob got {} H.264 packets", video.len());
+    let offer = net
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SfuEvent::SubscriberOffer { participant, sdp, .. } if participant == "bob" => Some(sdp.clone()),
+            _ => None,
+        })
+        .expect("bob was offered alice's tracks");
+    assert!(offer.contains("H264/90000"), "the subscriber offer carries H.264");
+}
+
+#[test]
+fn simulcast_layers_follow_render_size_and_switch_seamlessly() {
+    let mut net = Net::new();
+    let alice = net.join_simulcast("alice");
+    let bob = net.join("bob", false);
+    // Keyframes on every layer every 300 ms, 10 ms apart per layer (q 300 B, h 700 B, f 1100 B).
+    let mut tick = 0u32;
+    let mut run = |net: &mut Net, ms: u32| {
+        for _ in 0..ms / 10 {
+            let key = tick.is_multiple_of(30);
+            net.send_layer(alice, 0, key, 300);
+            net.send_layer(alice, 1, key, 700);
+            net.send_layer(alice, 2, key, 1100);
+            net.advance(Duration::from_millis(10));
+            tick += 1;
+        }
+    };
+    run(&mut net, 200);
+    let connected = net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1);
+    assert!(connected, "{}", net.sfu.debug_state());
+    run(&mut net, 1500);
+    let sizes = |net: &Net| -> Vec<usize> {
+        net.received_from(bob, "alice", "video").iter().map(|p| p.3).collect()
+    };
+    // Unknown bandwidth: start on the lowest layer.
+    assert!(sizes(&net).iter().all(|s| *s == 300), "starts on q: {:?}", sizes(&net));
+    // A 640x360 tile justifies h; after the up-switch delay the subscriber climbs to it.
+    net.sfu.video_size("room", "bob", "alice", TrackSource::Camera, 640, 360);
+    run(&mut net, 5000);
+    assert_eq!(sizes(&net).last(), Some(&700), "climbed to h");
+    // A thumbnail needs only q: down at the next keyframe.
+    net.sfu.video_size("room", "bob", "alice", TrackSource::Camera, 160, 90);
+    run(&mut net, 1000);
+    assert_eq!(sizes(&net).last(), Some(&300), "back to q");
+    // Across both switches the subscriber saw one SSRC and continuous sequence numbers.
+    let video = net.received_from(bob, "alice", "video");
+    let ssrcs: BTreeSet<u32> = video.iter().map(|p| p.0).collect();
+    assert_eq!(ssrcs.len(), 1);
+    for w in video.windows(2) {
+        assert_eq!(w[1].1, w[0].1.wrapping_add(1), "continuous across layer switches");
+        assert!(w[1].2.wrapping_sub(w[0].2) < 90_000, "timestamps move forward smoothly");
+    }
+    assert!(SfuMetrics::get(&net.metrics.layer_switches) >= 2);
 }

@@ -143,6 +143,21 @@ test('three participants meet in headless Chromium', { timeout: 300_000 }, async
     for (const p of people) await screenshot(p, '1-grid');
   });
 
+  await t.test('whoever speaks is highlighted as the active speaker', async () => {
+    await dumpOnFailure(t, async () => {
+      // Chromium's fake microphone beeps; with the other two muted, only the host is heard.
+      const [speaker, ...others] = people;
+      for (const p of others) await p.page.locator('#btn-mic').click();
+      for (const viewer of others) {
+        await waitFor(
+          async () => (await viewer.page.locator(`.tile.speaking[data-participant-id="${speaker.id}"]`).count()) > 0,
+          { timeout: MEDIA_TIMEOUT, what: `${viewer.name} to highlight ${speaker.name} as the active speaker` },
+        );
+      }
+      for (const p of others) await p.page.locator('#btn-mic').click();
+    });
+  });
+
   await t.test('a screen share reaches the others', async () => {
     const sharer = people[1];
     await dumpOnFailure(t, async () => {

@@ -57,6 +57,9 @@ pub struct Client {
     pub publisher_rtcp: Vec<Box<dyn rtc::rtcp::Packet>>,
     pub seq: u16,
     pub audio_seq: u16,
+    pub h264: bool,
+    /// Simulcast layers (q, h, f): sender SSRC and next sequence number of each.
+    pub layers: Vec<(u32, u16)>,
     pub rtcp_datagrams: usize,
     pub rtcp_sent: usize,
 }
@@ -143,6 +146,11 @@ impl Net {
     /// Joins a participant that publishes VP8 + Opus, and runs the network until both of its
     /// connections are up.
     pub fn join(&mut self, id: &str, publish: bool) -> usize {
+        self.join_with_video(id, publish, "video/VP8")
+    }
+
+    /// Like [`Net::join`], publishing video in the given codec (`video/VP8` or `video/H264`).
+    pub fn join_with_video(&mut self, id: &str, publish: bool, video_mime: &str) -> usize {
         let n = self.clients.len() as u16;
         let pub_addr: SocketAddr = format!("127.0.0.1:{}", 20000 + n * 2).parse().expect("a");
         let sub_addr: SocketAddr = format!("127.0.0.1:{}", 20001 + n * 2).parse().expect("a");
@@ -160,7 +168,7 @@ impl Net {
             let vs: u32 = rand::random();
             let as_: u32 = rand::random();
             let v = publisher
-                .add_track(track(RtpCodecKind::Video, "video/VP8", 90000, 0, vs))
+                .add_track(track(RtpCodecKind::Video, video_mime, 90000, 0, vs))
                 .expect("video");
             let a = publisher
                 .add_track(track(RtpCodecKind::Audio, "audio/opus", 48000, 2, as_))
@@ -212,6 +220,8 @@ impl Net {
             publisher_rtcp: Vec::new(),
             seq: 1000,
             audio_seq: 5000,
+            h264: video_mime.eq_ignore_ascii_case("video/H264"),
+            layers: Vec::new(),
             rtcp_datagrams: 0,
             rtcp_sent: 0,
         });
@@ -233,7 +243,12 @@ impl Net {
             c.audio_seq = c.audio_seq.wrapping_add(1);
             c.audio_seq
         };
-        let payload = if video {
+        let payload = if video && c.h264 {
+            // A single NAL unit: IDR slice (type 5) for a keyframe, non-IDR slice (type 1) otherwise.
+            let mut p = vec![if keyframe { 0x65u8 } else { 0x41 }];
+            p.resize(size, 0x42);
+            p
+        } else if video {
             let mut p = vec![0x90u8, 0x80, (c.seq & 0x7f) as u8];
             p.push(if keyframe { 0x10 } else { 0x11 });
             p.extend_from_slice(&[0x02, 0x00, 0x9d, 0x01, 0x2a]);
@@ -554,5 +569,148 @@ impl Net {
     /// The SFU address and the client address a publisher's datagrams travel between.
     pub fn publisher_route(&self, client: usize) -> (SocketAddr, SocketAddr) {
         (self.sfu_addr, self.clients[client].pub_addr)
+    }
+}
+
+impl Net {
+    /// Joins a participant publishing VP8 in three simulcast layers (rids q, h, f).
+    pub fn join_simulcast(&mut self, id: &str) -> usize {
+        let idx = self.join(id, true);
+        // Replace the single-layer camera with a simulcast one: renegotiate the publisher.
+        let c = &mut self.clients[idx];
+        let mut codings = Vec::new();
+        let mut layers = Vec::new();
+        for rid in ["q", "h", "f"] {
+            let ssrc: u32 = rand::random();
+            layers.push((ssrc, 100u16));
+            codings.push(RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    rid: rid.into(),
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: RTCRtpCodec {
+                    mime_type: "video/VP8".into(),
+                    clock_rate: 90000,
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
+        let sender = c
+            .publisher
+            .add_track(MediaStreamTrack::new(
+                "native".into(),
+                "native-simulcast".into(),
+                "native-simulcast".into(),
+                RtpCodecKind::Video,
+                codings,
+            ))
+            .expect("simulcast track");
+        c.video = Some((sender, layers[0].0));
+        c.layers = layers;
+        let offer = c.publisher.create_offer(None).expect("offer");
+        c.publisher.set_local_description(self.now, offer).expect("set local");
+        let mut tracks = Vec::new();
+        let tids: Vec<_> = c.publisher.get_transceivers().collect();
+        for tid in tids {
+            let t = c.publisher.rtp_transceiver(tid).expect("transceiver");
+            if let (Some(mid), Some(snd)) = (t.mid().clone(), t.sender()) {
+                let source = if snd == sender {
+                    TrackSource::Camera
+                } else if c.audio.map(|a| a.0) == Some(snd) {
+                    TrackSource::Microphone
+                } else {
+                    // The first, single-layer camera: declared as a screen so it is a separate
+                    // source that stays silent.
+                    TrackSource::Screen
+                };
+                tracks.push(TrackDescriptor { mid, source });
+            }
+        }
+        let sdp = c.publisher.local_description().expect("local").sdp;
+        let answer = self.sfu.publish(self.now, "room", id, sdp, tracks).expect("publish");
+        let c = &mut self.clients[idx];
+        c.publisher
+            .set_remote_description(self.now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .expect("set remote");
+        self.pump();
+        idx
+    }
+
+    /// Sends one VP8 packet on simulcast `layer` (0 = q, 1 = h, 2 = f) of `client`'s camera;
+    /// keyframes carry the layer's resolution (320x180, 640x360, 1280x720).
+    pub fn send_layer(&mut self, client: usize, layer: usize, keyframe: bool, size: usize) {
+        let c = &mut self.clients[client];
+        let Some((sender, _)) = c.video else {
+            return;
+        };
+        let (ssrc, seq) = c.layers[layer];
+        c.layers[layer].1 = seq.wrapping_add(1);
+        let (w, h): (u16, u16) = [(320, 180), (640, 360), (1280, 720)][layer];
+        let mut payload = vec![0x90u8, 0x80, (seq & 0x7f) as u8];
+        if keyframe {
+            payload.extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]);
+            payload.extend_from_slice(&w.to_le_bytes());
+            payload.extend_from_slice(&h.to_le_bytes());
+        } else {
+            payload.extend_from_slice(&[0x11, 0x02, 0x00]);
+        }
+        payload.resize(size, 0x40 + layer as u8);
+        let (pt, ext_ids) = c
+            .publisher
+            .rtp_sender(sender)
+            .map(|mut s| {
+                let params = s.get_parameters();
+                let pt = params.rtp_parameters.codecs.first().map_or(96, |c| c.payload_type);
+                let id = |uri: &str| {
+                    params
+                        .rtp_parameters
+                        .header_extensions
+                        .iter()
+                        .find(|e| e.uri == uri)
+                        .map(|e| e.id as u8)
+                };
+                (
+                    pt,
+                    (
+                        id("urn:ietf:params:rtp-hdrext:sdes:mid"),
+                        id("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
+                    ),
+                )
+            })
+            .unwrap_or((96, (None, None)));
+        let mid = c
+            .publisher
+            .get_transceivers()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .find_map(|t| {
+                let t = c.publisher.rtp_transceiver(t)?;
+                (t.sender() == Some(sender)).then(|| t.mid().clone()).flatten()
+            })
+            .unwrap_or_default();
+        let mut header = Header {
+            version: 2,
+            marker: true,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: u32::from(seq).wrapping_mul(3000),
+            ssrc,
+            ..Default::default()
+        };
+        // Browsers tag simulcast packets with the mid and rid header extensions; so do we.
+        if let (Some(mid_id), Some(rid_id)) = ext_ids {
+            let _ = header.set_extension(mid_id, Bytes::from(mid));
+            let _ = header.set_extension(rid_id, Bytes::from(["q", "h", "f"][layer]));
+        }
+        let packet = Packet {
+            header,
+            payload: Bytes::from(payload),
+        };
+        if let Some(mut s) = c.publisher.rtp_sender(sender) {
+            let _ = s.write_rtp(self.now, packet);
+        }
+        self.pump();
     }
 }

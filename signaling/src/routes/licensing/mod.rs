@@ -1,0 +1,221 @@
+//! The licensing API under `/api/v1`: the quote and order contract of the spec, the catalogue
+//! (operator), accounts and their keys, lots and seats, invoices and payments, transfer
+//! documents, corrective invoices, suspension and termination.
+//!
+//! Handlers are thin: authenticate ([`Caller`]), parse the path and body at the edge, call the
+//! `parley_licensing` service, and let [`ApiError::Licensing`] carry the crate's codes (422 for
+//! refusals with the dates that explain them, 404, 409). A foreign account's resource answers
+//! exactly like a missing one (404), so a key can never learn what other accounts hold.
+
+pub(crate) mod accounts;
+pub(crate) mod documents;
+pub(crate) mod invoices;
+pub(crate) mod lots;
+pub(crate) mod orders;
+pub(crate) mod payments;
+pub(crate) mod promotions;
+pub mod schemas;
+pub(crate) mod tariffs;
+pub(crate) mod terminations;
+
+use axum::Router;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use parley_licensing::{LicensingError, Money};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tariffs", get(tariffs::list))
+        .route("/tariffs/{code}", get(tariffs::get).put(tariffs::put))
+        .route("/tariffs/{code}/archive", post(tariffs::archive))
+        .route(
+            "/promotions",
+            get(promotions::list).post(promotions::create),
+        )
+        .route("/accounts", post(accounts::create))
+        .route(
+            "/accounts/by-crm/{system}/{external_id}",
+            get(accounts::by_crm),
+        )
+        .route(
+            "/accounts/by-crm/{system}/{external_id}/license",
+            get(accounts::license_status),
+        )
+        .route("/accounts/{account}", get(accounts::get))
+        .route("/accounts/{account}/api-keys", post(accounts::create_key))
+        .route("/accounts/{account}/quotes", post(orders::quote))
+        .route(
+            "/accounts/{account}/orders",
+            post(orders::place).get(orders::list),
+        )
+        .route("/accounts/{account}/orders/{order}", get(orders::get))
+        .route(
+            "/accounts/{account}/orders/{order}/cancel",
+            post(orders::cancel),
+        )
+        .route("/accounts/{account}/lots", get(lots::list))
+        .route("/accounts/{account}/lots/{lot}", get(lots::get))
+        .route("/accounts/{account}/lots/{lot}/seats", post(lots::assign_seat))
+        .route("/accounts/{account}/seats", get(lots::list_seats))
+        .route(
+            "/accounts/{account}/seats/{user_id}",
+            delete(lots::reclaim_seat),
+        )
+        .route("/accounts/{account}/invoices", get(invoices::list))
+        .route("/accounts/{account}/invoices/{invoice}", get(invoices::get))
+        .route(
+            "/accounts/{account}/invoices/{invoice}/payments",
+            post(payments::register),
+        )
+        .route(
+            "/accounts/{account}/invoices/{invoice}/retro-discounts",
+            post(invoices::retro_discount),
+        )
+        .route(
+            "/accounts/{account}/corrective-invoices",
+            get(invoices::list_corrective),
+        )
+        .route(
+            "/accounts/{account}/corrective-invoices/{corrective}",
+            get(invoices::get_corrective),
+        )
+        .route("/accounts/{account}/payments", get(payments::list))
+        .route("/accounts/{account}/documents", get(documents::list))
+        .route("/accounts/{account}/documents/{document}", get(documents::get))
+        .route(
+            "/accounts/{account}/documents/{document}/objection",
+            post(documents::object),
+        )
+        .route(
+            "/accounts/{account}/suspension",
+            post(terminations::suspend).delete(terminations::resume),
+        )
+        .route(
+            "/accounts/{account}/termination",
+            post(terminations::terminate),
+        )
+        .route("/accounts/{account}/refunds", get(terminations::refunds))
+}
+
+/// Authenticates the caller and checks it may act on `account` (its own key or the operator).
+/// A malformed account id is simply an account that does not exist.
+pub(crate) async fn account_scope(
+    app: &AppState,
+    headers: &HeaderMap,
+    account: &str,
+) -> Result<(Caller, Uuid), ApiError> {
+    let caller = Caller::from_headers(app, headers).await?;
+    if caller == Caller::Anonymous {
+        // The same 401 whether or not the account exists.
+        caller.require_account(Uuid::nil())?;
+    }
+    let id = Uuid::parse_str(account).map_err(|_| LicensingError::UnknownAccount)?;
+    caller.require_account(id)?;
+    Ok((caller, id))
+}
+
+/// Operator-only calls.
+pub(crate) async fn operator(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    Caller::from_headers(app, headers).await?.require_operator()
+}
+
+/// A path id; a malformed one is "not found" like any id that does not exist.
+pub(crate) fn path_id(s: &str, what: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| LicensingError::NotFound { what }.into())
+}
+
+/// `{id}` or `{id}.html`: the printable form of a document shares its path.
+pub(crate) fn split_html(s: &str) -> (&str, bool) {
+    match s.strip_suffix(".html") {
+        Some(id) => (id, true),
+        None => (s, false),
+    }
+}
+
+pub(crate) fn html(body: String) -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Largest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// The `Idempotency-Key` header, required on calls that move money or seats.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Err(ApiError::BadRequest {
+            code: "idempotency_key_required",
+            message: "This call needs an Idempotency-Key header (a unique string per operation; \
+                      resend the same one when retrying)."
+                .into(),
+        });
+    };
+    match v.to_str() {
+        Ok(k)
+            if !k.trim().is_empty()
+                && k.len() <= MAX_IDEMPOTENCY_KEY
+                && k.chars().all(|c| c.is_ascii_graphic()) =>
+        {
+            Ok(k.to_owned())
+        }
+        _ => Err(ApiError::BadRequest {
+            code: "invalid_idempotency_key",
+            message: format!(
+                "The Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters."
+            ),
+        }),
+    }
+}
+
+/// A free-text field with a length limit (reasons, names).
+pub(crate) fn bounded_text<'a>(
+    field: &'static str,
+    value: &'a str,
+    max_chars: usize,
+) -> Result<&'a str, ApiError> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max_chars || v.chars().any(char::is_control) {
+        return Err(LicensingError::InvalidRequest {
+            field,
+            reason: format!("must be 1 to {max_chars} characters without control characters"),
+        }
+        .into());
+    }
+    Ok(v)
+}
+
+/// An amount from JSON: a string such as `"15245.90"` (the contract's form) or a plain number.
+/// More than two decimals, exponents and non-numbers are refused, never rounded.
+pub(crate) fn amount(field: &'static str, v: &Value) -> Result<Money, ApiError> {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(LicensingError::InvalidRequest {
+                field,
+                reason: "an amount is a string with at most two decimals, e.g. \"15245.90\"".into(),
+            }
+            .into());
+        }
+    };
+    Ok(text.parse::<Money>()?)
+}
+
+/// An optional `YYYY-MM-DD` field.
+pub(crate) fn opt_date(v: Option<&str>) -> Result<Option<chrono::NaiveDate>, ApiError> {
+    Ok(v.map(parley_licensing::calendar::parse_date).transpose()?)
+}

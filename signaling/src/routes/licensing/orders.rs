@@ -1,0 +1,110 @@
+//! Quotes and orders: the spec's contract. A quote is pure (nothing written); an order with
+//! the same `Idempotency-Key` and body returns the first result with the same status, never a
+//! second order, invoice or grant; the same key with another body is a 409.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use parley_licensing::store::{Invoice, OrderRecord, PlacedOrder};
+use parley_licensing::{Quote, QuoteRequest};
+use serde::Serialize;
+
+use super::schemas::{OrderDoc, PlacedOrderDoc, QuoteDoc, QuoteRequestDoc};
+use super::{account_scope, idempotency_key, path_id};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::startup::AppState;
+
+/// Prices an order without placing it.
+#[utoipa::path(post, path = "/api/v1/accounts/{account}/quotes", tag = "licensing",
+    params(("account" = String, Path)), request_body = QuoteRequestDoc, security(("bearer" = [])),
+    responses((status = 200, body = QuoteDoc), (status = 401, body = ErrorBody),
+        (status = 404, description = "unknown_account, unknown_license", body = ErrorBody),
+        (status = 422, description = "window_not_open, window_closed, license_expired, invalid_seats, \
+            invalid_date, unknown_tariff, tariff_archived, invalid_request, promo_code_*, ...", body = ErrorBody)))]
+pub async fn quote(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<QuoteRequest>,
+) -> Result<Json<Quote>, ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    Ok(Json(app.licensing.quote(id, &req).await?))
+}
+
+/// Places an order (prepay: an invoice to pay; postpay: granted at once).
+#[utoipa::path(post, path = "/api/v1/accounts/{account}/orders", tag = "licensing",
+    params(("account" = String, Path),
+        ("Idempotency-Key" = String, Header, description = "Unique per order; resend it on retry")),
+    request_body = QuoteRequestDoc, security(("bearer" = [])),
+    responses((status = 201, description = "Placed (or the first result of a retry)", body = PlacedOrderDoc),
+        (status = 400, description = "idempotency_key_required", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "idempotency_conflict", body = ErrorBody),
+        (status = 422, description = "As for quotes, plus order_in_progress, postpay_not_allowed", body = ErrorBody)))]
+pub async fn place(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<QuoteRequest>,
+) -> Result<(StatusCode, Json<PlacedOrder>), ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let key = idempotency_key(&headers)?;
+    let placed = app.licensing.place_order(id, &key, &req).await?;
+    Ok((StatusCode::CREATED, Json(placed)))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{account}/orders", tag = "licensing",
+    params(("account" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Vec<OrderDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<OrderRecord>>, ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    Ok(Json(app.licensing.orders(id).await?))
+}
+
+/// An order with its invoice.
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub order: OrderRecord,
+    pub invoice: Option<Invoice>,
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{account}/orders/{order}", tag = "licensing",
+    params(("account" = String, Path), ("order" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "`{order, invoice}`", body = PlacedOrderDoc),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(app): State<AppState>,
+    Path((account, order)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<OrderView>, ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let order_id = path_id(&order, "order")?;
+    let order = app.licensing.store().order(id, order_id).await?;
+    let invoice = app
+        .licensing
+        .invoices(id)
+        .await?
+        .into_iter()
+        .find(|i| i.order_id == order_id);
+    Ok(Json(OrderView { order, invoice }))
+}
+
+/// Cancels an unpaid order (its invoice is annulled; the number stays used).
+#[utoipa::path(post, path = "/api/v1/accounts/{account}/orders/{order}/cancel", tag = "licensing",
+    params(("account" = String, Path), ("order" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "Cancelled"), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path((account, order)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let order_id = path_id(&order, "order")?;
+    app.licensing.cancel_order(id, order_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
