@@ -47,6 +47,11 @@ use crate::engine::speakers::RoomSpeakers;
 use crate::forward::bwe::{LossConfig, SubscriberBwe};
 use crate::forward::keyframe_requester::{KeyframeMethod, KeyframeRequest, KeyframeRequester};
 
+/// Hash maps on the per-packet path use the non-cryptographic Fx hash, several times cheaper than
+/// SipHash. Hash flooding is no concern: every one of these maps is bounded by what the server
+/// admits (participants, their tracks, at most 8 remote addresses per peer connection).
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+
 /// A datagram the driver must send.
 #[derive(Debug)]
 pub struct Transmit {
@@ -71,11 +76,11 @@ pub struct Sfu {
     local_addrs: Vec<SocketAddr>,
     metrics: Arc<SfuMetrics>,
     next_key: PKey,
-    participants: HashMap<PKey, Participant>,
+    participants: FastMap<PKey, Participant>,
     by_name: HashMap<(RoomId, ParticipantId), PKey>,
     rooms: HashMap<RoomId, Room>,
     by_ufrag: HashMap<String, (PKey, PeerRole)>,
-    by_addr: HashMap<SocketAddr, (PKey, PeerRole)>,
+    by_addr: FastMap<SocketAddr, (PKey, PeerRole)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SfuEvent>,
     next_room_tick: Option<Instant>,
@@ -104,11 +109,11 @@ impl Sfu {
             local_addrs,
             metrics,
             next_key: 1,
-            participants: HashMap::new(),
+            participants: FastMap::default(),
             by_name: HashMap::new(),
             rooms: HashMap::new(),
             by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: FastMap::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_room_tick: None,
@@ -185,9 +190,9 @@ impl Sfu {
             publisher,
             subscriber,
             declared: HashMap::new(),
-            published: HashMap::new(),
-            downtracks: HashMap::new(),
-            downtrack_by_track: HashMap::new(),
+            published: FastMap::default(),
+            downtracks: FastMap::default(),
+            downtrack_by_track: FastMap::default(),
             sub_negotiating: false,
             sub_dirty: false,
             data_channel: None,
@@ -1102,17 +1107,12 @@ impl Sfu {
         if muted {
             return;
         }
-        // Index loop: the member list is not cloned per packet.
+        // The member list is borrowed out of the room for the fan-out (nothing below touches
+        // rooms) and put back after: no clone and no room lookup per packet.
+        let members = std::mem::take(&mut r.members);
+        let room_name = p.room.clone();
         let mut keyframe_wanted: Option<usize> = None;
-        let count = r.members.len();
-        for i in 0..count {
-            let Some(sub) = self
-                .rooms
-                .get(&self.participants[&key].room)
-                .and_then(|r| r.members.get(i).copied())
-            else {
-                break;
-            };
+        for &sub in &members {
             if sub == key {
                 continue;
             }
@@ -1146,6 +1146,9 @@ impl Sfu {
                 }
             }
             self.drain_writes(sub, PeerRole::Subscriber);
+        }
+        if let Some(r) = self.rooms.get_mut(&room_name) {
+            r.members = members;
         }
         if let Some(l) = keyframe_wanted {
             self.request_keyframe(now, key, track_id, l);

@@ -10,6 +10,7 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 
 use crate::api::{MediaKind, ParticipantId, ParticipantOptions, PeerRole, RoomId, TrackSource};
+use crate::engine::FastMap;
 use crate::engine::downtrack::DownTrack;
 
 /// Key of a participant inside the core (stable for its lifetime, never reused).
@@ -115,11 +116,11 @@ pub struct Participant {
     /// The mid → source map the client declared with its last publisher offer.
     pub declared: HashMap<String, TrackSource>,
     /// Published tracks by the rtc track id of the publisher connection.
-    pub published: HashMap<String, PublishedTrack>,
+    pub published: FastMap<String, PublishedTrack>,
     /// What this participant receives, keyed by (publisher, source).
-    pub downtracks: HashMap<(PKey, TrackSource), DownTrack>,
+    pub downtracks: FastMap<(PKey, TrackSource), DownTrack>,
     /// rtc track id of a down-track's sender → its key, for routing subscriber RTCP.
-    pub downtrack_by_track: HashMap<String, (PKey, TrackSource)>,
+    pub downtrack_by_track: FastMap<String, (PKey, TrackSource)>,
     /// A subscriber offer is out and unanswered.
     pub sub_negotiating: bool,
     /// Something changed while an offer was out: offer again after the answer.

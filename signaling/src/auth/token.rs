@@ -92,6 +92,27 @@ impl Tokens {
         role: Role,
         valid_until_at_least: Option<chrono::DateTime<Utc>>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.issue_with_grants(
+            meeting,
+            identity,
+            name,
+            role,
+            Grants::for_role(role),
+            valid_until_at_least,
+        )
+    }
+
+    /// As [`Tokens::issue`] with explicit grants (a licensed meeting narrows them to its
+    /// tariff, e.g. no screen sharing).
+    pub fn issue_with_grants(
+        &self,
+        meeting: &MeetingId,
+        identity: &str,
+        name: &str,
+        role: Role,
+        grants: Grants,
+        valid_until_at_least: Option<chrono::DateTime<Utc>>,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let mut exp = now.saturating_add(ttl);
@@ -103,7 +124,7 @@ impl Tokens {
             meeting: meeting.to_string(),
             name: name.to_owned(),
             role,
-            grants: Grants::for_role(role),
+            grants,
             exp,
             iat: now,
             jti: random_token(16),

@@ -7,12 +7,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{HostCredential, bearer_token};
+use parley_licensing::LicensingError;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Grants, HostCredential, bearer_token};
 use crate::domain::{DisplayName, MeetingId, MeetingTitle, Role, constant_time_eq, random_token};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::metrics::Metrics;
+use crate::routes::licensing::bounded_text;
+use crate::routes::licensing::lots::MAX_USER_ID;
 use crate::startup::AppState;
-use crate::store::MeetingRow;
+use crate::store::{MeetingLicense, MeetingRow};
 use crate::ws::HostCommand;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -23,6 +28,10 @@ pub struct CreateMeeting {
     /// RFC 3339, e.g. `2030-01-31T10:00:00Z`.
     #[serde(default)]
     pub scheduled_start: Option<String>,
+    /// With an account API key: the user whose seat hosts the meeting. The meeting then runs
+    /// under that license's limits (participants, screen share, recording, SDK).
+    #[serde(default)]
+    pub host_user_id: Option<String>,
 }
 
 /// Public information about a meeting.
@@ -149,38 +158,129 @@ fn parse_scheduled_start(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiEr
     Ok(Some(t.with_timezone(&Utc)))
 }
 
-/// Create a meeting. Open to anyone for now (the landing page creates meetings).
+/// The grants of a role in this meeting: a licensed meeting narrows them to its tariff.
+fn grants_for(role: Role, row: &MeetingRow) -> Grants {
+    let mut g = Grants::for_role(role);
+    g.screen_share &= row.screen_share_allowed();
+    g.record &= row.recording_allowed.unwrap_or(true);
+    g
+}
+
+/// Decides under which license (if any) a meeting is created. Without `PARLEY_REQUIRE_LICENSE`
+/// an anonymous caller gets an unlicensed meeting, as the landing page always did; an account
+/// key must name its host, who must hold a seat on an active lot of a usable account.
+async fn license_for(
+    app: &AppState,
+    headers: &HeaderMap,
+    host_user_id: Option<&str>,
+) -> Result<Option<MeetingLicense>, ApiError> {
+    let caller = Caller::from_headers(app, headers).await?;
+    let user = host_user_id
+        .map(|u| bounded_text("host_user_id", u, MAX_USER_ID))
+        .transpose()?;
+    let account = match (caller, user) {
+        (Caller::Account(account), Some(user)) => (account, user),
+        (Caller::Account(_), None) => {
+            return Err(LicensingError::InvalidRequest {
+                field: "host_user_id",
+                reason: "required with an account API key: the user whose seat hosts the meeting"
+                    .into(),
+            }
+            .into());
+        }
+        (Caller::Anonymous, Some(_)) => {
+            return Err(ApiError::Unauthorized(
+                "host_user_id needs the account's API key (Authorization: Bearer <key_id>.<secret>)."
+                    .into(),
+            ));
+        }
+        // The platform operator's own meetings are not sold seats.
+        (Caller::Operator, _) => return Ok(None),
+        (Caller::Anonymous, None) if app.config.require_license => {
+            return Err(ApiError::Status {
+                status: StatusCode::FORBIDDEN,
+                code: "license_required",
+                message: "This server requires a license: create meetings with an account API \
+                          key and the host_user_id of a user holding a seat."
+                    .into(),
+            });
+        }
+        (Caller::Anonymous, None) => return Ok(None),
+    };
+    let (account_id, user) = account;
+    let e = app
+        .licensing
+        .may_host(account_id, user)
+        .await
+        .map_err(|e| refusal(e, user))?;
+    Ok(Some(MeetingLicense {
+        account_id: account_id.to_string(),
+        host_user_id: user.to_owned(),
+        max_participants: e.max_participants,
+        max_meeting_minutes: e.max_meeting_minutes,
+        recording_allowed: e.recording_allowed,
+        screen_share_allowed: e.screen_share_allowed,
+        sdk_allowed: e.sdk_allowed,
+    }))
+}
+
+/// The enforcement refusals as 403s a person can act on; anything else keeps its own status.
+fn refusal(e: LicensingError, user: &str) -> ApiError {
+    let forbidden = |code, message| ApiError::Status {
+        status: StatusCode::FORBIDDEN,
+        code,
+        message,
+    };
+    match e {
+        LicensingError::NoSeat { .. } | LicensingError::NoActiveLicense => forbidden(
+            "no_seat",
+            format!("{user} holds no seat on an active license of this account."),
+        ),
+        e @ LicensingError::AccountSuspended { .. } => forbidden("account_suspended", e.message()),
+        e @ LicensingError::AccountTerminated => forbidden("account_terminated", e.message()),
+        other => other.into(),
+    }
+}
+
+/// Create a meeting. Open to anyone unless `PARLEY_REQUIRE_LICENSE` is set; with an account API
+/// key and `host_user_id` it runs under that user's license.
 #[utoipa::path(post, path = "/api/v1/meetings", tag = "meetings", request_body = CreateMeeting,
+    security((), ("bearer" = [])),
     responses(
         (status = 201, body = MeetingCreated),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Invalid credential", body = ErrorBody),
+        (status = 403, description = "no_seat, account_suspended, account_terminated, license_required", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
         (status = 422, description = "Invalid title or date", body = ErrorBody)))]
 pub async fn create(
     State(app): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateMeeting>,
 ) -> Result<(StatusCode, Json<MeetingCreated>), ApiError> {
     let title =
         MeetingTitle::parse(&req.title).map_err(|e| ApiError::invalid("invalid_title", e.0))?;
     let scheduled_start = parse_scheduled_start(req.scheduled_start.as_deref())?;
+    let license = license_for(&app, &headers, req.host_user_id.as_deref()).await?;
     let id = MeetingId::generate();
     let row = app
         .store
-        .insert_meeting(&id, title.as_str(), scheduled_start)
+        .insert_meeting(&id, title.as_str(), scheduled_start, license.as_ref())
         .await?;
     Metrics::inc(&app.metrics.meetings_created);
     let host_token = app
         .tokens
-        .issue(
+        .issue_with_grants(
             &id,
             &format!("host-{}", random_token(12)),
             "Host",
             Role::Host,
+            grants_for(Role::Host, &row),
             scheduled_start,
         )
         .map_err(|e| ApiError::Internal(e.into()))?;
     let base = &app.config.public_url;
-    tracing::info!(meeting = %id, "meeting created");
+    tracing::info!(meeting = %id, licensed = license.is_some(), "meeting created");
     Ok((
         StatusCode::CREATED,
         Json(MeetingCreated {
@@ -269,6 +369,7 @@ pub async fn get(
 #[utoipa::path(post, path = "/api/v1/meetings/{id}/join", tag = "meetings",
     params(("id" = String, Path)), request_body = JoinMeeting, security((), ("bearer" = [])),
     responses((status = 200, body = JoinToken), (status = 401, body = ErrorBody),
+        (status = 403, description = "participant_limit, account_suspended", body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 410, description = "Meeting ended", body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn join(
@@ -306,10 +407,18 @@ pub async fn join(
             message: "The meeting has ended.".into(),
         });
     }
+    check_license_on_join(&app, &id, &row).await?;
     let identity = format!("{}-{}", role.as_str(), random_token(12));
     let token = app
         .tokens
-        .issue(&id, &identity, name.as_str(), role, row.scheduled_start)
+        .issue_with_grants(
+            &id,
+            &identity,
+            name.as_str(),
+            role,
+            grants_for(role, &row),
+            row.scheduled_start,
+        )
         .map_err(|e| ApiError::Internal(e.into()))?;
     let claims = app
         .tokens
@@ -322,6 +431,35 @@ pub async fn join(
         ws_path: "/api/v1/ws".into(),
         meeting: MeetingInfo::from(&row),
     }))
+}
+
+/// A licensed meeting: its account must still be usable, and the tariff's participant ceiling
+/// must leave room. The hub enforces the ceiling again at the WebSocket join (the authoritative
+/// count); this early answer spares a client a token it could not use.
+async fn check_license_on_join(
+    app: &AppState,
+    id: &MeetingId,
+    row: &MeetingRow,
+) -> Result<(), ApiError> {
+    if let Some(account) = row.account_id.as_deref().and_then(|a| Uuid::parse_str(a).ok()) {
+        app.licensing
+            .may_join(account)
+            .await
+            .map_err(|e| refusal(e, ""))?;
+    }
+    if let Some(limit) = row.participant_limit() {
+        let present = usize::try_from(app.store.open_sessions(id).await?).unwrap_or(usize::MAX);
+        if present >= limit {
+            return Err(ApiError::Status {
+                status: StatusCode::FORBIDDEN,
+                code: "participant_limit",
+                message: format!(
+                    "The meeting is full: its license allows {limit} participants."
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// End the meeting for everyone (host only). Idempotent.

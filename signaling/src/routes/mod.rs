@@ -1,6 +1,8 @@
-//! The HTTP surface: `/api/v1` (JSON), health and metrics, and the web app's files.
+//! The HTTP surface: `/api/v1` (JSON: meetings and licensing), health and metrics, and the web
+//! app's files.
 
 mod health;
+pub(crate) mod licensing;
 mod meetings;
 mod participants;
 mod web;
@@ -35,6 +37,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
+        .merge(licensing::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

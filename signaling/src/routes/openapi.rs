@@ -4,27 +4,49 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::licensing::{
+    accounts, documents, invoices, lots, orders, payments, promotions, tariffs, terminations,
+};
 use super::{health, meetings, participants};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Parley API",
-        description = "Meetings, join tokens and host controls. Errors are always \
-            `{\"error\": {\"code\": \"snake_case\", \"message\": \"...\"}}`. \
-            Real-time signaling is a WebSocket at `/api/v1/ws`, described in docs/protocol.md.",
+        description = "Meetings, join tokens and host controls; licensing (tariffs, accounts, \
+            quotes and orders, lots and seats, invoices, payments, documents). Errors are always \
+            `{\"error\": {\"code\": \"snake_case\", \"message\": \"...\"}}`; licensing refusals \
+            (422) add the fields that explain them, e.g. `opens_on`. Amounts are strings with two \
+            decimals, dates `YYYY-MM-DD`. Real-time signaling is a WebSocket at `/api/v1/ws`, \
+            described in docs/protocol.md.",
         version = "1"
     ),
     paths(
         meetings::create, meetings::list, meetings::get, meetings::join, meetings::end,
         meetings::chat, participants::list, participants::mute, participants::remove,
-        health::healthz, health::readyz, health::metrics
+        health::healthz, health::readyz, health::metrics,
+        tariffs::list, tariffs::get, tariffs::put, tariffs::archive,
+        promotions::list, promotions::create,
+        accounts::create, accounts::get, accounts::create_key, accounts::by_crm,
+        accounts::license_status,
+        orders::quote, orders::place, orders::list, orders::get, orders::cancel,
+        lots::list, lots::get, lots::list_seats, lots::assign_seat, lots::reclaim_seat,
+        invoices::list, invoices::get, invoices::retro_discount, invoices::list_corrective,
+        invoices::get_corrective,
+        payments::register, payments::list,
+        documents::list, documents::get, documents::object,
+        terminations::suspend, terminations::resume, terminations::terminate,
+        terminations::refunds
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "meetings", description = "Create, read, join and end meetings"),
         (name = "participants", description = "Host controls"),
-        (name = "operations", description = "Health and metrics")
+        (name = "operations", description = "Health and metrics"),
+        (name = "licensing", description = "Tariffs, accounts, quotes and orders, lots and seats, \
+            invoices, payments, transfer documents, suspension and termination. The operator \
+            calls with `Bearer <PARLEY_ADMIN_TOKEN>`, an account with `Bearer <key_id>.<secret>` \
+            and sees only its own resources (another account's are 404).")
     )
 )]
 pub struct ApiDoc;
@@ -40,8 +62,9 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A join token (JWT), the meeting's host key, its invitation secret, or \
-                         the operator's admin token, depending on the call.",
+                        "A join token (JWT), the meeting's host key, its invitation secret, the \
+                         operator's admin token, or an account API key (`<key_id>.<secret>`), \
+                         depending on the call.",
                     ))
                     .build(),
             ),

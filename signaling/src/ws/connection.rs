@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use parley_sfu::{PeerRole, SfuError};
+use parley_sfu::{PeerRole, SfuError, TrackSource};
 use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{CloseReason, HostCommand, HubCommand, HubTx};
@@ -203,12 +203,40 @@ impl Conn {
             Ok(Some(m)) if m.ended_at.is_some() => {
                 Err(Some(CloseReason::new(4001, "meeting ended")))
             }
-            Ok(Some(_)) => Ok((claims, meeting)),
+            Ok(Some(m)) => {
+                self.check_account(&m).await?;
+                Ok((claims, meeting))
+            }
             Ok(None) => Err(invalid(&"unknown meeting")),
             Err(e) => {
                 tracing::error!(error = %e, "cannot load meeting for join");
                 Err(Some(CloseReason::new(1011, "internal error")))
             }
+        }
+    }
+
+    /// A licensed meeting's account must be usable (not suspended or terminated) to join.
+    async fn check_account(
+        &self,
+        meeting: &crate::store::MeetingRow,
+    ) -> Result<(), Option<CloseReason>> {
+        let Some(account) = meeting
+            .account_id
+            .as_deref()
+            .and_then(|a| uuid::Uuid::parse_str(a).ok())
+        else {
+            return Ok(());
+        };
+        match self.app.licensing.may_join(account).await {
+            Ok(()) => Ok(()),
+            Err(e @ parley_licensing::LicensingError::Storage(_)) => {
+                tracing::error!(error = %e, "cannot check the meeting's account for join");
+                Err(Some(CloseReason::new(1011, "internal error")))
+            }
+            Err(e) => Err(Some(CloseReason::new(
+                4006,
+                close_reason_text(&format!("{}: {}", e.code(), e.message())),
+            ))),
         }
     }
 
@@ -413,6 +441,17 @@ impl Conn {
                         ))
                         .await;
                 }
+                let screen = tracks
+                    .iter()
+                    .any(|t| matches!(t.source, TrackSource::Screen | TrackSource::ScreenAudio));
+                if screen && !s.claims.grants.screen_share {
+                    return self
+                        .reply(ServerMessage::error(
+                            "not_allowed",
+                            "screen sharing is not included in this meeting's license",
+                        ))
+                        .await;
+                }
                 match sfu.publish(room, me, sdp, tracks).await {
                     Ok(sdp) => self.reply(ServerMessage::PublishAnswer { sdp }).await,
                     Err(e) => self.sfu_error(e).await,
@@ -503,7 +542,7 @@ impl Conn {
         s: &Session,
         action: HostAction,
         participant_id: Option<String>,
-        source: Option<parley_sfu::TrackSource>,
+        source: Option<TrackSource>,
     ) -> Result<(), Option<CloseReason>> {
         if !s.claims.grants.admin {
             return self
@@ -558,4 +597,17 @@ impl Conn {
         self.app.metrics.protocol_error(code);
         self.reply(ServerMessage::error(code, e.to_string())).await
     }
+}
+
+/// A close frame's reason is at most 123 bytes; cut at a character boundary.
+fn close_reason_text(s: &str) -> String {
+    const MAX: usize = 120;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }

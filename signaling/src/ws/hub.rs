@@ -184,6 +184,8 @@ pub struct Hub {
     title: String,
     locked: bool,
     ended: bool,
+    /// The license's participant ceiling (None: unlicensed meeting, no ceiling).
+    max_participants: Option<usize>,
     members: HashMap<ParticipantId, Member>,
     /// Chat sent through `SfuHandle::send_data` that the SFU will echo back as `SfuEvent::Data`;
     /// already stored, so the echo is skipped. Bounded in case the SFU drops some.
@@ -203,6 +205,7 @@ impl Hub {
             title: String::new(),
             locked: false,
             ended: false,
+            max_participants: None,
             members: HashMap::new(),
             relayed: VecDeque::new(),
             ctx,
@@ -218,6 +221,7 @@ impl Hub {
         // database just before is seen here.
         match self.ctx.store.meeting(&self.id).await {
             Ok(Some(m)) => {
+                self.max_participants = m.participant_limit();
                 self.title = m.title;
                 self.locked = m.locked;
                 self.ended = m.ended_at.is_some();
@@ -338,6 +342,16 @@ impl Hub {
         // participant id in `joined` and knows its old seat is gone.
         if self.locked && claims.role != Role::Host {
             let _ = reply.send(Err(CloseReason::new(4003, "meeting is locked")));
+            return;
+        }
+        // Members in their resume grace still hold their place: they are coming back.
+        if let Some(max) = self.max_participants
+            && self.members.len() >= max
+        {
+            let _ = reply.send(Err(CloseReason::new(
+                4005,
+                format!("participant limit: the license allows {max} participants"),
+            )));
             return;
         }
         let Ok(display_name) = crate::domain::DisplayName::parse(&claims.name) else {

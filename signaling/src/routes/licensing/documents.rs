@@ -38,7 +38,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/documents/{document}", tag = "licensing",
     params(("account" = String, Path), ("document" = String, Path, description = "id, or id.html")),
     security(("bearer" = [])),
-    responses((status = 200, body = TransferDocumentDoc, content_type = ["application/json", "text/html"]),
+    responses((status = 200, description = "JSON, or printable HTML for `{id}.html`", content((TransferDocumentDoc = "application/json"), (String = "text/html"))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,

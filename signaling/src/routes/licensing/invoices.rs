@@ -32,7 +32,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/invoices/{invoice}", tag = "licensing",
     params(("account" = String, Path), ("invoice" = String, Path, description = "id, or id.html")),
     security(("bearer" = [])),
-    responses((status = 200, body = InvoiceDoc, content_type = ["application/json", "text/html"]),
+    responses((status = 200, description = "JSON, or printable HTML for `{id}.html`", content((InvoiceDoc = "application/json"), (String = "text/html"))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
@@ -105,7 +105,7 @@ pub async fn list_corrective(
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/corrective-invoices/{corrective}", tag = "licensing",
     params(("account" = String, Path), ("corrective" = String, Path, description = "id, or id.html")),
     security(("bearer" = [])),
-    responses((status = 200, body = CorrectiveInvoiceDoc, content_type = ["application/json", "text/html"]),
+    responses((status = 200, description = "JSON, or printable HTML for `{id}.html`", content((CorrectiveInvoiceDoc = "application/json"), (String = "text/html"))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_corrective(
     State(app): State<AppState>,
