@@ -143,6 +143,8 @@ pub enum SfuError {
     InvalidCandidate(String),
     #[error("media plane stopped")]
     Stopped,
+    #[error("recording: {0}")]
+    Recording(String),
 }
 
 /// Configuration of the media plane.
@@ -180,4 +182,27 @@ impl SfuMetrics {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// What the recording side of the media plane reports, polled with
+/// `Sfu::poll_recording_event` (kept apart from [`SfuEvent`] so its consumers need no new arms).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordingEvent {
+    /// A room's recording began; its files go under `dir`.
+    Started {
+        room: RoomId,
+        dir: std::path::PathBuf,
+    },
+    /// The room stopped recording (asked to, or the room closed); files are being finalized.
+    Stopped { room: RoomId },
+    /// The writer could not keep up and packets were left out (total so far). The meeting goes
+    /// on; the files have gaps (concealed audio, video held until the next keyframe).
+    Degraded { room: RoomId, dropped: u64 },
+    /// Every file of the recording is closed and complete.
+    Finished {
+        room: RoomId,
+        files: Vec<std::path::PathBuf>,
+    },
+    /// A file could not be written (disk full, permissions); what was written so far is kept.
+    Failed { room: RoomId, error: String },
 }

@@ -79,6 +79,7 @@ pub fn start(config: SfuConfig) -> std::io::Result<(SfuHandle, mpsc::UnboundedRe
     let metrics = Arc::new(SfuMetrics::default());
     let (tx, rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (rec_tx, rec_rx) = mpsc::unbounded_channel();
     let thread_metrics = metrics.clone();
     std::thread::Builder::new()
         .name("parley-media".into())
@@ -93,13 +94,14 @@ pub fn start(config: SfuConfig) -> std::io::Result<(SfuHandle, mpsc::UnboundedRe
                     return;
                 }
             };
-            runtime.block_on(run(sockets, thread_metrics, rx, event_tx));
+            runtime.block_on(run(sockets, thread_metrics, rx, event_tx, rec_tx));
         })?;
     Ok((
         SfuHandle {
             tx,
             metrics,
             local_addr,
+            recording_events: Arc::new(std::sync::Mutex::new(Some(rec_rx))),
         },
         event_rx,
     ))
@@ -110,7 +112,12 @@ async fn run(
     metrics: Arc<SfuMetrics>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<SfuEvent>,
+    rec_events: mpsc::UnboundedSender<RecordingEvent>,
 ) {
+    let events = Events {
+        sfu: events,
+        recording: rec_events,
+    };
     let mut socks = Vec::new();
     for s in sockets {
         match UdpSocket::from_std(s) {
@@ -183,12 +190,13 @@ async fn recv_any(
     .await
 }
 
-fn flush(
-    sfu: &mut Sfu,
-    socks: &[UdpSocket],
-    local_addrs: &[SocketAddr],
-    events: &mpsc::UnboundedSender<SfuEvent>,
-) {
+/// Where the media thread's two event streams go.
+struct Events {
+    sfu: mpsc::UnboundedSender<SfuEvent>,
+    recording: mpsc::UnboundedSender<RecordingEvent>,
+}
+
+fn flush(sfu: &mut Sfu, socks: &[UdpSocket], local_addrs: &[SocketAddr], events: &Events) {
     while let Some(t) = sfu.poll_transmit() {
         let index = local_addrs.iter().position(|a| *a == t.local).unwrap_or(0);
         // A full socket buffer drops the datagram, as a congested network would; never block the
@@ -199,7 +207,10 @@ fn flush(
         }
     }
     while let Some(e) = sfu.poll_event() {
-        let _ = events.send(e);
+        let _ = events.sfu.send(e);
+    }
+    while let Some(e) = sfu.poll_recording_event() {
+        let _ = events.recording.send(e);
     }
 }
 
@@ -272,8 +283,17 @@ fn apply(sfu: &mut Sfu, cmd: Command) -> bool {
         } => sfu.send_data(now, &room, &participant, text),
         Command::Leave { room, participant } => sfu.leave(now, &room, &participant),
         Command::CloseRoom { room } => sfu.close_room(now, &room),
+        Command::StartRecording { room, dir, reply } => {
+            let _ = reply.send(sfu.start_recording(now, &room, &dir));
+        }
+        Command::StopRecording { room, reply } => {
+            let _ = reply.send(Ok(sfu.stop_recording(now, &room)));
+        }
         Command::Shutdown { reply } => {
             sfu.close_all(now);
+            // Closing the rooms stopped their recordings; their files are finished before the
+            // server reports that it has shut down.
+            sfu.join_recordings();
             let _ = reply.send(());
             return false;
         }

@@ -63,6 +63,15 @@ pub(crate) enum Command {
     CloseRoom {
         room: RoomId,
     },
+    StartRecording {
+        room: RoomId,
+        dir: std::path::PathBuf,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    StopRecording {
+        room: RoomId,
+        reply: oneshot::Sender<Result<bool, SfuError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -74,6 +83,9 @@ pub struct SfuHandle {
     pub(crate) tx: mpsc::UnboundedSender<Command>,
     pub(crate) metrics: Arc<SfuMetrics>,
     pub(crate) local_addr: SocketAddr,
+    /// Recording events, handed once to whoever takes them (see `take_recording_events`).
+    pub(crate) recording_events:
+        Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<RecordingEvent>>>>,
 }
 
 impl SfuHandle {
@@ -219,6 +231,38 @@ impl SfuHandle {
     /// Closes every connection of a room.
     pub fn close_room(&self, room: &str) {
         let _ = self.tx.send(Command::CloseRoom { room: room.into() });
+    }
+
+    /// Starts recording a room into `<dir>/<room>/`.
+    pub async fn start_recording(
+        &self,
+        room: &str,
+        dir: impl Into<std::path::PathBuf>,
+    ) -> Result<(), SfuError> {
+        let dir = dir.into();
+        self.call(|reply| Command::StartRecording {
+            room: room.into(),
+            dir,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops recording a room; `Ok(false)` if it was not being recorded. The files are complete
+    /// when `RecordingEvent::Finished` arrives.
+    pub async fn stop_recording(&self, room: &str) -> Result<bool, SfuError> {
+        self.call(|reply| Command::StopRecording {
+            room: room.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// The stream of recording events (started, stopped, degraded, finished, failed). There is
+    /// one stream; the first caller gets it, later calls get `None`. A separate stream from
+    /// `SfuEvent`s, so consumers of those are unaffected.
+    pub fn take_recording_events(&self) -> Option<mpsc::UnboundedReceiver<RecordingEvent>> {
+        self.recording_events.lock().ok().and_then(|mut r| r.take())
     }
 
     /// Closes all connections and stops the media thread.

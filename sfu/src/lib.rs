@@ -9,6 +9,7 @@ mod driver;
 pub mod engine;
 pub mod forward;
 mod handle;
+pub mod recording;
 
 pub use api::*;
 pub use driver::{default_announced_ips, start};

@@ -185,11 +185,16 @@ fn h264_is_forwarded_when_both_sides_offer_it() {
         .iter()
         .rev()
         .find_map(|e| match e {
-            SfuEvent::SubscriberOffer { participant, sdp, .. } if participant == "bob" => Some(sdp.clone()),
+            SfuEvent::SubscriberOffer {
+                participant, sdp, ..
+            } if participant == "bob" => Some(sdp.clone()),
             _ => None,
         })
         .expect("bob was offered alice's tracks");
-    assert!(offer.contains("H264/90000"), "the subscriber offer carries H.264");
+    assert!(
+        offer.contains("H264/90000"),
+        "the subscriber offer carries H.264"
+    );
 }
 
 #[test]
@@ -214,16 +219,25 @@ fn simulcast_layers_follow_render_size_and_switch_seamlessly() {
     assert!(connected, "{}", net.sfu.debug_state());
     run(&mut net, 1500);
     let sizes = |net: &Net| -> Vec<usize> {
-        net.received_from(bob, "alice", "video").iter().map(|p| p.3).collect()
+        net.received_from(bob, "alice", "video")
+            .iter()
+            .map(|p| p.3)
+            .collect()
     };
     // Unknown bandwidth: start on the lowest layer.
-    assert!(sizes(&net).iter().all(|s| *s == 300), "starts on q: {:?}", sizes(&net));
+    assert!(
+        sizes(&net).iter().all(|s| *s == 300),
+        "starts on q: {:?}",
+        sizes(&net)
+    );
     // A 640x360 tile justifies h; after the up-switch delay the subscriber climbs to it.
-    net.sfu.video_size("room", "bob", "alice", TrackSource::Camera, 640, 360);
+    net.sfu
+        .video_size("room", "bob", "alice", TrackSource::Camera, 640, 360);
     run(&mut net, 5000);
     assert_eq!(sizes(&net).last(), Some(&700), "climbed to h");
     // A thumbnail needs only q: down at the next keyframe.
-    net.sfu.video_size("room", "bob", "alice", TrackSource::Camera, 160, 90);
+    net.sfu
+        .video_size("room", "bob", "alice", TrackSource::Camera, 160, 90);
     run(&mut net, 1000);
     assert_eq!(sizes(&net).last(), Some(&300), "back to q");
     // Across both switches the subscriber saw one SSRC and continuous sequence numbers.
@@ -231,8 +245,15 @@ fn simulcast_layers_follow_render_size_and_switch_seamlessly() {
     let ssrcs: BTreeSet<u32> = video.iter().map(|p| p.0).collect();
     assert_eq!(ssrcs.len(), 1);
     for w in video.windows(2) {
-        assert_eq!(w[1].1, w[0].1.wrapping_add(1), "continuous across layer switches");
-        assert!(w[1].2.wrapping_sub(w[0].2) < 90_000, "timestamps move forward smoothly");
+        assert_eq!(
+            w[1].1,
+            w[0].1.wrapping_add(1),
+            "continuous across layer switches"
+        );
+        assert!(
+            w[1].2.wrapping_sub(w[0].2) < 90_000,
+            "timestamps move forward smoothly"
+        );
     }
     assert!(SfuMetrics::get(&net.metrics.layer_switches) >= 2);
 }

@@ -133,11 +133,47 @@ export function tail(file, lines = 60) {
   }
 }
 
+/**
+ * A WAV file of continuous "speech" for the fake microphone: a 220 Hz tone with a slow tremolo, loud
+ * enough (about -12 dBFS) to count as voice. Chromium's built-in fake microphone only beeps once a
+ * second, too little for the SFU's dominant-speaker detector to call anyone a speaker.
+ */
+function speechWav() {
+  const file = path.join(os.tmpdir(), 'parley-e2e-speech.wav');
+  if (fs.existsSync(file)) return file;
+  const rate = 48000;
+  const seconds = 4;
+  const samples = rate * seconds;
+  const data = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) {
+    const t = i / rate;
+    const tremolo = 0.75 + 0.25 * Math.sin(2 * Math.PI * 3 * t);
+    const v = 0.25 * tremolo * Math.sin(2 * Math.PI * 220 * t);
+    data.writeInt16LE(Math.round(v * 32767), i * 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVE', 8);
+  header.write('fmt ', 12);
+  header.writeUInt32LE(16, 16); // PCM chunk size
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28); // byte rate
+  header.writeUInt16LE(2, 32); // block align
+  header.writeUInt16LE(16, 34); // bits per sample
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  fs.writeFileSync(file, Buffer.concat([header, data]));
+  return file;
+}
+
 export function launchBrowser() {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${speechWav()}`],
   });
 }
 

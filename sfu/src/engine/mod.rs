@@ -46,6 +46,7 @@ use crate::engine::participant::{Codec, PKey, Participant, Peer, PublishedTrack}
 use crate::engine::speakers::RoomSpeakers;
 use crate::forward::bwe::{LossConfig, SubscriberBwe};
 use crate::forward::keyframe_requester::{KeyframeMethod, KeyframeRequest, KeyframeRequester};
+use crate::recording::tap::{RecordingTap, TapOutcome};
 
 /// Hash maps on the per-packet path use the non-cryptographic Fx hash, several times cheaper than
 /// SipHash. Hash flooding is no concern: every one of these maps is bounded by what the server
@@ -69,6 +70,8 @@ struct Room {
     members: Vec<PKey>,
     speakers: RoomSpeakers,
     active_speaker: Option<PKey>,
+    /// Set while the room is recorded; `None` costs the forwarding path one branch.
+    recording: Option<RecordingTap>,
 }
 
 /// The media plane.
@@ -86,6 +89,12 @@ pub struct Sfu {
     next_room_tick: Option<Instant>,
     /// Reused buffer for media drained from a peer connection (no allocation per packet).
     scratch: Vec<TaggedRTCMessage>,
+    recording_events: VecDeque<RecordingEvent>,
+    /// Writer threads report `Finished`/`Failed` here; drained by `poll_recording_event`.
+    recording_tx: std::sync::mpsc::Sender<RecordingEvent>,
+    recording_rx: std::sync::mpsc::Receiver<RecordingEvent>,
+    /// Writer threads of stopped recordings, joined by `join_recordings` (at shutdown).
+    recording_writers: Vec<std::thread::JoinHandle<()>>,
 }
 
 fn random_string(len: usize) -> String {
@@ -105,6 +114,7 @@ impl Sfu {
     /// `local_addrs` are the addresses of the sockets the driver reads from; each becomes a host
     /// candidate.
     pub fn new(local_addrs: Vec<SocketAddr>, metrics: Arc<SfuMetrics>) -> Self {
+        let (recording_tx, recording_rx) = std::sync::mpsc::channel();
         Self {
             local_addrs,
             metrics,
@@ -118,6 +128,10 @@ impl Sfu {
             events: VecDeque::new(),
             next_room_tick: None,
             scratch: Vec::new(),
+            recording_events: VecDeque::new(),
+            recording_tx,
+            recording_rx,
+            recording_writers: Vec::new(),
         }
     }
 
@@ -204,6 +218,7 @@ impl Sfu {
             members: Vec::new(),
             speakers: RoomSpeakers::new(),
             active_speaker: None,
+            recording: None,
         });
         r.members.push(key);
         if self.next_room_tick.is_none() {
@@ -429,6 +444,72 @@ impl Sfu {
             .unwrap_or_default();
         for key in members {
             self.remove_participant(now, key);
+        }
+    }
+
+    /// Starts recording `room` into `<dir>/<room>/` (one file per published track plus the
+    /// mixed audio). Tracks published later are picked up as their first packets arrive.
+    pub fn start_recording(
+        &mut self,
+        now: Instant,
+        room: &str,
+        dir: &std::path::Path,
+    ) -> Result<(), SfuError> {
+        let r = self.rooms.get_mut(room).ok_or(SfuError::NoSuchRoom)?;
+        if r.recording.is_some() {
+            return Err(SfuError::Recording(
+                "the room is already being recorded".into(),
+            ));
+        }
+        let tap = RecordingTap::start(
+            room,
+            dir.to_path_buf(),
+            now,
+            crate::recording::tap::DEFAULT_CAPACITY,
+            self.recording_tx.clone(),
+        )
+        .map_err(|e| SfuError::Recording(e.to_string()))?;
+        self.recording_events.push_back(RecordingEvent::Started {
+            room: room.to_owned(),
+            dir: tap.dir().clone(),
+        });
+        r.recording = Some(tap);
+        Ok(())
+    }
+
+    /// Stops recording `room`; the writer finishes the files in the background and reports
+    /// `RecordingEvent::Finished`. Returns whether the room was being recorded.
+    pub fn stop_recording(&mut self, now: Instant, room: &str) -> bool {
+        let Some(tap) = self.rooms.get_mut(room).and_then(|r| r.recording.take()) else {
+            return false;
+        };
+        if let Some(writer) = tap.stop(now) {
+            self.recording_writers.push(writer);
+        }
+        self.recording_events.push_back(RecordingEvent::Stopped {
+            room: room.to_owned(),
+        });
+        true
+    }
+
+    /// Whether `room` is being recorded.
+    pub fn is_recording(&self, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|r| r.recording.is_some())
+    }
+
+    /// The next recording event: started/stopped/degraded from this thread, finished/failed
+    /// from the writer threads.
+    pub fn poll_recording_event(&mut self) -> Option<RecordingEvent> {
+        self.recording_events
+            .pop_front()
+            .or_else(|| self.recording_rx.try_recv().ok())
+    }
+
+    /// Waits for the writer threads of stopped recordings to close their files (at shutdown,
+    /// after `stop_recording`/`close_all`; blocks on the disk, so never on the media path).
+    pub fn join_recordings(&mut self) {
+        for w in self.recording_writers.drain(..) {
+            let _ = w.join();
         }
     }
 
@@ -729,6 +810,14 @@ impl Sfu {
             },
         );
         SfuMetrics::add(&self.metrics.tracks, 1);
+        tracing::info!(
+            participant = %p.id,
+            source = source.as_str(),
+            ?codec,
+            rid = ?init.rid,
+            audio_level = audio_level_ext.is_some(),
+            "track published"
+        );
         for old in replaced {
             self.unpublish(now, key, &old);
         }
@@ -995,6 +1084,10 @@ impl Sfu {
                 });
             }
             if r.members.is_empty() {
+                // The last one out ends the recording too: its files are finished, not lost.
+                if r.recording.is_some() {
+                    self.stop_recording(now, &room);
+                }
                 self.rooms.remove(&room);
             }
         }
@@ -1105,7 +1198,19 @@ impl Sfu {
             r.speakers.observe(key, &level, now);
         }
         if muted {
+            // Muted media is neither forwarded nor recorded (people muted expect not to be heard).
             return;
+        }
+        if let Some(tap) = &mut r.recording {
+            let (codec, name) = (track.codec, p.id.as_str());
+            if let TapOutcome::Dropped { report: true } =
+                tap.on_rtp(key, name, source, codec, layer, &packet, now)
+            {
+                self.recording_events.push_back(RecordingEvent::Degraded {
+                    room: p.room.clone(),
+                    dropped: tap.dropped(),
+                });
+            }
         }
         // The member list is borrowed out of the room for the fan-out (nothing below touches
         // rooms) and put back after: no clone and no room lookup per packet.
@@ -1309,6 +1414,7 @@ impl Sfu {
             if let Some(dominant) = r.speakers.tick(now)
                 && dominant != r.active_speaker
             {
+                tracing::debug!(%room, ?dominant, "dominant speaker changed");
                 r.active_speaker = dominant;
                 let participant =
                     dominant.and_then(|k| self.participants.get(&k).map(|p| p.id.clone()));

@@ -610,7 +610,9 @@ impl Net {
         c.video = Some((sender, layers[0].0));
         c.layers = layers;
         let offer = c.publisher.create_offer(None).expect("offer");
-        c.publisher.set_local_description(self.now, offer).expect("set local");
+        c.publisher
+            .set_local_description(self.now, offer)
+            .expect("set local");
         let mut tracks = Vec::new();
         let tids: Vec<_> = c.publisher.get_transceivers().collect();
         for tid in tids {
@@ -629,10 +631,16 @@ impl Net {
             }
         }
         let sdp = c.publisher.local_description().expect("local").sdp;
-        let answer = self.sfu.publish(self.now, "room", id, sdp, tracks).expect("publish");
+        let answer = self
+            .sfu
+            .publish(self.now, "room", id, sdp, tracks)
+            .expect("publish");
         let c = &mut self.clients[idx];
         c.publisher
-            .set_remote_description(self.now, RTCSessionDescription::answer(answer).expect("sdp"))
+            .set_remote_description(
+                self.now,
+                RTCSessionDescription::answer(answer).expect("sdp"),
+            )
             .expect("set remote");
         self.pump();
         idx
@@ -662,7 +670,11 @@ impl Net {
             .rtp_sender(sender)
             .map(|mut s| {
                 let params = s.get_parameters();
-                let pt = params.rtp_parameters.codecs.first().map_or(96, |c| c.payload_type);
+                let pt = params
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map_or(96, |c| c.payload_type);
                 let id = |uri: &str| {
                     params
                         .rtp_parameters
@@ -687,7 +699,9 @@ impl Net {
             .into_iter()
             .find_map(|t| {
                 let t = c.publisher.rtp_transceiver(t)?;
-                (t.sender() == Some(sender)).then(|| t.mid().clone()).flatten()
+                (t.sender() == Some(sender))
+                    .then(|| t.mid().clone())
+                    .flatten()
             })
             .unwrap_or_default();
         let mut header = Header {

@@ -441,7 +441,11 @@ async fn check_license_on_join(
     id: &MeetingId,
     row: &MeetingRow,
 ) -> Result<(), ApiError> {
-    if let Some(account) = row.account_id.as_deref().and_then(|a| Uuid::parse_str(a).ok()) {
+    if let Some(account) = row
+        .account_id
+        .as_deref()
+        .and_then(|a| Uuid::parse_str(a).ok())
+    {
         app.licensing
             .may_join(account)
             .await
@@ -453,9 +457,7 @@ async fn check_license_on_join(
             return Err(ApiError::Status {
                 status: StatusCode::FORBIDDEN,
                 code: "participant_limit",
-                message: format!(
-                    "The meeting is full: its license allows {limit} participants."
-                ),
+                message: format!("The meeting is full: its license allows {limit} participants."),
             });
         }
     }

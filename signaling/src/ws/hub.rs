@@ -190,6 +190,9 @@ pub struct Hub {
     /// Chat sent through `SfuHandle::send_data` that the SFU will echo back as `SfuEvent::Data`;
     /// already stored, so the echo is skipped. Bounded in case the SFU drops some.
     relayed: VecDeque<(ParticipantId, String)>,
+    /// The media plane reports the dominant speaker only when it changes; a newcomer is told the
+    /// current one right after `joined` so its highlight is right from the start.
+    active_speaker: Option<String>,
     ctx: HubContext,
     me: HubTx,
 }
@@ -197,6 +200,16 @@ pub struct Hub {
 const MAX_RELAYED: usize = 256;
 
 impl Hub {
+    /// Tells one participant who is speaking now, when anyone is.
+    fn send_active_speaker(&mut self, to: &ParticipantId) {
+        if let Some(speaker) = self.active_speaker.clone() {
+            let msg = ServerMessage::ActiveSpeaker {
+                participant_id: Some(speaker),
+            };
+            self.send_to(to, &msg.encode());
+        }
+    }
+
     /// Starts a hub task for `id` and returns its inbox. The caller registers it in the map.
     pub fn spawn(id: MeetingId, ctx: HubContext) -> HubTx {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -208,6 +221,7 @@ impl Hub {
             max_participants: None,
             members: HashMap::new(),
             relayed: VecDeque::new(),
+            active_speaker: None,
             ctx,
             me: tx.clone(),
         };
@@ -420,6 +434,7 @@ impl Hub {
             resumed: false,
         }));
         self.send_to(&pid, &ServerMessage::encode(&joined));
+        self.send_active_speaker(&pid);
         self.ctx.metrics.join_latency.observe(received_at.elapsed());
         self.broadcast(
             &ServerMessage::ParticipantJoined { participant: view },
@@ -477,6 +492,7 @@ impl Hub {
             resumed: true,
         }));
         self.send_to(&pid, &joined.encode());
+        self.send_active_speaker(&pid);
         self.ctx.metrics.join_latency.observe(received_at.elapsed());
         self.broadcast(
             &ServerMessage::ParticipantUpdated { participant: view },
@@ -689,6 +705,7 @@ impl Hub {
                 );
             }
             SfuEvent::ActiveSpeaker { participant, .. } => {
+                self.active_speaker = participant.clone();
                 self.broadcast(
                     &ServerMessage::ActiveSpeaker {
                         participant_id: participant,

@@ -49,7 +49,9 @@ pub async fn get(
     let (document, printable) = split_html(&document);
     let doc_id = path_id(document, "transfer document")?;
     if printable {
-        return Ok(html(app.licensing.transfer_document_html(id, doc_id).await?));
+        return Ok(html(
+            app.licensing.transfer_document_html(id, doc_id).await?,
+        ));
     }
     app.licensing
         .transfer_documents(id)
@@ -81,8 +83,6 @@ pub async fn object(
     let doc_id = path_id(&document, "transfer document")?;
     let reason = bounded_text("reason", &body.reason, 2000)?;
     Ok(Json(
-        app.licensing
-            .object_to_document(id, doc_id, reason)
-            .await?,
+        app.licensing.object_to_document(id, doc_id, reason).await?,
     ))
 }

@@ -63,7 +63,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/accounts/{account}/lots", get(lots::list))
         .route("/accounts/{account}/lots/{lot}", get(lots::get))
-        .route("/accounts/{account}/lots/{lot}/seats", post(lots::assign_seat))
+        .route(
+            "/accounts/{account}/lots/{lot}/seats",
+            post(lots::assign_seat),
+        )
         .route("/accounts/{account}/seats", get(lots::list_seats))
         .route(
             "/accounts/{account}/seats/{user_id}",
@@ -89,7 +92,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/accounts/{account}/payments", get(payments::list))
         .route("/accounts/{account}/documents", get(documents::list))
-        .route("/accounts/{account}/documents/{document}", get(documents::get))
+        .route(
+            "/accounts/{account}/documents/{document}",
+            get(documents::get),
+        )
         .route(
             "/accounts/{account}/documents/{document}/objection",
             post(documents::object),
@@ -143,7 +149,10 @@ pub(crate) fn split_html(s: &str) -> (&str, bool) {
 pub(crate) fn html(body: String) -> Response {
     (
         [
-            (CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
             (CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,

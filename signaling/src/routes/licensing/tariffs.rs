@@ -172,6 +172,8 @@ pub async fn archive(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     operator(&app, &headers).await?;
-    app.licensing.archive_tariff(tariff_code(&code)?.as_str()).await?;
+    app.licensing
+        .archive_tariff(tariff_code(&code)?.as_str())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -95,7 +95,9 @@ pub async fn terminate(
         other => {
             return Err(LicensingError::InvalidRequest {
                 field: "kind",
-                reason: format!("unknown termination kind {other:.40?}; provider, breach or client"),
+                reason: format!(
+                    "unknown termination kind {other:.40?}; provider, breach or client"
+                ),
             }
             .into());
         }
