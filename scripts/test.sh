@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of Parley: the Rust suites and the browser end-to-end test.
-# Installs what the tests need when it is missing (Debian/Ubuntu: chromium, cmake, pkg-config;
+# Installs what the tests need when it is missing (Debian/Ubuntu: chromium, cmake, pkg-config, ffmpeg;
 # the e2e test's npm dependencies). Exits non-zero when anything fails; the last line is a summary.
 set -uo pipefail
 
@@ -31,7 +31,8 @@ install_prerequisites() {
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v cmake >/dev/null || missing+=(cmake)
   command -v pkg-config >/dev/null || missing+=(pkg-config)
-  # ffmpeg joins this list when the recording tests arrive.
+  # ffprobe checks the recording files the SFU writes.
+  command -v ffprobe >/dev/null || missing+=(ffmpeg)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
       echo "installing: ${missing[*]}"
@@ -50,7 +51,8 @@ install_prerequisites() {
 
 step "prerequisites" install_prerequisites
 step "cargo build --release -p parley-signaling" cargo build --release -p parley-signaling
-step "cargo test --workspace" cargo test --workspace
+# `mixdown` (libopus, built with cmake) adds the recordings' mixed audio track and its tests.
+step "cargo test --workspace --features parley-sfu/mixdown" cargo test --workspace --features parley-sfu/mixdown
 if [ -x target/release/parley ]; then
   export PARLEY_BIN=${PARLEY_BIN:-$ROOT/target/release/parley}
   step "browser e2e (node --test tests/e2e/)" node --test --test-concurrency=1 tests/e2e/

@@ -128,7 +128,8 @@ impl Default for Config {
             ws_rate_per_sec: 50.0,
             ws_burst: 100.0,
             require_license: false,
-            card_limit: Money::from_kopecks(100_000_00),
+            // 100 000.00 RUB.
+            card_limit: Money::from_kopecks(10_000_000),
             licensing_database_url: None,
             licensing_schema: None,
             licensing_clock: None,
@@ -445,6 +446,42 @@ mod tests {
         std::fs::write(&path, "htp_addr = \"x\"\n").expect("write");
         assert!(matches!(Config::load(&cli), Err(ConfigError::Parse { .. })));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn licensing_settings_are_validated() {
+        let c = Config::merge(&Cli::default(), FileConfig::default()).expect("valid");
+        assert!(
+            !c.require_license,
+            "off by default: the landing page keeps working"
+        );
+        assert_eq!(c.card_limit.to_string(), "100000.00");
+        assert_eq!(c.licensing_database_url(), c.database_url);
+        let cli = Cli {
+            require_license: Some(true),
+            card_limit: Some("50000.5".into()),
+            licensing_database_url: Some("postgres://u:pw@h/db".into()),
+            ..Cli::default()
+        };
+        let c = Config::merge(&cli, FileConfig::default()).expect("valid");
+        assert!(c.require_license);
+        assert_eq!(c.card_limit.to_string(), "50000.50");
+        assert!(!c.describe().contains("pw@"), "{}", c.describe());
+        for bad in ["1.005", "-1", "lots"] {
+            let cli = Cli {
+                card_limit: Some(bad.into()),
+                ..Cli::default()
+            };
+            assert!(matches!(
+                Config::merge(&cli, FileConfig::default()),
+                Err(ConfigError::Invalid(_))
+            ));
+        }
+        let cli = Cli {
+            licensing_database_url: Some("mysql://x".into()),
+            ..Cli::default()
+        };
+        assert!(Config::merge(&cli, FileConfig::default()).is_err());
     }
 
     #[test]

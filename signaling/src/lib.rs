@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod configuration;
+pub mod crm;
 pub mod domain;
 pub mod error;
 pub mod metrics;

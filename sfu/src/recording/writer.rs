@@ -85,6 +85,8 @@ pub struct Writer {
     events: Sender<RecordingEvent>,
     tracks: HashMap<TrackKey, Track>,
     mixer: Option<Mixer<Out>>,
+    /// The mixer could not start (e.g. built without `mixdown`): don't try again per track.
+    mixer_unavailable: bool,
     files: Vec<PathBuf>,
     failed: bool,
     next_serial: u32,
@@ -101,6 +103,7 @@ impl Writer {
             events,
             tracks: HashMap::new(),
             mixer: None,
+            mixer_unavailable: false,
             files: Vec::new(),
             failed: false,
             next_serial: 1,
@@ -188,10 +191,17 @@ impl Writer {
                 ];
                 let ogg =
                     OggOpusWriter::new(BufWriter::new(File::create(&media)?), serial, comments);
-                if self.mixer.is_none() {
+                if self.mixer.is_none() && !self.mixer_unavailable {
                     let path = self.dir.join("mixed.ogg");
-                    let out = BufWriter::new(File::create(&path)?);
-                    self.mixer = Some(Mixer::new(out, self.origin).map_err(io::Error::other)?);
+                    match Mixer::new(BufWriter::new(File::create(&path)?), self.origin) {
+                        Ok(m) => self.mixer = Some(m),
+                        Err(e) => {
+                            // The per-track files still record; only the mix is missing.
+                            tracing::warn!(room = %self.room, "no mixed audio: {e}");
+                            self.mixer_unavailable = true;
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
                 }
                 Recorder::Opus(OpusTrack::new(ogg))
             }
