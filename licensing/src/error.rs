@@ -103,6 +103,17 @@ pub enum LicensingError {
     NoticeTooShort { days: i64, earliest: NaiveDate },
     #[error("the transfer document is {status}")]
     DocumentNotOpen { status: String },
+    #[error(
+        "order {order_id} is prepaid; it is granted when its payment is registered, not signed"
+    )]
+    OrderNotPostpay { order_id: String },
+    #[error("order {order_id} was already signed on {signed_on}")]
+    OrderAlreadySigned {
+        order_id: String,
+        signed_on: NaiveDate,
+    },
+    #[error("order {order_id} is {status}; only an unpaid order can be signed")]
+    OrderNotSignable { order_id: String, status: String },
     #[error("storage failure: {0}")]
     Storage(String),
 }
@@ -149,6 +160,9 @@ impl LicensingError {
             PaymentAmountMismatch { .. } => "payment_amount_mismatch",
             NoticeTooShort { .. } => "notice_too_short",
             DocumentNotOpen { .. } => "document_not_open",
+            OrderNotPostpay { .. } => "order_not_postpay",
+            OrderAlreadySigned { .. } => "order_already_signed",
+            OrderNotSignable { .. } => "order_not_signable",
             Storage(_) => "internal",
         }
     }
@@ -211,6 +225,14 @@ impl LicensingError {
                 requested,
             } => json!({"assigned": assigned, "requested": requested}),
             PaymentAmountMismatch { expected, got } => json!({"expected": expected, "got": got}),
+            OrderNotPostpay { order_id } => json!({"order_id": order_id}),
+            OrderAlreadySigned {
+                order_id,
+                signed_on,
+            } => json!({"order_id": order_id, "signed_on": signed_on}),
+            OrderNotSignable { order_id, status } => {
+                json!({"order_id": order_id, "status": status})
+            }
             NoticeTooShort { days, earliest } => json!({"notice_days": days, "earliest": earliest}),
             PromoCodeUnknown { code }
             | PromoCodeExhausted { code }

@@ -21,7 +21,7 @@ use crate::money::Money;
 use crate::quote::{Quote, QuoteRequest};
 use crate::store::{
     CorrectiveInvoice, Invoice, OrderRecord, OutboxEvent, Payment, PaymentMethod, PlacedOrder,
-    SeatAssignment, Store, TransferDocument,
+    SeatAssignment, SignedOrder, Store, TransferDocument,
 };
 use crate::tariff::{Tariff, TariffCode};
 use crate::termination::{TerminationKind, TerminationOutcome};
@@ -156,6 +156,24 @@ impl Service {
     }
     pub async fn orders(&self, account_id: Uuid) -> Result<Vec<OrderRecord>> {
         self.store.orders(account_id).await
+    }
+    /// Signs a postpay order: granted today, invoice due in
+    /// [`POSTPAY_PAYMENT_BUSINESS_DAYS`](crate::store::POSTPAY_PAYMENT_BUSINESS_DAYS).
+    pub async fn sign_order(
+        &self,
+        account_id: Uuid,
+        order_id: Uuid,
+        idempotency_key: &str,
+    ) -> Result<SignedOrder> {
+        self.store
+            .sign_order(
+                account_id,
+                order_id,
+                idempotency_key,
+                self.today(),
+                &self.calendar,
+            )
+            .await
     }
     pub async fn cancel_order(&self, account_id: Uuid, order_id: Uuid) -> Result<()> {
         self.store.cancel_order(account_id, order_id).await

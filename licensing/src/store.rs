@@ -54,6 +54,10 @@ static POSTGRES_MIGRATIONS: Migrator = Migrator {
 pub const REMINDER_DAYS: [i64; 5] = [90, 30, 14, 7, 1];
 /// A seat unused this long shows up in the monthly review (6.2).
 pub const INACTIVE_DAYS: i64 = 30;
+/// Business days from signing a postpay order to its invoice's due date. The agreement leaves
+/// the terms of postpay to an individual arrangement (5.1, 5.3.4.1) and the spec names no figure;
+/// until accounts carry their own term, one rule for all keeps the due date predictable.
+pub const POSTPAY_PAYMENT_BUSINESS_DAYS: u32 = 10;
 
 type Result<T> = std::result::Result<T, LicensingError>;
 
@@ -128,6 +132,8 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     PendingPayment,
+    /// A postpay order granted at its signing (5.1), its invoice still to be paid.
+    Signed,
     Paid,
     Cancelled,
 }
@@ -136,6 +142,7 @@ impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Signed => "signed",
             OrderStatus::Paid => "paid",
             OrderStatus::Cancelled => "cancelled",
         }
@@ -143,6 +150,7 @@ impl OrderStatus {
     fn parse(s: &str) -> Result<Self> {
         match s {
             "pending_payment" => Ok(OrderStatus::PendingPayment),
+            "signed" => Ok(OrderStatus::Signed),
             "paid" => Ok(OrderStatus::Paid),
             "cancelled" => Ok(OrderStatus::Cancelled),
             _ => Err(corrupt("orders.status", s)),
@@ -173,6 +181,9 @@ pub struct Invoice {
     pub amount: Money,
     pub vat: VatMode,
     pub status: String,
+    /// When a signed postpay invoice must be paid; `None` for prepay invoices, which are paid
+    /// before anything is granted.
+    pub due_on: Option<NaiveDate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -181,6 +192,21 @@ pub struct PlacedOrder {
     /// `None` for a free order (a trial, or one discounted to zero), granted at once.
     pub invoice: Option<Invoice>,
     pub granted_lot: Option<Uuid>,
+}
+
+/// A postpay order granted at its signing: the lot is live, the invoice unpaid until `due_on`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedOrder {
+    pub order: OrderRecord,
+    pub invoice: Invoice,
+    /// The lot that now holds the seats (new for initial orders and renewals, the same lot for
+    /// top-ups).
+    pub lot_id: Uuid,
+    pub signed_on: NaiveDate,
+    /// The latest grant the agreement allows after signing (5.1); the grant is the signing
+    /// itself, so it is never late.
+    pub grant_deadline: NaiveDate,
+    pub payment_due_on: NaiveDate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -902,6 +928,7 @@ impl Store {
             amount: money(row, "amount_kopecks")?,
             vat: VatMode::parse(&text(row, "vat_mode")?)?,
             status: text(row, "status")?,
+            due_on: opt_date(row, "due_on")?,
         })
     }
 
@@ -978,6 +1005,9 @@ impl Store {
                 .await?
             {
                 return Err(LicensingError::OrderInProgress { license_id: lot_id.to_string(), order_id: text(&open, "id")? });
+            }
+            if spec.order_type == OrderType::TopUp {
+                Self::check_top_up_room(&mut tx, lot_id, &q).await?;
             }
             if let (OrderType::RenewalWithReduction, Some(seats)) = (spec.order_type, spec.seats) {
                 let row = sqlx::query("SELECT seats_assigned FROM lots WHERE id = $1")
@@ -1064,7 +1094,9 @@ impl Store {
         let mut granted_lot = None;
         if q.total == Money::ZERO {
             // Nothing to pay (a trial, or fully discounted): access is granted at once.
-            granted_lot = Some(Self::grant_in(&mut tx, account_id, order_id, &q, today).await?);
+            granted_lot = Some(
+                Self::grant_in(&mut tx, account_id, order_id, &q, today, OrderStatus::Paid).await?,
+            );
         } else {
             let year = today.year();
             let number = Self::next_number(&mut tx, "invoice", year).await?;
@@ -1094,6 +1126,7 @@ impl Store {
                 amount: q.total,
                 vat: tariff.vat,
                 status: "issued".into(),
+                due_on: None,
             });
         }
         tx.commit().await?;
@@ -1114,6 +1147,53 @@ impl Store {
             invoice,
             granted_lot,
         })
+    }
+
+    /// Top-ups of one lot are not exclusive: each is priced on the same lot end and pays for
+    /// its own seats, so two of them are just a larger top-up split in two (unlike renewals,
+    /// which replace the lot and so would grant it twice). What they must not do together is
+    /// push the lot past [`Seats::MAX`]: the lot's seats, the seats of every unpaid top-up of it
+    /// and this one must fit, checked under the account lock so concurrent orders see each
+    /// other. (Signed postpay top-ups are already in the lot's count.)
+    async fn check_top_up_room(
+        tx: &mut Transaction<'static, Any>,
+        lot_id: Uuid,
+        q: &Quote,
+    ) -> Result<()> {
+        let lot = sqlx::query("SELECT seats FROM lots WHERE id = $1")
+            .bind(lot_id.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
+        let mut total = int(&lot, "seats")?;
+        for r in sqlx::query(
+            "SELECT quote FROM orders WHERE lot_id = $1 AND kind = 'top_up' AND status = 'pending_payment'",
+        )
+        .bind(lot_id.to_string())
+        .fetch_all(&mut **tx)
+        .await?
+        {
+            let open: Quote = json(&r, "quote")?;
+            total += open
+                .lines
+                .iter()
+                .map(|l| i64::from(l.seats.get()))
+                .sum::<i64>();
+        }
+        total += q
+            .lines
+            .iter()
+            .map(|l| i64::from(l.seats.get()))
+            .sum::<i64>();
+        if total > i64::from(Seats::MAX) {
+            return Err(LicensingError::InvalidSeats {
+                seats: total,
+                reason: format!(
+                    "the lot with its unpaid top-ups would hold {total} seats, at most {} are possible",
+                    Seats::MAX
+                ),
+            });
+        }
+        Ok(())
     }
 
     pub async fn orders(&self, account_id: Uuid) -> Result<Vec<OrderRecord>> {
@@ -1170,6 +1250,7 @@ impl Store {
         order_id: Uuid,
         q: &Quote,
         grant: NaiveDate,
+        status_after: OrderStatus,
     ) -> Result<Uuid> {
         let tariff = Self::tariffs_in(&mut **tx)
             .await?
@@ -1192,6 +1273,10 @@ impl Store {
         ) {
             (OrderType::TopUp, Some(lot)) => {
                 let add: u32 = q.lines.iter().map(|l| l.seats.get()).sum();
+                // Several top-ups of one lot may be open at once (each pays for its own seats);
+                // placing checks their sum against the lot limit, and this re-check under the
+                // account lock keeps the limit even if the lot changed since.
+                lot.seats.checked_add(Seats::new(i64::from(add))?)?;
                 let r = sqlx::query("UPDATE lots SET seats = seats + $2 WHERE id = $1 AND status = 'active' AND ends_on > $3")
                     .bind(lot.id.to_string())
                     .bind(i64::from(add))
@@ -1345,8 +1430,9 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        sqlx::query("UPDATE orders SET status = 'paid' WHERE id = $1")
+        sqlx::query("UPDATE orders SET status = $2 WHERE id = $1")
             .bind(order_id.to_string())
+            .bind(status_after.as_str())
             .execute(&mut **tx)
             .await?;
         Ok(lot_id)
@@ -1491,15 +1577,44 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let order = Self::order_from(&order_row)?;
-        let grant = today;
-        let lot_id = Self::grant_in(&mut tx, account_id, order.id, &order.quote, grant).await?;
-        let base = if order.quote.payment_terms == PaymentTerms::Postpay {
-            order.placed_on
+        let (grant, lot_id, deadline) = if order.status == OrderStatus::Signed {
+            // A signed postpay order was granted at its signing (5.1): the payment settles the
+            // invoice and grants nothing more; the grant date and deadline are the signature's.
+            let sig = sqlx::query("SELECT * FROM order_signatures WHERE order_id = $1")
+                .bind(order.id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE orders SET status = 'paid' WHERE id = $1 AND status = 'signed'")
+                .bind(order.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            (
+                date(&sig, "signed_on")?,
+                uuid(&sig, "lot_id")?,
+                date(&sig, "grant_deadline")?,
+            )
         } else {
-            paid_on
+            // Prepay, or a postpay order paid before it was signed: the money is there, so
+            // access is granted now rather than deferred to a signature (5.2.3).
+            let grant = today;
+            let lot_id = Self::grant_in(
+                &mut tx,
+                account_id,
+                order.id,
+                &order.quote,
+                grant,
+                OrderStatus::Paid,
+            )
+            .await?;
+            let base = if order.quote.payment_terms == PaymentTerms::Postpay {
+                order.placed_on
+            } else {
+                paid_on
+            };
+            let deadline = calendar
+                .add_business_days(base, order.quote.order_type.grant_deadline_business_days());
+            (grant, lot_id, deadline)
         };
-        let deadline =
-            calendar.add_business_days(base, order.quote.order_type.grant_deadline_business_days());
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO payments (id, account_id, invoice_id, idempotency_key, method, amount_kopecks, paid_on, \
@@ -1559,6 +1674,169 @@ impl Store {
             granted_on: grant,
             granted_late: grant > deadline,
             lot_id,
+        })
+    }
+
+    /// Signs a postpay order and grants it at once (5.1, 5.2.3, 5.5.3), in one transaction: the
+    /// lot is created or extended exactly as a prepay payment would, the invoice stays unpaid
+    /// with its due date, and the signature is recorded. A retry with the same
+    /// `Idempotency-Key` returns the first signature; a second signature under another key, or
+    /// the signature of a prepay, paid or cancelled order, is refused.
+    pub async fn sign_order(
+        &self,
+        account_id: Uuid,
+        order_id: Uuid,
+        idempotency_key: &str,
+        today: NaiveDate,
+        calendar: &BusinessCalendar,
+    ) -> Result<SignedOrder> {
+        if idempotency_key.is_empty() || idempotency_key.len() > 200 {
+            return Err(LicensingError::InvalidRequest {
+                field: "Idempotency-Key",
+                reason: "1 to 200 characters".into(),
+            });
+        }
+        let mut tx = self.begin().await?;
+        Self::lock_account(&mut tx, account_id).await?;
+        if let Some(sig) = sqlx::query(
+            "SELECT * FROM order_signatures WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(account_id.to_string())
+        .bind(idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?
+        {
+            let signed = Self::signed_from(&mut tx, &sig).await;
+            tx.rollback().await?;
+            let signed = signed?;
+            if signed.order.id != order_id {
+                return Err(LicensingError::IdempotencyConflict {
+                    key: idempotency_key.to_string(),
+                });
+            }
+            return Ok(signed);
+        }
+        let order_row = sqlx::query("SELECT * FROM orders WHERE id = $1 AND account_id = $2")
+            .bind(order_id.to_string())
+            .bind(account_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(LicensingError::NotFound { what: "order" })?;
+        let order = Self::order_from(&order_row)?;
+        if order.quote.payment_terms != PaymentTerms::Postpay {
+            return Err(LicensingError::OrderNotPostpay {
+                order_id: order_id.to_string(),
+            });
+        }
+        match order.status {
+            OrderStatus::PendingPayment => {}
+            OrderStatus::Signed => {
+                let sig = sqlx::query("SELECT signed_on FROM order_signatures WHERE order_id = $1")
+                    .bind(order_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Err(LicensingError::OrderAlreadySigned {
+                    order_id: order_id.to_string(),
+                    signed_on: date(&sig, "signed_on")?,
+                });
+            }
+            other => {
+                return Err(LicensingError::OrderNotSignable {
+                    order_id: order_id.to_string(),
+                    status: other.as_str().to_string(),
+                });
+            }
+        }
+        // Signing extends credit: not to an account that is suspended or terminated, nor one
+        // whose postpay arrangement was withdrawn after the order was placed.
+        let account = Self::account_in(&mut *tx, account_id, Some(today)).await?;
+        account.status.check_usable()?;
+        if !account.postpay_allowed {
+            return Err(LicensingError::PostpayNotAllowed);
+        }
+        let inv_row = sqlx::query("SELECT * FROM invoices WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(LicensingError::NotFound { what: "invoice" })?;
+        let mut invoice = Self::invoice_from(&inv_row)?;
+        let lot_id = Self::grant_in(
+            &mut tx,
+            account_id,
+            order_id,
+            &order.quote,
+            today,
+            OrderStatus::Signed,
+        )
+        .await?;
+        let grant_deadline = calendar
+            .add_business_days(today, order.quote.order_type.grant_deadline_business_days());
+        let due = calendar.add_business_days(today, POSTPAY_PAYMENT_BUSINESS_DAYS);
+        sqlx::query("UPDATE invoices SET due_on = $2 WHERE id = $1")
+            .bind(invoice.id.to_string())
+            .bind(due.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let r = sqlx::query(
+            "INSERT INTO order_signatures (id, account_id, order_id, idempotency_key, signed_on, \
+             grant_deadline, payment_due_on, lot_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(account_id.to_string())
+        .bind(order_id.to_string())
+        .bind(idempotency_key)
+        .bind(today.to_string())
+        .bind(grant_deadline.to_string())
+        .bind(due.to_string())
+        .bind(lot_id.to_string())
+        .bind(now())
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = r {
+            // The account lock makes this unreachable; the unique order_id is the last guard.
+            return Err(if is_unique_violation(&e) {
+                LicensingError::OrderAlreadySigned {
+                    order_id: order_id.to_string(),
+                    signed_on: today,
+                }
+            } else {
+                e.into()
+            });
+        }
+        tx.commit().await?;
+        invoice.due_on = Some(due);
+        Ok(SignedOrder {
+            order: OrderRecord {
+                status: OrderStatus::Signed,
+                ..order
+            },
+            invoice,
+            lot_id,
+            signed_on: today,
+            grant_deadline,
+            payment_due_on: due,
+        })
+    }
+
+    /// A stored signature with its order and invoice as they are now (a retry after the
+    /// invoice was paid shows it paid).
+    async fn signed_from(tx: &mut Transaction<'static, Any>, sig: &AnyRow) -> Result<SignedOrder> {
+        let order_id = text(sig, "order_id")?;
+        let order_row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+            .bind(order_id.clone())
+            .fetch_one(&mut **tx)
+            .await?;
+        let inv_row = sqlx::query("SELECT * FROM invoices WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(SignedOrder {
+            order: Self::order_from(&order_row)?,
+            invoice: Self::invoice_from(&inv_row)?,
+            lot_id: uuid(sig, "lot_id")?,
+            signed_on: date(sig, "signed_on")?,
+            grant_deadline: date(sig, "grant_deadline")?,
+            payment_due_on: date(sig, "payment_due_on")?,
         })
     }
 
@@ -1815,10 +2093,16 @@ impl Store {
                     .unwrap_or_else(|| add_days(today, termination::PROVIDER_NOTICE_DAYS));
                 let mut periods = Vec::new();
                 for lot in &lots {
-                    for r in sqlx::query("SELECT * FROM lot_grants WHERE lot_id = $1")
-                        .bind(lot.id.to_string())
-                        .fetch_all(&mut *tx)
-                        .await?
+                    // Only what was paid is refunded: a signed postpay order not yet paid
+                    // has a grant but no money behind it.
+                    for r in sqlx::query(
+                        "SELECT g.amount_kopecks AS amount_kopecks, g.starts_on AS starts_on, \
+                         g.ends_on AS ends_on FROM lot_grants g JOIN orders o ON o.id = g.order_id \
+                         WHERE g.lot_id = $1 AND o.status = 'paid'",
+                    )
+                    .bind(lot.id.to_string())
+                    .fetch_all(&mut *tx)
+                    .await?
                     {
                         periods.push(PaidPeriod {
                             amount: money(&r, "amount_kopecks")?,

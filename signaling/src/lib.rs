@@ -8,6 +8,7 @@ pub mod crm;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod outbox;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -180,6 +180,10 @@ impl RecordingTap {
     /// `Finished`. Does not wait for it (the engine thread must not block on a disk).
     pub fn stop(self, now: Instant) -> Option<std::thread::JoinHandle<()>> {
         let _ = self.tx.try_send(TapMessage::Stop { at: now });
+        // The writer polls its queue on a timer; wake it so the files close now.
+        if let Some(w) = &self.writer {
+            w.thread().unpark();
+        }
         // Dropping `tx` disconnects the queue, which also ends the writer if Stop did not fit.
         self.writer
     }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::mixer::Mixer;
@@ -77,6 +77,9 @@ struct Sidecar<'a> {
     stats: TrackStats,
 }
 
+/// How often the writer thread drains its queue when it is empty.
+const WRITER_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 pub struct Writer {
     room: RoomId,
     dir: PathBuf,
@@ -112,7 +115,18 @@ impl Writer {
 
     pub fn run(mut self, rx: Receiver<TapMessage>) {
         let mut stop_at = None;
-        while let Ok(msg) = rx.recv() {
+        loop {
+            // Poll rather than block: a receiver blocked in `recv` makes every `try_send` on the
+            // forwarding thread a futex wake-up, which costs more than forwarding the packet. The
+            // queue holds seconds of media, so draining it every few milliseconds loses nothing.
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Empty) => {
+                    std::thread::park_timeout(WRITER_POLL);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
             match msg {
                 TapMessage::Open {
                     track,

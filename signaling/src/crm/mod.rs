@@ -11,7 +11,7 @@
 
 pub mod amocrm;
 pub mod bitrix24;
-mod http;
+pub(crate) mod http;
 pub mod secret;
 pub mod summary;
 pub mod webhook;

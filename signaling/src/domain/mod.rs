@@ -1,6 +1,7 @@
 //! Values that cannot hold a bad state: parse once at the edge, trust afterwards.
 
 mod display_name;
+mod email;
 mod meeting_id;
 mod meeting_title;
 mod participant_id;
@@ -8,6 +9,7 @@ mod role;
 mod secret;
 
 pub use display_name::DisplayName;
+pub use email::Email;
 pub use meeting_id::MeetingId;
 pub use meeting_title::MeetingTitle;
 pub use participant_id::ParticipantId;

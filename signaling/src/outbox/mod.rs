@@ -101,7 +101,9 @@ pub enum Outcome {
         reason: String,
     },
     /// Will fail the same way every time (a refusal, an unknown deal, a bad payload).
-    Permanent { reason: String },
+    Permanent {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -458,9 +460,15 @@ mod tests {
         };
         let secs: Vec<u64> = (1..=7).map(|a| p.backoff(a).as_secs()).collect();
         assert_eq!(secs, [2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(p.delay(1, Some(Duration::from_secs(30))), Duration::from_secs(30));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
         // A shorter Retry-After does not shorten our backoff.
-        assert_eq!(p.delay(3, Some(Duration::from_secs(1))), Duration::from_secs(8));
+        assert_eq!(
+            p.delay(3, Some(Duration::from_secs(1))),
+            Duration::from_secs(8)
+        );
         assert_eq!(
             p.delay(1, Some(Duration::from_secs(86_400))),
             Duration::from_secs(600)
@@ -477,7 +485,10 @@ mod tests {
         };
         for _ in 0..1000 {
             let d = p.backoff(1);
-            assert!(d > Duration::from_secs(5) && d <= Duration::from_secs(10), "{d:?}");
+            assert!(
+                d > Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
         }
     }
 }

@@ -137,7 +137,11 @@ pub struct CustomerWebhookDelivery {
 }
 
 impl CustomerWebhookDelivery {
-    pub fn new(http: reqwest::Client, endpoints: Arc<dyn WebhookEndpoints>, timeout: Duration) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        endpoints: Arc<dyn WebhookEndpoints>,
+        timeout: Duration,
+    ) -> Self {
         CustomerWebhookDelivery {
             http,
             endpoints,
@@ -187,10 +191,8 @@ impl Delivery for CustomerWebhookDelivery {
             return DeliveryReport::delivered(Some(status));
         }
         // The receiver's body is not ours to interpret; its status says everything.
-        let e = crate::crm::http::status_error(
-            &answer,
-            format!("the endpoint answered HTTP {status}"),
-        );
+        let e =
+            crate::crm::http::status_error(&answer, format!("the endpoint answered HTTP {status}"));
         match e {
             CrmError::Unauthorized(d) => DeliveryReport::permanent(d, Some(status)),
             other => DeliveryReport::from_crm_error(&other),

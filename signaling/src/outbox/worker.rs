@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AttemptOutcome, AttemptRecord, Claimed, Delivery, DeliveryReport, Outbox, OutboxError,
-    Outcome, Settle,
+    AttemptOutcome, AttemptRecord, Claimed, Delivery, DeliveryReport, Outbox, OutboxError, Outcome,
+    Settle,
 };
 
 /// Deliveries by message kind.
@@ -127,15 +127,16 @@ impl OutboxWorker {
                 } else {
                     let wait = self.outbox.policy().delay(m.attempts, *retry_after);
                     Settle::RetryAt(
-                        now + chrono::TimeDelta::from_std(wait)
-                            .unwrap_or(chrono::TimeDelta::MAX),
+                        now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX),
                     )
                 };
                 (AttemptOutcome::Retryable, Some(reason.clone()), next)
             }
-            Outcome::Permanent { reason } => {
-                (AttemptOutcome::Permanent, Some(reason.clone()), Settle::Failed)
-            }
+            Outcome::Permanent { reason } => (
+                AttemptOutcome::Permanent,
+                Some(reason.clone()),
+                Settle::Failed,
+            ),
         };
         let record = AttemptRecord {
             message_id: m.id.clone(),
@@ -170,7 +171,10 @@ impl OutboxWorker {
         let m = &claimed.message;
         let Some(delivery) = self.deliveries.by_kind.get(&m.kind) else {
             return DeliveryReport::permanent(
-                format!("no delivery is configured for messages of kind {:?}", m.kind),
+                format!(
+                    "no delivery is configured for messages of kind {:?}",
+                    m.kind
+                ),
                 None,
             );
         };
@@ -194,7 +198,8 @@ mod tests {
     use serde_json::json;
 
     use super::super::{
-        Clock, MemoryOutboxStore, NewMessage, OutboxMessage, RetryPolicy, Status, TokioClock,
+        Clock, MemoryOutboxStore, NewMessage, OutboxMessage, OutboxStore, RetryPolicy, Status,
+        TokioClock,
     };
     use super::*;
 
@@ -280,7 +285,10 @@ mod tests {
             if m.status == want {
                 return m;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} never became {want:?}: {m:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never became {want:?}: {m:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -300,7 +308,10 @@ mod tests {
         stop.cancel();
         let calls = delivery.calls();
         assert_eq!(calls.len(), 4);
-        let gaps: Vec<i64> = calls.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
+        let gaps: Vec<i64> = calls
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_milliseconds())
+            .collect();
         // Retry-After 120 s beats the 5–10 s backoff of attempt 1.
         assert!(gaps[0] >= 120_000, "{gaps:?}");
         // Attempt 2: 20 s with up to half jitter; attempt 3: 40 s likewise (+1 s for timer
@@ -343,12 +354,18 @@ mod tests {
         let done = wait_status(&outbox, &m.id, Status::Delivered).await;
         assert_eq!(done.attempts, 4);
         let log = outbox.attempts(&m.id).await.expect("log");
-        assert_eq!(log.iter().map(|a| a.attempt).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(
+            log.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         assert!(matches!(
             outbox.retry(&m.id).await,
             Err(OutboxError::NotRetryable { .. })
         ));
-        assert!(matches!(outbox.retry("nope").await, Err(OutboxError::NotFound(_))));
+        assert!(matches!(
+            outbox.retry("nope").await,
+            Err(OutboxError::NotFound(_))
+        ));
         stop.cancel();
     }
 
@@ -373,7 +390,12 @@ mod tests {
         m.kind = "carrier_pigeon".into();
         let m = outbox.enqueue(m).await.expect("enqueue");
         let failed = wait_status(&outbox, &m.id, Status::Failed).await;
-        assert!(failed.last_error.unwrap_or_default().contains("carrier_pigeon"));
+        assert!(
+            failed
+                .last_error
+                .unwrap_or_default()
+                .contains("carrier_pigeon")
+        );
         stop.cancel();
     }
 
@@ -404,7 +426,13 @@ mod tests {
             .await
             .expect("claim")
             .expect("due");
-        assert!(store.claim(clock.now(), lease).await.expect("claim").is_none());
+        assert!(
+            store
+                .claim(clock.now(), lease)
+                .await
+                .expect("claim")
+                .is_none()
+        );
         tokio::time::sleep(lease).await;
         let second = store
             .claim(clock.now(), lease)
@@ -420,8 +448,18 @@ mod tests {
             http_status: Some(200),
             detail: None,
         };
-        assert!(!store.settle(&first, &rec(&first), Settle::Delivered).await.expect("settle"));
-        assert!(store.settle(&second, &rec(&second), Settle::Delivered).await.expect("settle"));
+        assert!(
+            !store
+                .settle(&first, &rec(&first), Settle::Delivered)
+                .await
+                .expect("settle")
+        );
+        assert!(
+            store
+                .settle(&second, &rec(&second), Settle::Delivered)
+                .await
+                .expect("settle")
+        );
         assert_eq!(outbox.attempts(&m.id).await.expect("log").len(), 1);
     }
 }

@@ -30,6 +30,7 @@ use super::{health, meetings, participants};
         accounts::create, accounts::get, accounts::create_key, accounts::by_crm,
         accounts::license_status,
         orders::quote, orders::place, orders::list, orders::get, orders::cancel,
+        orders::sign,
         lots::list, lots::get, lots::list_seats, lots::assign_seat, lots::reclaim_seat,
         invoices::list, invoices::get, invoices::retro_discount, invoices::list_corrective,
         invoices::get_corrective,

@@ -61,6 +61,10 @@ pub fn routes() -> Router<AppState> {
             "/accounts/{account}/orders/{order}/cancel",
             post(orders::cancel),
         )
+        .route(
+            "/accounts/{account}/orders/{order}/sign",
+            post(orders::sign),
+        )
         .route("/accounts/{account}/lots", get(lots::list))
         .route("/accounts/{account}/lots/{lot}", get(lots::get))
         .route(

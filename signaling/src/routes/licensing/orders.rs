@@ -5,11 +5,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use parley_licensing::store::{Invoice, OrderRecord, PlacedOrder};
+use parley_licensing::store::{Invoice, OrderRecord, PlacedOrder, SignedOrder};
 use parley_licensing::{Quote, QuoteRequest};
 use serde::Serialize;
 
-use super::schemas::{OrderDoc, PlacedOrderDoc, QuoteDoc, QuoteRequestDoc};
+use super::schemas::{OrderDoc, PlacedOrderDoc, QuoteDoc, QuoteRequestDoc, SignedOrderDoc};
 use super::{account_scope, idempotency_key, path_id};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::startup::AppState;
@@ -31,7 +31,8 @@ pub async fn quote(
     Ok(Json(app.licensing.quote(id, &req).await?))
 }
 
-/// Places an order (prepay: an invoice to pay; postpay: granted at once).
+/// Places an order: an invoice to pay. A prepay order is granted when its payment is
+/// registered; a postpay order when it is signed (`.../orders/{order}/sign`).
 #[utoipa::path(post, path = "/api/v1/accounts/{account}/orders", tag = "licensing",
     params(("account" = String, Path),
         ("Idempotency-Key" = String, Header, description = "Unique per order; resend it on retry")),
@@ -107,4 +108,32 @@ pub async fn cancel(
     let order_id = path_id(&order, "order")?;
     app.licensing.cancel_order(id, order_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs a postpay order and grants it at once (5.1, 5.2.3): the lot is created or extended as
+/// a prepay payment would, and the invoice stays unpaid with its `due_on`. Registering the
+/// payment later settles the invoice without granting again. A retry with the same
+/// `Idempotency-Key` returns the first signature.
+#[utoipa::path(post, path = "/api/v1/accounts/{account}/orders/{order}/sign", tag = "licensing",
+    params(("account" = String, Path), ("order" = String, Path),
+        ("Idempotency-Key" = String, Header, description = "Unique per signature; resend it on retry")),
+    security(("bearer" = [])),
+    responses((status = 201, description = "Signed and granted (or the first result of a retry)", body = SignedOrderDoc),
+        (status = 400, description = "idempotency_key_required, invalid_idempotency_key", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, description = "unknown_account, not_found", body = ErrorBody),
+        (status = 409, description = "idempotency_conflict: the key signed another order", body = ErrorBody),
+        (status = 422, description = "order_not_postpay, order_already_signed (with `signed_on`), \
+            order_not_signable (paid or cancelled, with `status`), postpay_not_allowed, \
+            account_suspended, account_terminated, license_not_active, invalid_seats", body = ErrorBody)))]
+pub async fn sign(
+    State(app): State<AppState>,
+    Path((account, order)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<SignedOrder>), ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let key = idempotency_key(&headers)?;
+    let order_id = path_id(&order, "order")?;
+    let signed = app.licensing.sign_order(id, order_id, &key).await?;
+    tracing::info!(account = %id, order = %order_id, lot = %signed.lot_id, "postpay order signed");
+    Ok((StatusCode::CREATED, Json(signed)))
 }

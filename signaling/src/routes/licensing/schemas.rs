@@ -92,7 +92,7 @@ pub struct OrderDoc {
     pub id: String,
     pub account_id: String,
     pub idempotency_key: String,
-    /// `pending_payment`, `paid`, `cancelled`, ...
+    /// `pending_payment`, `signed` (postpay, granted, invoice unpaid), `paid` or `cancelled`.
     pub status: String,
     pub placed_on: String,
     pub quote: QuoteDoc,
@@ -112,15 +112,31 @@ pub struct InvoiceDoc {
     pub amount: String,
     /// `exempt` or `rate20`.
     pub vat: String,
+    /// `issued`, `paid` or `cancelled`.
     pub status: String,
+    /// When a signed postpay invoice must be paid; null for prepay invoices.
+    pub due_on: Option<String>,
 }
 
-/// An order as placed: its invoice (prepay) or the lot granted at once (postpay).
+/// An order as placed: its invoice, or (a free order) the lot granted at once.
 #[derive(ToSchema)]
 pub struct PlacedOrderDoc {
     pub order: OrderDoc,
     pub invoice: Option<InvoiceDoc>,
     pub granted_lot: Option<String>,
+}
+
+/// A postpay order signed and granted; its invoice unpaid until `payment_due_on`.
+#[derive(ToSchema)]
+pub struct SignedOrderDoc {
+    pub order: OrderDoc,
+    pub invoice: InvoiceDoc,
+    /// The lot now holding the seats (the same lot for a top-up).
+    pub lot_id: String,
+    pub signed_on: String,
+    /// The latest grant the agreement allows after signing (5.1).
+    pub grant_deadline: String,
+    pub payment_due_on: String,
 }
 
 #[derive(ToSchema)]
