@@ -71,7 +71,31 @@ pub struct ApiKeyRow {
     pub key_id: String,
     pub account_id: String,
     pub secret_hash: String,
+    pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What an account may see of its keys: never the secret nor its hash.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct ApiKeyInfo {
+    pub key_id: String,
+    pub created_at: DateTime<Utc>,
+    /// To the hour (see [`Store::touch_api_key`]); `None` if never used.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The result of a revocation.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// Revoked now.
+    Revoked(ApiKeyInfo),
+    /// Was revoked before; the first revocation's time stands.
+    AlreadyRevoked(ApiKeyInfo),
+    /// No such key for this account.
+    NotFound,
+    /// Refused: it is the account's last active key and the rule keeps one.
+    LastActiveKey,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -367,12 +391,84 @@ impl Store {
 
     pub async fn api_key(&self, key_id: &str) -> sqlx::Result<Option<ApiKeyRow>> {
         sqlx::query_as::<_, ApiKeyRow>(
-            "SELECT key_id, account_id, secret_hash, revoked_at FROM account_api_keys \
-             WHERE key_id = ?",
+            "SELECT key_id, account_id, secret_hash, last_used_at, revoked_at \
+             FROM account_api_keys WHERE key_id = ?",
         )
         .bind(key_id)
         .fetch_optional(&self.pool)
         .await
+    }
+
+    /// Records that the key was used at `now`. Callers do it only when the stored time is an
+    /// hour old or more, so a busy key costs one write an hour, not one per request.
+    pub async fn touch_api_key(&self, key_id: &str, now: DateTime<Utc>) -> sqlx::Result<()> {
+        sqlx::query("UPDATE account_api_keys SET last_used_at = ? WHERE key_id = ?")
+            .bind(now)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The account's keys, oldest first, revoked ones included.
+    pub async fn api_keys(&self, account_id: &str) -> sqlx::Result<Vec<ApiKeyInfo>> {
+        sqlx::query_as::<_, ApiKeyInfo>(
+            "SELECT key_id, created_at, last_used_at, revoked_at FROM account_api_keys \
+             WHERE account_id = ? ORDER BY created_at, key_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Revokes `key_id` of `account_id`. With `keep_one_active`, the account's last active key
+    /// is refused, so two keys revoking each other at once cannot lock the account out: the
+    /// count and the update run in one `BEGIN IMMEDIATE` transaction, which holds SQLite's
+    /// write lock from its first statement.
+    pub async fn revoke_api_key(
+        &self,
+        account_id: &str,
+        key_id: &str,
+        keep_one_active: bool,
+    ) -> sqlx::Result<Revocation> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let select = "SELECT key_id, created_at, last_used_at, revoked_at FROM account_api_keys \
+                      WHERE key_id = ? AND account_id = ?";
+        let Some(key) = sqlx::query_as::<_, ApiKeyInfo>(select)
+            .bind(key_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Revocation::NotFound);
+        };
+        if key.revoked_at.is_some() {
+            return Ok(Revocation::AlreadyRevoked(key));
+        }
+        if keep_one_active {
+            let active: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM account_api_keys \
+                 WHERE account_id = ? AND revoked_at IS NULL",
+            )
+            .bind(account_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if active <= 1 {
+                return Ok(Revocation::LastActiveKey);
+            }
+        }
+        let now = Utc::now();
+        sqlx::query("UPDATE account_api_keys SET revoked_at = ? WHERE key_id = ?")
+            .bind(now)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Revocation::Revoked(ApiKeyInfo {
+            revoked_at: Some(now),
+            ..key
+        }))
     }
 
     pub async fn close(&self) {

@@ -63,6 +63,9 @@ pub struct Transmit {
 
 /// How often rooms run their periodic work (speaker detection, layer selection).
 const ROOM_TICK: Duration = Duration::from_millis(100);
+/// A participant publishes one track per source (camera, microphone, screen, screen audio); a
+/// little slack for a replacement in flight. Bounds the work one client can cause.
+const MAX_DECLARED_TRACKS: usize = 8;
 /// Largest data-channel message relayed (chat text is capped well below this by the UI).
 const MAX_DATA_MESSAGE: usize = 4096;
 
@@ -269,6 +272,11 @@ impl Sfu {
             .participants
             .get_mut(&key)
             .ok_or(SfuError::NoSuchParticipant)?;
+        if tracks.len() > MAX_DECLARED_TRACKS {
+            return Err(SfuError::NotAllowed(format!(
+                "at most {MAX_DECLARED_TRACKS} tracks may be published"
+            )));
+        }
         if !p.options.can_publish && !tracks.is_empty() {
             return Err(SfuError::NotAllowed(
                 "this participant may not publish".into(),

@@ -20,6 +20,8 @@ use crate::startup::AppState;
 /// Prefix of key ids, so a credential's kind is recognisable in a support ticket.
 const KEY_PREFIX: &str = "pk_";
 const SECRET_LEN: usize = 43;
+/// `last_used_at` is kept to this resolution: one write per key per period, not per request.
+const LAST_USED_RESOLUTION_HOURS: i64 = 1;
 
 /// The authenticated party of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +103,15 @@ impl Caller {
         }
         let account = Uuid::parse_str(&row.account_id)
             .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored key has a bad account id")))?;
+        let now = chrono::Utc::now();
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t >= chrono::TimeDelta::hours(LAST_USED_RESOLUTION_HOURS))
+            && let Err(e) = app.store.touch_api_key(key_id, now).await
+        {
+            // Only a statistic: a failed write must not refuse a valid credential.
+            tracing::warn!(error = %e, "could not record the key's last use");
+        }
         Ok(Caller::Account(account))
     }
 
