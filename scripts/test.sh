@@ -42,6 +42,10 @@ install_prerequisites() {
       return 1
     fi
   fi
+  # The SMTP test of the user invitations talks to Python's aiosmtpd on loopback.
+  if ! python3 -m aiosmtpd --version >/dev/null 2>&1; then
+    python3 -m pip install --quiet aiosmtpd || python3 -m pip install --quiet --break-system-packages aiosmtpd || return 1
+  fi
   command -v node >/dev/null || { echo "node (>= 18) is required for the browser test" >&2; return 1; }
   if [ ! -d tests/e2e/node_modules/playwright-core ]; then
     # playwright-core only: the browser is Debian's chromium, never a downloaded one.

@@ -886,3 +886,348 @@ async fn terminations_refunds_and_reviews() {
         db.cleanup(store).await;
     }
 }
+
+fn lot_of(lots: &[Lot], id: Uuid) -> Lot {
+    lots.iter().find(|l| l.id == id).cloned().unwrap()
+}
+
+/// Postpay orders are granted when signed (5.1, 5.2.3): top-up, initial and renewal each change
+/// the lots exactly as a payment would; the invoice stays unpaid with its due date; the later
+/// payment settles it without a second grant; retries, double signatures and prepay orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postpay_orders_are_granted_at_signing_and_paid_later() {
+    for db in databases() {
+        let (svc, clock, acc) = setup(&db, "2026-03-01").await;
+        let a = acc.id;
+        let lot = buy(&svc, a, 10, "k0").await;
+
+        // Top-up, postpay, example 2's figures; nothing granted at placing.
+        clock.set(d("2026-11-21"));
+        let top = svc
+            .place_order(
+                a,
+                "top",
+                &req(
+                    serde_json::json!({"type": "top_up", "license_id": lot.to_string(),
+                    "add_seats": 5, "payment_terms": "postpay", "start_date": "2026-11-21"}),
+                ),
+            )
+            .await
+            .unwrap();
+        let top_inv = top.invoice.clone().unwrap();
+        assert_eq!(top_inv.amount.to_string(), "16393.45");
+        assert_eq!(top_inv.due_on, None);
+        assert_eq!(top.granted_lot, None);
+        assert_eq!(lot_of(&svc.lots(a).await.unwrap(), lot).seats.get(), 10);
+
+        // Signed by the last party two days later (5.1): the grant is the signing.
+        clock.set(d("2026-11-23"));
+        let signed = svc.sign_order(a, top.order.id, "s1").await.unwrap();
+        let due = svc
+            .calendar()
+            .add_business_days(d("2026-11-23"), store::POSTPAY_PAYMENT_BUSINESS_DAYS);
+        assert_eq!(due, d("2026-12-07"));
+        assert_eq!(
+            (
+                signed.lot_id,
+                signed.signed_on,
+                signed.payment_due_on,
+                signed.order.status
+            ),
+            (lot, d("2026-11-23"), due, store::OrderStatus::Signed)
+        );
+        assert_eq!(
+            (signed.invoice.status.as_str(), signed.invoice.due_on),
+            ("issued", Some(due))
+        );
+        assert_eq!(
+            signed.grant_deadline,
+            d("2026-11-26"),
+            "3 business days (5.1)"
+        );
+        assert_eq!(
+            lot_of(&svc.lots(a).await.unwrap(), lot).seats.get(),
+            15,
+            "granted at signing"
+        );
+        let inv = svc.store().invoice(a, top_inv.id).await.unwrap();
+        assert_eq!((inv.status.as_str(), inv.due_on), ("issued", Some(due)));
+
+        // A retry returns the first signature; a second signature or a reused key is refused.
+        let again = svc.sign_order(a, top.order.id, "s1").await.unwrap();
+        assert_eq!(
+            (again.lot_id, again.signed_on, again.payment_due_on),
+            (lot, signed.signed_on, due)
+        );
+        let e = svc.sign_order(a, top.order.id, "s2").await.unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("order_already_signed", 422));
+        assert_eq!(e.details()["signed_on"], "2026-11-23");
+        let prepay = svc
+            .place_order(
+                a,
+                "pre",
+                &req(serde_json::json!({"type": "top_up", "license_id": lot.to_string(), "add_seats": 1})),
+            )
+            .await
+            .unwrap();
+        let e = svc.sign_order(a, prepay.order.id, "s1").await.unwrap_err();
+        assert_eq!(e.code(), "idempotency_conflict");
+        let e = svc.sign_order(a, prepay.order.id, "s3").await.unwrap_err();
+        assert_eq!((e.code(), e.http_status()), ("order_not_postpay", 422));
+        let e = svc.sign_order(a, Uuid::new_v4(), "s4").await.unwrap_err();
+        assert_eq!(e.code(), "not_found");
+        assert_eq!(lot_of(&svc.lots(a).await.unwrap(), lot).seats.get(), 15);
+
+        // The payment, days later: settles the invoice, grants nothing more, keeps the
+        // signature's grant date in the payment and the transfer document.
+        clock.set(d("2026-11-30"));
+        let p = svc
+            .register_payment(
+                a,
+                top_inv.id,
+                "pay-top",
+                PaymentMethod::BankTransfer,
+                top_inv.amount,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (p.lot_id, p.granted_on, p.grant_deadline, p.granted_late),
+            (lot, d("2026-11-23"), d("2026-11-26"), false)
+        );
+        assert_eq!(lot_of(&svc.lots(a).await.unwrap(), lot).seats.get(), 15);
+        assert_eq!(
+            svc.store().order(a, top.order.id).await.unwrap().status,
+            store::OrderStatus::Paid
+        );
+        let doc = svc
+            .transfer_documents(a)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|doc| doc.order_id == top.order.id)
+            .unwrap();
+        assert_eq!(doc.grant_date, d("2026-11-23"));
+        let e = svc.sign_order(a, top.order.id, "s5").await.unwrap_err();
+        assert_eq!(e.code(), "order_not_signable");
+        assert_eq!(e.details()["status"], "paid");
+
+        // A cancelled postpay order cannot be signed.
+        let c = svc
+            .place_order(
+                a,
+                "cancel-me",
+                &req(
+                    serde_json::json!({"type": "top_up", "license_id": lot.to_string(),
+                    "add_seats": 1, "payment_terms": "postpay"}),
+                ),
+            )
+            .await
+            .unwrap();
+        svc.cancel_order(a, c.order.id).await.unwrap();
+        let e = svc.sign_order(a, c.order.id, "s6").await.unwrap_err();
+        assert_eq!(e.code(), "order_not_signable");
+
+        // Renewal, postpay, signed: the old lot ends at the signing, the new one starts there
+        // with the remaining term carried over (5.2.3), as a payment on that day would.
+        clock.set(d("2027-01-20"));
+        let ren = svc
+            .place_order(
+                a,
+                "ren",
+                &req(
+                    serde_json::json!({"type": "renewal", "license_id": lot.to_string(),
+                    "payment_terms": "postpay"}),
+                ),
+            )
+            .await
+            .unwrap();
+        let s = svc.sign_order(a, ren.order.id, "s-ren").await.unwrap();
+        let lots = svc.lots(a).await.unwrap();
+        let (old, new) = (lot_of(&lots, lot), lot_of(&lots, s.lot_id));
+        assert_eq!(
+            (old.status, old.ends_on),
+            (LotStatus::Superseded, d("2027-01-20"))
+        );
+        assert_eq!(
+            (new.starts_on, new.ends_on, new.seats.get(), new.status),
+            (d("2027-01-20"), d("2028-02-29"), 15, LotStatus::Active)
+        );
+
+        // Initial, postpay: a new lot from the signing.
+        let init = svc
+            .place_order(
+                a,
+                "init",
+                &req(
+                    serde_json::json!({"type": "initial", "tariff": "business-12", "seats": 2,
+                    "payment_terms": "postpay"}),
+                ),
+            )
+            .await
+            .unwrap();
+        let s = svc.sign_order(a, init.order.id, "s-init").await.unwrap();
+        let l = lot_of(&svc.lots(a).await.unwrap(), s.lot_id);
+        assert_eq!(
+            (l.starts_on, l.ends_on, l.seats.get()),
+            (d("2027-01-20"), d("2028-01-20"), 2)
+        );
+        assert_eq!(
+            s.grant_deadline,
+            svc.calendar().add_business_days(d("2027-01-20"), 5)
+        );
+
+        // A provider termination refunds only what was paid: the signed, unpaid orders
+        // (renewal, initial) have grants but no money behind them.
+        let out = svc
+            .terminate(a, TerminationKind::Provider, None)
+            .await
+            .unwrap();
+        assert_eq!(out.refund, Money::ZERO, "{out:?}");
+        let store = svc.store().clone();
+        db.cleanup(store).await;
+    }
+}
+
+/// Several signatures of one postpay order at once, under distinct keys: one grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signatures_grant_once() {
+    for db in databases() {
+        let (svc, clock, acc) = setup(&db, "2026-03-01").await;
+        let lot = buy(&svc, acc.id, 10, "k").await;
+        clock.set(d("2026-06-01"));
+        let order = svc
+            .place_order(
+                acc.id,
+                "top",
+                &req(
+                    serde_json::json!({"type": "top_up", "license_id": lot.to_string(),
+                    "add_seats": 3, "payment_terms": "postpay"}),
+                ),
+            )
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let svc = svc.clone();
+                let id = order.order.id;
+                tokio::spawn(async move { svc.sign_order(acc.id, id, &format!("s{i}")).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) => assert_eq!(e.code(), "order_already_signed"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(
+            lot_of(&svc.lots(acc.id).await.unwrap(), lot).seats.get(),
+            13
+        );
+        let store = svc.store().clone();
+        db.cleanup(store).await;
+    }
+}
+
+/// Top-ups of one lot are not exclusive (unlike renewals): each pays for its own seats at the
+/// same lot end, so two open at once are one larger top-up split in two. Concurrent orders and
+/// payments add exactly the ordered seats; what they may not do together is pass the lot limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_top_ups_of_one_lot_add_their_seats_within_the_limit() {
+    for db in databases() {
+        let (svc, clock, acc) = setup(&db, "2026-03-01").await;
+        let a = acc.id;
+        let lot = buy(&svc, a, 10, "k").await;
+        clock.set(d("2026-06-01"));
+        let tasks: Vec<_> = (1..=4)
+            .map(|i| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    svc.place_order(
+                        a,
+                        &format!("t{i}"),
+                        &req(serde_json::json!({"type": "top_up", "license_id": lot.to_string(), "add_seats": i})),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut invoices = Vec::new();
+        for t in tasks {
+            invoices.push(t.await.unwrap().unwrap().invoice.unwrap());
+        }
+        assert_eq!(lot_of(&svc.lots(a).await.unwrap(), lot).seats.get(), 10);
+        let tasks: Vec<_> = invoices
+            .into_iter()
+            .map(|inv| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    svc.register_payment(
+                        a,
+                        inv.id,
+                        &format!("p-{}", inv.id),
+                        PaymentMethod::BankTransfer,
+                        inv.amount,
+                        None,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().lot_id, lot);
+        }
+        assert_eq!(
+            lot_of(&svc.lots(a).await.unwrap(), lot).seats.get(),
+            20,
+            "10 + 1 + 2 + 3 + 4"
+        );
+
+        // Near the limit: open top-ups count against it, so paying all can never pass it.
+        let big = buy(&svc, a, i64::from(Seats::MAX) - 10, "big").await;
+        let tasks: Vec<_> = (0..2)
+            .map(|i| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    svc.place_order(
+                        a,
+                        &format!("b{i}"),
+                        &req(serde_json::json!({"type": "top_up", "license_id": big.to_string(), "add_seats": 6})),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut placed = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(p) => placed.push(p),
+                Err(e) => {
+                    assert_eq!(e.code(), "invalid_seats");
+                    assert_eq!(e.details()["seats"], i64::from(Seats::MAX) + 2);
+                }
+            }
+        }
+        assert_eq!(placed.len(), 1, "the second top-up would pass the limit");
+        let inv = placed[0].invoice.clone().unwrap();
+        svc.register_payment(
+            a,
+            inv.id,
+            "p-big",
+            PaymentMethod::BankTransfer,
+            inv.amount,
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            lot_of(&svc.lots(a).await.unwrap(), big).seats.get(),
+            Seats::MAX - 4
+        );
+        let store = svc.store().clone();
+        db.cleanup(store).await;
+    }
+}

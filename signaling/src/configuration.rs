@@ -109,6 +109,20 @@ pub struct Config {
     pub licensing_schema: Option<String>,
     /// Test hook: see [`LicensingClock`]. `None` reads the real Moscow date.
     pub licensing_clock: Option<LicensingClock>,
+    /// A user session ends after this long without use (`PARLEY_SESSION_IDLE_SECS`, 12 h)...
+    pub session_idle: Duration,
+    /// ...and at the latest this long after sign-in (`PARLEY_SESSION_MAX_SECS`, 7 days).
+    pub session_max: Duration,
+    /// Sign-in lockout after repeated failures (agreement appendix 1, 1.6; numbers ours).
+    pub lockout: crate::users::LockoutPolicy,
+    /// `smtp://host:port` (lettre's URL form) for invitation and reset mail; none: mail fails.
+    pub smtp_url: Option<Secret>,
+    /// The `From` of that mail.
+    pub smtp_from: String,
+    /// Test hook: moves the users' "now" (sessions, lockout, tokens). Not settable from outside.
+    pub users_clock: Option<crate::users::UsersClock>,
+    /// Test hook: the mail sender (e.g. the in-memory one), taking precedence over SMTP.
+    pub email_sender: Option<crate::users::EmailSenderHook>,
 }
 
 impl Default for Config {
@@ -133,6 +147,13 @@ impl Default for Config {
             licensing_database_url: None,
             licensing_schema: None,
             licensing_clock: None,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_max: Duration::from_secs(7 * 24 * 3600),
+            lockout: crate::users::LockoutPolicy::default(),
+            smtp_url: None,
+            smtp_from: "Parley <no-reply@localhost>".into(),
+            users_clock: None,
+            email_sender: None,
         }
     }
 }
@@ -192,6 +213,18 @@ pub struct Cli {
     /// Database of the licensing tables (default: DATABASE_URL); sqlite:// or postgres://.
     #[arg(long, env = "PARLEY_LICENSING_DATABASE_URL", hide_env_values = true)]
     pub licensing_database_url: Option<String>,
+    /// Seconds a user session lasts without use (default 43200).
+    #[arg(long, env = "PARLEY_SESSION_IDLE_SECS")]
+    pub session_idle_secs: Option<u64>,
+    /// Seconds a user session lasts at most (default 604800).
+    #[arg(long, env = "PARLEY_SESSION_MAX_SECS")]
+    pub session_max_secs: Option<u64>,
+    /// SMTP server for invitation and password-reset mail, e.g. smtp://127.0.0.1:25.
+    #[arg(long, env = "PARLEY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<Secret>,
+    /// Sender of that mail, e.g. "Parley <no-reply@example.com>".
+    #[arg(long, env = "PARLEY_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     /// Write the OpenAPI document to this path and exit.
     #[arg(long)]
     pub dump_openapi: Option<PathBuf>,
@@ -215,6 +248,10 @@ pub struct FileConfig {
     pub require_license: Option<bool>,
     pub card_limit: Option<String>,
     pub licensing_database_url: Option<String>,
+    pub session_idle_secs: Option<u64>,
+    pub session_max_secs: Option<u64>,
+    pub smtp_url: Option<Secret>,
+    pub smtp_from: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +355,19 @@ impl Config {
             },
         };
         let secs = |v: Option<u64>, def: Duration| v.map(Duration::from_secs).unwrap_or(def);
+        let session_idle = secs(
+            cli.session_idle_secs.or(file.session_idle_secs),
+            d.session_idle,
+        );
+        let session_max = secs(
+            cli.session_max_secs.or(file.session_max_secs),
+            d.session_max,
+        );
+        if session_idle.is_zero() || session_max.is_zero() {
+            return Err(ConfigError::Invalid(
+                "session_idle_secs and session_max_secs must be positive".into(),
+            ));
+        }
         Ok(Config {
             http_addr,
             udp_addr,
@@ -342,6 +392,14 @@ impl Config {
                 .unwrap_or(d.require_license),
             card_limit,
             licensing_database_url,
+            session_idle,
+            session_max,
+            smtp_url: cli.smtp_url.clone().or(file.smtp_url),
+            smtp_from: cli
+                .smtp_from
+                .clone()
+                .or(file.smtp_from)
+                .unwrap_or(d.smtp_from.clone()),
             ..d
         })
     }
@@ -351,7 +409,8 @@ impl Config {
         format!(
             "http_addr={} udp_addr={} announced_ips={:?} database_url={} public_url={} \
              jwt_secret={} admin_token={} web_root={} token_ttl={}s resume_grace={}s \
-             require_license={} card_limit={} licensing_database_url={}{}",
+             require_license={} card_limit={} licensing_database_url={} session_idle={}s \
+             session_max={}s smtp_url={} smtp_from={}{}",
             self.http_addr,
             self.udp_addr,
             self.announced_ips,
@@ -373,6 +432,15 @@ impl Config {
             self.require_license,
             self.card_limit,
             mask_url(self.licensing_database_url()),
+            self.session_idle.as_secs(),
+            self.session_max.as_secs(),
+            // The whole URL is masked: it may carry credentials in forms mask_url misses.
+            if self.smtp_url.is_some() {
+                "********"
+            } else {
+                "<none: invitation and reset mail disabled>"
+            },
+            self.smtp_from,
             match &self.licensing_clock {
                 Some(c) => format!(" licensing_today={} (test clock)", c.today()),
                 None => String::new(),
@@ -489,6 +557,7 @@ mod tests {
         let c = Config {
             jwt_secret: Some(Secret::new("topsecret")),
             database_url: "postgres://u:pw@h/db".into(),
+            smtp_url: Some(Secret::new("smtps://mailer:topsecret@smtp.example.com:465")),
             ..Config::default()
         };
         let s = c.describe();

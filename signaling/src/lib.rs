@@ -13,6 +13,7 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod users;
 pub mod ws;
 
 pub use configuration::Config;

@@ -41,6 +41,8 @@ pub struct AppInner {
     pub ws_tasks: TaskTracker,
     /// Cleared when the media plane's event stream ends (its thread is gone).
     pub media_running: AtomicBool,
+    /// Users of accounts: sign-in, sessions, invitations, password resets.
+    pub users: crate::users::Users,
 }
 
 impl Deref for AppState {
@@ -141,6 +143,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("cannot bind HTTP {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
 
+    let users = crate::users::Users::new(&config, store.pool().clone())
+        .context("cannot set up users (SMTP settings?)")?;
     let app = AppState(Arc::new(AppInner {
         config,
         store,
@@ -152,6 +156,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         shutdown: CancellationToken::new(),
         ws_tasks: TaskTracker::new(),
         media_running: AtomicBool::new(true),
+        users,
     }));
     let events = tokio::spawn(route_events(events, hubs, app.clone()));
     let router = crate::routes::router(app.clone());

@@ -1,6 +1,7 @@
 //! Helpers for the black-box tests: start the real server on random ports with a temporary
 //! SQLite file, talk to it over HTTP and WebSocket, and wait for conditions with deadlines.
 
+pub mod crm_standins;
 pub mod media_client;
 
 use std::future::Future;

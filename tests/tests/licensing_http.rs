@@ -756,6 +756,24 @@ async fn authorization_table() {
             [401, 404, OK, OK],
         ),
         (
+            Method::GET,
+            format!("{acc}/api-keys"),
+            None,
+            [401, 404, OK, OK],
+        ),
+        (
+            Method::DELETE,
+            format!("{acc}/api-keys/pk_nosuchkey"),
+            None,
+            [401, 404, OK, OK],
+        ),
+        (
+            Method::POST,
+            format!("{acc}/orders/{}/sign", str_of(&unpaid["order"], "id")),
+            None,
+            [401, 404, OK, OK],
+        ),
+        (
             Method::POST,
             format!("{acc}/quotes"),
             Some(quote.clone()),
@@ -960,6 +978,339 @@ async fn authorization_table() {
         json!([])
     );
     lic.finish().await;
+}
+
+/// Postpay: the order is granted when signed (5.1, 5.2.3), its invoice paid later without a
+/// second grant; the signature takes an Idempotency-Key; several signatures at once grant once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postpay_orders_are_granted_at_signing_and_paid_later() {
+    each_backend("2026-03-01", |lic| async move {
+        lic.put_tariff("business-12", "12000.00", 100, true).await;
+        let (a, key) = lic.account("A-1").await;
+        let base = format!("/api/v1/accounts/{a}");
+        let (lot, _) = lic.buy(&a, &key, 10, "b1").await;
+
+        // Example 2: a postpay top-up placed 2026-11-21; nothing granted until it is signed.
+        lic.today("2026-11-21");
+        let (s, top) = lic.req(Method::POST, &format!("{base}/orders"), Some(&key), Some("top"),
+            Some(json!({"type": "top_up", "license_id": lot, "add_seats": 5, "payment_terms": "postpay"}))).await;
+        assert_eq!(s, 201, "{top}");
+        assert_eq!((top["invoice"]["amount"].clone(), top["invoice"]["due_on"].clone()), (json!("16393.45"), Value::Null));
+        assert_eq!(lic.get(&key, &format!("{base}/lots/{lot}")).await["seats"], 10);
+        let order = str_of(&top["order"], "id");
+        let sign = format!("{base}/orders/{order}/sign");
+        let (s, v) = lic.req(Method::POST, &sign, Some(&key), None, None).await;
+        assert_code(s, &v, 400, "idempotency_key_required");
+
+        // Signed on Monday: the seats are there at once; the invoice is due 10 business days on.
+        lic.today("2026-11-23");
+        let (s, signed) = lic.req(Method::POST, &sign, Some(&key), Some("sig-1"), None).await;
+        assert_eq!(s, 201, "{signed}");
+        assert_eq!((signed["lot_id"].clone(), signed["signed_on"].clone(), signed["grant_deadline"].clone(),
+            signed["payment_due_on"].clone(), signed["order"]["status"].clone()),
+            (json!(lot), json!("2026-11-23"), json!("2026-11-26"), json!("2026-12-07"), json!("signed")));
+        assert_eq!((signed["invoice"]["status"].clone(), signed["invoice"]["due_on"].clone()),
+            (json!("issued"), json!("2026-12-07")));
+        assert_eq!(lic.get(&key, &format!("{base}/lots/{lot}")).await["seats"], 15);
+        let inv_id = str_of(&top["invoice"], "id");
+        let inv = lic.get(&key, &format!("{base}/invoices/{inv_id}")).await;
+        assert_eq!((inv["status"].clone(), inv["due_on"].clone()), (json!("issued"), json!("2026-12-07")));
+        let (s, again) = lic.req(Method::POST, &sign, Some(&key), Some("sig-1"), None).await;
+        assert_eq!((s, again["signed_on"].clone(), again["lot_id"].clone()), (201, json!("2026-11-23"), json!(lot)));
+        let (s, v) = lic.req(Method::POST, &sign, Some(ADMIN_TOKEN), Some("sig-2"), None).await;
+        assert_code(s, &v, 422, "order_already_signed");
+        assert_eq!(v["error"]["signed_on"], "2026-11-23");
+        assert_eq!(lic.get(&key, &format!("{base}/lots/{lot}")).await["seats"], 15, "granted once");
+
+        // A prepay order is granted by its payment, not signed.
+        let (_, pre) = lic.req(Method::POST, &format!("{base}/orders"), Some(&key), Some("pre"),
+            Some(json!({"type": "top_up", "license_id": lot, "add_seats": 1}))).await;
+        let (s, v) = lic.req(Method::POST, &format!("{base}/orders/{}/sign", str_of(&pre["order"], "id")),
+            Some(&key), Some("sig-3"), None).await;
+        assert_code(s, &v, 422, "order_not_postpay");
+
+        // The payment registered later settles the invoice and grants nothing more.
+        lic.today("2026-12-01");
+        let (s, p) = lic.req(Method::POST, &format!("{base}/invoices/{inv_id}/payments"), Some(ADMIN_TOKEN),
+            Some("pay-top"), Some(json!({"method": "bank_transfer", "amount": "16393.45"}))).await;
+        assert_eq!(s, 201, "{p}");
+        assert_eq!((p["lot_id"].clone(), p["granted_on"].clone(), p["granted_late"].clone()),
+            (json!(lot), json!("2026-11-23"), json!(false)));
+        assert_eq!(lic.get(&key, &format!("{base}/lots/{lot}")).await["seats"], 15, "not granted twice");
+        assert_eq!(lic.get(&key, &format!("{base}/lots")).await.as_array().map(Vec::len), Some(1));
+        assert_eq!(lic.get(&key, &format!("{base}/orders/{order}")).await["order"]["status"], "paid");
+        let (s, v) = lic.req(Method::POST, &sign, Some(&key), Some("sig-4"), None).await;
+        assert_code(s, &v, 422, "order_not_signable");
+
+        // A postpay initial order signed by several requests at once (distinct keys): one lot.
+        let (_, init) = lic.req(Method::POST, &format!("{base}/orders"), Some(&key), Some("init"),
+            Some(json!({"type": "initial", "tariff": "business-12", "seats": 2, "payment_terms": "postpay"}))).await;
+        let sign = format!("{base}/orders/{}/sign", str_of(&init["order"], "id"));
+        let lic = std::sync::Arc::new(lic);
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let (lic, sign, key) = (lic.clone(), sign.clone(), key.clone());
+                tokio::spawn(async move {
+                    lic.req(Method::POST, &sign, Some(&key), Some(&format!("par-{i}")), None).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            let (s, v) = t.await.expect("task");
+            if s == 201 {
+                ok += 1;
+            } else {
+                assert_code(s, &v, 422, "order_already_signed");
+            }
+        }
+        assert_eq!(ok, 1, "one signature");
+        let lots = lic.get(&key, &format!("{base}/lots")).await;
+        assert_eq!(lots.as_array().map(Vec::len), Some(2), "one new lot: {lots}");
+        match std::sync::Arc::try_unwrap(lic) {
+            Ok(lic) => lic,
+            Err(_) => panic!("tasks still hold the server"),
+        }
+    })
+    .await;
+}
+
+/// API keys: listed without secrets, revoked at once (401 on the next call). An account's key
+/// may revoke its account's keys but never the last active one; the operator may revoke any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_listed_without_secrets_and_revoked_at_once() {
+    let lic = Lic::spawn(None, "2026-03-01", |_| {}).await;
+    let (a, k1) = lic.account("A-1").await;
+    let (b, bkey) = lic.account("B-1").await;
+    let keys = format!("/api/v1/accounts/{a}/api-keys");
+    let id_of = |bearer: &str| bearer.split('.').next().unwrap_or_default().to_owned();
+    let (s, v) = lic.req(Method::POST, &keys, Some(&k1), None, None).await;
+    assert_eq!(s, 201, "{v}");
+    let k2 = str_of(&v, "bearer");
+    let (s, v) = lic
+        .req(Method::POST, &keys, Some(ADMIN_TOKEN), None, None)
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let k3 = str_of(&v, "bearer");
+
+    // The list: ids and times, never a secret or its hash; used keys show when.
+    let list = lic.get(&k1, &keys).await;
+    let items = list.as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        items
+            .iter()
+            .map(|k| str_of(k, "key_id"))
+            .collect::<Vec<_>>(),
+        vec![id_of(&k1), id_of(&k2), id_of(&k3)]
+    );
+    for k in &items {
+        let mut fields: Vec<&str> = k
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["created_at", "key_id", "last_used_at", "revoked_at"],
+            "{k}"
+        );
+        assert!(k["revoked_at"].is_null());
+    }
+    assert!(items[0]["last_used_at"].is_string(), "k1 was used: {list}");
+    let text = list.to_string();
+    for secret in [&k1, &k2, &k3] {
+        let s = secret.split('.').nth(1).unwrap_or("x");
+        assert!(!text.contains(s), "a secret leaked: {text}");
+    }
+    assert_eq!(
+        lic.get(ADMIN_TOKEN, &keys).await.as_array().map(Vec::len),
+        Some(3)
+    );
+    let (s, _) = lic.req(Method::GET, &keys, None, None, None).await;
+    assert_eq!(s, 401);
+    let (s, _) = lic.req(Method::GET, &keys, Some(&bkey), None, None).await;
+    assert_eq!(s, 404);
+
+    // Another account's key, or a key of another account through this path: 404.
+    let (s, v) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k2)),
+            Some(&bkey),
+            None,
+            None,
+        )
+        .await;
+    assert_code(s, &v, 404, "unknown_account");
+    let (s, v) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&bkey)),
+            Some(&k1),
+            None,
+            None,
+        )
+        .await;
+    assert_code(s, &v, 404, "not_found");
+    let (s, _) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k2)),
+            None,
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 401);
+    lic.get(&bkey, &format!("/api/v1/accounts/{b}")).await;
+
+    // k1 revokes k2: k2 is refused at once; revoking again answers with the first time.
+    let (s, r) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k2)),
+            Some(&k1),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        r["revoked_at"].is_string() && r.get("secret").is_none(),
+        "{r}"
+    );
+    let (s, v) = lic
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{a}"),
+            Some(&k2),
+            None,
+            None,
+        )
+        .await;
+    assert_code(s, &v, 401, "unauthorized");
+    let (s, again) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k2)),
+            Some(&k1),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, again["revoked_at"].clone()),
+        (200, r["revoked_at"].clone())
+    );
+
+    // k3 revokes itself (k1 remains); then k1 is the last active key and may not revoke itself.
+    let (s, v) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k3)),
+            Some(&k3),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = lic.req(Method::GET, &keys, Some(&k3), None, None).await;
+    assert_code(s, &v, 401, "unauthorized");
+    let (s, v) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k1)),
+            Some(&k1),
+            None,
+            None,
+        )
+        .await;
+    assert_code(s, &v, 422, "last_active_key");
+    lic.get(&k1, &format!("/api/v1/accounts/{a}")).await;
+
+    // The operator may revoke the last key (a leaked one), and issue a new one.
+    let (s, v) = lic
+        .req(
+            Method::DELETE,
+            &format!("{keys}/{}", id_of(&k1)),
+            Some(ADMIN_TOKEN),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = lic
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{a}"),
+            Some(&k1),
+            None,
+            None,
+        )
+        .await;
+    assert_code(s, &v, 401, "unauthorized");
+    let listed = lic.get(ADMIN_TOKEN, &keys).await;
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|l| l.iter().all(|k| k["revoked_at"].is_string())),
+        "{listed}"
+    );
+    let (s, v) = lic
+        .req(Method::POST, &keys, Some(ADMIN_TOKEN), None, None)
+        .await;
+    assert_eq!(s, 201, "{v}");
+    lic.get(&str_of(&v, "bearer"), &format!("/api/v1/accounts/{a}"))
+        .await;
+    // B was never touched.
+    lic.get(&bkey, &format!("/api/v1/accounts/{b}")).await;
+    lic.finish().await;
+}
+
+/// Two keys of one account revoking each other at once: the account keeps one active key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_revoking_each_other_at_once_leave_one_active() {
+    let lic = Lic::spawn(None, "2026-03-01", |_| {}).await;
+    let (a, k1) = lic.account("A-1").await;
+    let keys = format!("/api/v1/accounts/{a}/api-keys");
+    let (_, v) = lic.req(Method::POST, &keys, Some(&k1), None, None).await;
+    let k2 = str_of(&v, "bearer");
+    let id_of = |bearer: &str| bearer.split('.').next().unwrap_or_default().to_owned();
+    let lic = std::sync::Arc::new(lic);
+    let tasks: Vec<_> = [
+        (k1.clone(), id_of(&k2)),
+        (k2.clone(), id_of(&k1)),
+        (k1.clone(), id_of(&k1)),
+        (k2.clone(), id_of(&k2)),
+    ]
+    .into_iter()
+    .map(|(bearer, target)| {
+        let (lic, keys) = (lic.clone(), keys.clone());
+        tokio::spawn(async move {
+            lic.req(
+                Method::DELETE,
+                &format!("{keys}/{target}"),
+                Some(&bearer),
+                None,
+                None,
+            )
+            .await
+        })
+    })
+    .collect();
+    for t in tasks {
+        let (s, v) = t.await.expect("task");
+        assert!([200, 401, 422].contains(&s), "{s} {v}");
+    }
+    let listed = lic.get(ADMIN_TOKEN, &keys).await;
+    let active = listed
+        .as_array()
+        .map(|l| l.iter().filter(|k| k["revoked_at"].is_null()).count());
+    assert_eq!(active, Some(1), "{listed}");
+    match std::sync::Arc::try_unwrap(lic) {
+        Ok(lic) => lic.finish().await,
+        Err(_) => panic!("tasks still hold the server"),
+    }
 }
 
 /// Claims of a JWT, unverified (the test only reads what the server put in).

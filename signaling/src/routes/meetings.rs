@@ -174,6 +174,12 @@ async fn license_for(
     headers: &HeaderMap,
     host_user_id: Option<&str>,
 ) -> Result<Option<MeetingLicense>, ApiError> {
+    // A signed-in user (session cookie or `Bearer s_…`) hosts on their own seat.
+    if let Some(license) =
+        crate::routes::users::session_host_license(app, headers, host_user_id).await?
+    {
+        return Ok(Some(license));
+    }
     let caller = Caller::from_headers(app, headers).await?;
     let user = host_user_id
         .map(|u| bounded_text("host_user_id", u, MAX_USER_ID))
@@ -225,7 +231,7 @@ async fn license_for(
 }
 
 /// The enforcement refusals as 403s a person can act on; anything else keeps its own status.
-fn refusal(e: LicensingError, user: &str) -> ApiError {
+pub(crate) fn refusal(e: LicensingError, user: &str) -> ApiError {
     let forbidden = |code, message| ApiError::Status {
         status: StatusCode::FORBIDDEN,
         code,

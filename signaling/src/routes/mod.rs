@@ -5,6 +5,7 @@ mod health;
 pub(crate) mod licensing;
 mod meetings;
 mod participants;
+pub(crate) mod users;
 mod web;
 
 pub mod openapi;
@@ -38,6 +39,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .merge(licensing::routes())
+        .merge(users::routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

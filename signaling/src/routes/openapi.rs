@@ -7,6 +7,7 @@ use utoipa::{Modify, OpenApi};
 use super::licensing::{
     accounts, documents, invoices, lots, orders, payments, promotions, tariffs, terminations,
 };
+use super::users::{auth, manage, me};
 use super::{health, meetings, participants};
 
 #[derive(OpenApi)]
@@ -27,7 +28,8 @@ use super::{health, meetings, participants};
         health::healthz, health::readyz, health::metrics,
         tariffs::list, tariffs::get, tariffs::put, tariffs::archive,
         promotions::list, promotions::create,
-        accounts::create, accounts::get, accounts::create_key, accounts::by_crm,
+        accounts::create, accounts::get, accounts::create_key, accounts::list_keys,
+        accounts::revoke_key, accounts::by_crm,
         accounts::license_status,
         orders::quote, orders::place, orders::list, orders::get, orders::cancel,
         orders::sign,
@@ -37,7 +39,11 @@ use super::{health, meetings, participants};
         payments::register, payments::list,
         documents::list, documents::get, documents::object,
         terminations::suspend, terminations::resume, terminations::terminate,
-        terminations::refunds
+        terminations::refunds,
+        auth::sign_in, auth::sign_out, auth::list_sessions, auth::revoke_session,
+        auth::request_reset, auth::confirm_reset, auth::accept_invitation, me::me,
+        manage::invite, manage::list, manage::get, manage::update, manage::assign_seat,
+        manage::reclaim_seat
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,7 +53,11 @@ use super::{health, meetings, participants};
         (name = "licensing", description = "Tariffs, accounts, quotes and orders, lots and seats, \
             invoices, payments, transfer documents, suspension and termination. The operator \
             calls with `Bearer <PARLEY_ADMIN_TOKEN>`, an account with `Bearer <key_id>.<secret>` \
-            and sees only its own resources (another account's are 404).")
+            and sees only its own resources (another account's are 404)."),
+        (name = "users", description = "Users of an account: sign-in (the `parley_session` \
+            cookie or `Bearer s_<token>`), sessions, invitations, password resets, roles and \
+            seats. Account admins (session), the account's API key and the operator manage an \
+            account's users; another account's are 404.")
     )
 )]
 pub struct ApiDoc;
@@ -64,8 +74,8 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "A join token (JWT), the meeting's host key, its invitation secret, the \
-                         operator's admin token, or an account API key (`<key_id>.<secret>`), \
-                         depending on the call.",
+                         operator's admin token, an account API key (`<key_id>.<secret>`), or a \
+                         user session (`s_<token>`), depending on the call.",
                     ))
                     .build(),
             ),

@@ -77,7 +77,8 @@ mod tests {
     use super::*;
 
     fn t(min: i64) -> DateTime<Utc> {
-        DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("time") + chrono::Duration::minutes(min)
+        DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("time")
+            + chrono::Duration::minutes(min)
     }
 
     #[test]

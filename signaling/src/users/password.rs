@@ -35,7 +35,7 @@ impl Password {
     /// A new password (invitation, reset): length rules apply.
     pub fn new_password(s: &str) -> Result<Self, Invalid> {
         let n = s.chars().count();
-        if n < Self::MIN_CHARS || n > Self::MAX_CHARS {
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&n) {
             return Err(Invalid(format!(
                 "password must be {} to {} characters",
                 Self::MIN_CHARS,
@@ -119,11 +119,10 @@ impl Hasher {
         tokio::task::spawn_blocking(move || {
             let real = stored.is_some();
             let phc = stored.unwrap_or_else(|| DUMMY_HASH.clone());
-            let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+            let parsed =
+                PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
             // argon2's verifier compares the tags in constant time.
-            let ok = argon2()
-                .verify_password(password.expose(), &parsed)
-                .is_ok();
+            let ok = argon2().verify_password(password.expose(), &parsed).is_ok();
             Ok(real && ok)
         })
         .await?

@@ -167,7 +167,11 @@ impl UserStore {
         } else {
             "UPDATE users SET password_hash = ? WHERE id = ?"
         };
-        sqlx::query(sql).bind(hash).bind(id).execute(&self.pool).await?;
+        sqlx::query(sql)
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -248,7 +252,11 @@ impl UserStore {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn revoke_all_sessions(&self, user_id: &str, now: DateTime<Utc>) -> sqlx::Result<u64> {
+    pub async fn revoke_all_sessions(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<u64> {
         let r = sqlx::query(
             "UPDATE user_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
         )

@@ -1,5 +1,11 @@
 //! Accounts: created by the operator (with a first API key), tied to a CRM account, readable by
 //! the operator and by the account itself.
+//!
+//! API keys are listed without their secrets and revoked at once (every request looks the key
+//! up, so a revoked key gets 401 on its next call). The rule: the operator may revoke any key;
+//! an account's key may revoke any key of its account, itself included, except the account's
+//! last active key, so an account can never lock itself out (it issues a new key first, or asks
+//! the operator, who may revoke a leaked last key).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,11 +17,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::schemas::{AccountCreatedDoc, AccountDoc, ApiKeyDoc};
+use super::schemas::{AccountCreatedDoc, AccountDoc, ApiKeyDoc, ApiKeyInfoDoc};
 use super::{account_scope, amount, bounded_text};
 use crate::auth::{Caller, IssuedKey, issue_key};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::startup::AppState;
+use crate::store::{ApiKeyInfo, Revocation};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +153,65 @@ pub async fn create_key(
     let key = issue_key(&app, id).await?;
     tracing::info!(account = %id, key_id = %key.key_id, "API key issued");
     Ok((StatusCode::CREATED, Json(key.into())))
+}
+
+/// The account's API keys, revoked ones included; secrets are never shown again.
+#[utoipa::path(get, path = "/api/v1/accounts/{account}/api-keys", tag = "licensing",
+    params(("account" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Vec<ApiKeyInfoDoc>), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_keys(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ApiKeyInfo>>, ApiError> {
+    let (_, id) = account_scope(&app, &headers, &account).await?;
+    app.licensing.account(id).await?;
+    Ok(Json(app.store.api_keys(&id.to_string()).await?))
+}
+
+/// Largest key id accepted in a path (issued ids are far shorter).
+const MAX_KEY_ID: usize = 64;
+
+/// Revokes an API key at once. The operator may revoke any key; an account's key any key of
+/// its account except the last active one (`last_active_key`): issue another key first.
+/// Revoking a key already revoked answers as the first time did.
+#[utoipa::path(delete, path = "/api/v1/accounts/{account}/api-keys/{key_id}", tag = "licensing",
+    params(("account" = String, Path), ("key_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "Revoked (now or before)", body = ApiKeyInfoDoc),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such key of this account", body = ErrorBody),
+        (status = 422, description = "last_active_key: an account keeps one active key", body = ErrorBody)))]
+pub async fn revoke_key(
+    State(app): State<AppState>,
+    Path((account, key_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<ApiKeyInfo>, ApiError> {
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
+    if key_id.len() > MAX_KEY_ID {
+        return Err(ApiError::NotFound(
+            "No such API key for this account.".into(),
+        ));
+    }
+    let keep_one_active = caller != Caller::Operator;
+    match app
+        .store
+        .revoke_api_key(&id.to_string(), &key_id, keep_one_active)
+        .await?
+    {
+        Revocation::Revoked(k) => {
+            tracing::info!(account = %id, key_id = %k.key_id, by_operator = !keep_one_active, "API key revoked");
+            Ok(Json(k))
+        }
+        Revocation::AlreadyRevoked(k) => Ok(Json(k)),
+        Revocation::NotFound => Err(ApiError::NotFound(
+            "No such API key for this account.".into(),
+        )),
+        Revocation::LastActiveKey => Err(ApiError::invalid(
+            "last_active_key",
+            "This is the account's last active API key; issue another key before revoking it.",
+        )),
+    }
 }
 
 /// Finds the account of a CRM id; a foreign account is "not found" to an account key.

@@ -50,7 +50,14 @@ pub fn routes() -> Router<AppState> {
             get(accounts::license_status),
         )
         .route("/accounts/{account}", get(accounts::get))
-        .route("/accounts/{account}/api-keys", post(accounts::create_key))
+        .route(
+            "/accounts/{account}/api-keys",
+            post(accounts::create_key).get(accounts::list_keys),
+        )
+        .route(
+            "/accounts/{account}/api-keys/{key_id}",
+            delete(accounts::revoke_key),
+        )
         .route("/accounts/{account}/quotes", post(orders::quote))
         .route(
             "/accounts/{account}/orders",

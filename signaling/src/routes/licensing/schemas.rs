@@ -214,6 +214,18 @@ pub struct ApiKeyDoc {
     pub bearer: String,
 }
 
+/// An API key as listed: never its secret.
+#[derive(ToSchema)]
+pub struct ApiKeyInfoDoc {
+    pub key_id: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, to the hour; null if never used.
+    pub last_used_at: Option<String>,
+    /// RFC 3339; null while the key is active.
+    pub revoked_at: Option<String>,
+}
+
 #[derive(ToSchema)]
 pub struct AccountCreatedDoc {
     pub account: AccountDoc,
