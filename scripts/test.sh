@@ -56,7 +56,7 @@ install_prerequisites() {
 step "prerequisites" install_prerequisites
 step "cargo build --release -p parley-signaling" cargo build --release -p parley-signaling
 # `mixdown` (libopus, built with cmake) adds the recordings' mixed audio track and its tests.
-step "cargo test --workspace --features parley-sfu/mixdown" cargo test --workspace --features parley-sfu/mixdown
+step "cargo test --workspace --features parley-sfu/mixdown" cargo test --workspace --no-fail-fast --features parley-sfu/mixdown
 if [ -x target/release/parley ]; then
   export PARLEY_BIN=${PARLEY_BIN:-$ROOT/target/release/parley}
   step "browser e2e (node --test tests/e2e/)" node --test --test-concurrency=1 tests/e2e/
