@@ -56,10 +56,13 @@ install_prerequisites() {
 step "prerequisites" install_prerequisites
 step "cargo build --release -p parley-signaling" cargo build --release -p parley-signaling
 # `mixdown` (libopus, built with cmake) adds the recordings' mixed audio track and its tests.
-step "cargo test --workspace --features parley-sfu/mixdown" cargo test --workspace --no-fail-fast --features parley-sfu/mixdown
+LOG_DIR=$(mktemp -d)
+rust_tests() { cargo test --workspace --no-fail-fast --features parley-sfu/mixdown 2>&1 | tee "$LOG_DIR/cargo.log"; return "${PIPESTATUS[0]}"; }
+step "cargo test --workspace --features parley-sfu/mixdown" rust_tests
 if [ -x target/release/parley ]; then
   export PARLEY_BIN=${PARLEY_BIN:-$ROOT/target/release/parley}
-  step "browser e2e (node --test tests/e2e/)" node --test --test-concurrency=1 tests/e2e/
+  browser_tests() { node --test --test-concurrency=1 tests/e2e/ 2>&1 | tee "$LOG_DIR/node.log"; return "${PIPESTATUS[0]}"; }
+  step "browser e2e (node --test tests/e2e/)" browser_tests
 else
   RESULTS+=("FAIL browser e2e (no server binary)")
   FAILED=1
@@ -68,9 +71,13 @@ fi
 echo
 echo "==> summary"
 printf '  %s\n' "${RESULTS[@]}"
+# One plain total over both runners: cargo's "test result" lines and node's "# pass / # fail".
+passed=$(cat "$LOG_DIR"/*.log 2>/dev/null | awk '/^test result:/ {p += $4} /^# pass / {p += $3} END {print p + 0}')
+failed=$(cat "$LOG_DIR"/*.log 2>/dev/null | awk '/^test result:/ {f += $6} /^# fail / {f += $3} END {print f + 0}')
 if [ $FAILED -eq 0 ]; then
   echo "ALL TESTS PASSED (${#RESULTS[@]} steps, ${SECONDS}s)"
 else
   echo "TESTS FAILED ($(printf '%s\n' "${RESULTS[@]}" | grep -c '^FAIL') of ${#RESULTS[@]} steps failed, ${SECONDS}s)"
 fi
+echo "$passed passed, $failed failed"
 exit $FAILED
