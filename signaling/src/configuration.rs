@@ -123,6 +123,21 @@ pub struct Config {
     pub users_clock: Option<crate::users::UsersClock>,
     /// Test hook: the mail sender (e.g. the in-memory one), taking precedence over SMTP.
     pub email_sender: Option<crate::users::EmailSenderHook>,
+    /// The server sits behind a reverse proxy that sets `X-Forwarded-For` (`PARLEY_TRUSTED_PROXY`):
+    /// only then is that header believed for the audit log's "from"; otherwise anyone could
+    /// write any address into it.
+    pub trusted_proxy: bool,
+    /// Outbox attempts before a message is marked failed (`PARLEY_OUTBOX_MAX_ATTEMPTS`, 8).
+    pub outbox_max_attempts: u32,
+    /// Wait after the first failed attempt, doubling after each further one
+    /// (`PARLEY_OUTBOX_BASE_DELAY_MS`, 5 s)...
+    pub outbox_base_delay: Duration,
+    /// ...up to this (`PARLEY_OUTBOX_MAX_DELAY_SECS`, 30 min).
+    pub outbox_max_delay: Duration,
+    /// Deadline of one CRM or webhook call (`PARLEY_CRM_TIMEOUT_SECS`, 10 s).
+    pub crm_timeout: Duration,
+    /// How often licensing reminders due are moved into customer webhooks (1 h).
+    pub license_events_interval: Duration,
 }
 
 impl Default for Config {
@@ -154,6 +169,12 @@ impl Default for Config {
             smtp_from: "Parley <no-reply@localhost>".into(),
             users_clock: None,
             email_sender: None,
+            trusted_proxy: false,
+            outbox_max_attempts: 8,
+            outbox_base_delay: Duration::from_secs(5),
+            outbox_max_delay: Duration::from_secs(30 * 60),
+            crm_timeout: Duration::from_secs(10),
+            license_events_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -225,6 +246,22 @@ pub struct Cli {
     /// Sender of that mail, e.g. "Parley <no-reply@example.com>".
     #[arg(long, env = "PARLEY_SMTP_FROM")]
     pub smtp_from: Option<String>,
+
+    #[arg(long, env = "PARLEY_OUTBOX_MAX_ATTEMPTS")]
+    pub outbox_max_attempts: Option<u32>,
+
+    #[arg(long, env = "PARLEY_OUTBOX_BASE_DELAY_MS")]
+    pub outbox_base_delay_ms: Option<u64>,
+
+    #[arg(long, env = "PARLEY_OUTBOX_MAX_DELAY_SECS")]
+    pub outbox_max_delay_secs: Option<u64>,
+
+    #[arg(long, env = "PARLEY_CRM_TIMEOUT_SECS")]
+    pub crm_timeout_secs: Option<u64>,
+
+    /// Believe X-Forwarded-For (only behind a reverse proxy that sets it).
+    #[arg(long, env = "PARLEY_TRUSTED_PROXY")]
+    pub trusted_proxy: Option<bool>,
     /// Write the OpenAPI document to this path and exit.
     #[arg(long)]
     pub dump_openapi: Option<PathBuf>,
@@ -252,6 +289,11 @@ pub struct FileConfig {
     pub session_max_secs: Option<u64>,
     pub smtp_url: Option<Secret>,
     pub smtp_from: Option<String>,
+    pub trusted_proxy: Option<bool>,
+    pub outbox_max_attempts: Option<u32>,
+    pub outbox_base_delay_ms: Option<u64>,
+    pub outbox_max_delay_secs: Option<u64>,
+    pub crm_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +410,31 @@ impl Config {
                 "session_idle_secs and session_max_secs must be positive".into(),
             ));
         }
+        let outbox_max_attempts = cli
+            .outbox_max_attempts
+            .or(file.outbox_max_attempts)
+            .unwrap_or(d.outbox_max_attempts);
+        let outbox_base_delay = cli
+            .outbox_base_delay_ms
+            .or(file.outbox_base_delay_ms)
+            .map(Duration::from_millis)
+            .unwrap_or(d.outbox_base_delay);
+        let outbox_max_delay = secs(
+            cli.outbox_max_delay_secs.or(file.outbox_max_delay_secs),
+            d.outbox_max_delay,
+        );
+        let crm_timeout = secs(
+            cli.crm_timeout_secs.or(file.crm_timeout_secs),
+            d.crm_timeout,
+        );
+        if outbox_max_attempts == 0 || crm_timeout.is_zero() || outbox_max_delay < outbox_base_delay
+        {
+            return Err(ConfigError::Invalid(
+                "outbox_max_attempts and crm_timeout_secs must be positive, and \
+                 outbox_max_delay_secs at least the base delay"
+                    .into(),
+            ));
+        }
         Ok(Config {
             http_addr,
             udp_addr,
@@ -400,6 +467,14 @@ impl Config {
                 .clone()
                 .or(file.smtp_from)
                 .unwrap_or(d.smtp_from.clone()),
+            trusted_proxy: cli
+                .trusted_proxy
+                .or(file.trusted_proxy)
+                .unwrap_or(d.trusted_proxy),
+            outbox_max_attempts,
+            outbox_base_delay,
+            outbox_max_delay,
+            crm_timeout,
             ..d
         })
     }

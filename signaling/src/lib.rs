@@ -3,15 +3,19 @@
 //! loading, logging and signal handling.
 
 pub mod auth;
+pub mod card;
 pub mod configuration;
 pub mod crm;
 pub mod domain;
 pub mod error;
+pub mod integrations;
 pub mod metrics;
 pub mod outbox;
+pub mod privacy;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod summaries;
 pub mod telemetry;
 pub mod users;
 pub mod ws;

@@ -43,6 +43,13 @@ pub struct AppInner {
     pub media_running: AtomicBool,
     /// Users of accounts: sign-in, sessions, invitations, password resets.
     pub users: crate::users::Users,
+    /// Where the deal card reads deals (the account's CRM connector, when there is one).
+    pub card_deals: Arc<dyn crate::card::DealSource>,
+    /// Outbound deliveries (CRM notes and tasks, customer webhooks): enqueue here, one worker
+    /// task delivers.
+    pub outbox: crate::outbox::Outbox,
+    /// CRM connections, customer webhook endpoints and event emission.
+    pub integrations: crate::integrations::Integrations,
 }
 
 impl Deref for AppState {
@@ -70,6 +77,12 @@ impl RunningServer {
     /// The media plane's UDP address.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The application state, for in-process callers (tests, embedders) that enqueue outbox
+    /// messages or emit events directly.
+    pub fn state(&self) -> &AppState {
+        &self.app
     }
 
     /// `http://<addr>` of the server.
@@ -130,8 +143,31 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     .with_context(|| format!("cannot start the media plane on UDP {}", config.udp_addr))?;
     let udp_addr = sfu.local_addr();
 
+    let outbox = crate::outbox::Outbox::new(
+        Arc::new(crate::outbox::SqliteOutboxStore::new(store.pool().clone())),
+        crate::outbox::RetryPolicy {
+            max_attempts: config.outbox_max_attempts,
+            base_delay: config.outbox_base_delay,
+            max_delay: config.outbox_max_delay,
+            ..crate::outbox::RetryPolicy::default()
+        },
+        Arc::new(crate::outbox::TokioClock::new()),
+    );
+    let crm_http = crate::integrations::http_client(config.crm_timeout)
+        .context("cannot build the CRM HTTP client")?;
+    let integrations = crate::integrations::Integrations::new(
+        store.pool().clone(),
+        outbox.clone(),
+        crm_http.clone(),
+        config.crm_timeout,
+    );
+
     let metrics = Arc::new(Metrics::default());
+    // Hubs report meetings they end; the summaries task turns each into a summary.
+    let (ended_tx, ended_rx) = tokio::sync::mpsc::unbounded_channel();
     let hubs = Hubs::new(HubContext {
+        ended: Some(ended_tx),
+        events: integrations.events.clone(),
         store: store.clone(),
         sfu: sfu.clone(),
         metrics: metrics.clone(),
@@ -157,14 +193,34 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         ws_tasks: TaskTracker::new(),
         media_running: AtomicBool::new(true),
         users,
+        card_deals: Arc::new(crate::integrations::connections::AccountConnectors(
+            integrations.connections.clone(),
+        )),
+        outbox: outbox.clone(),
+        integrations: integrations.clone(),
     }));
+    // One outbox worker; several processes on one database would each run one (claims keep
+    // them apart).
+    let deliveries = integrations.deliveries(crm_http, app.config.crm_timeout);
+    tokio::spawn(crate::outbox::OutboxWorker::new(outbox, deliveries).run(app.shutdown.clone()));
+    tokio::spawn(crate::integrations::license_events::run(
+        app.licensing.clone(),
+        integrations.events.clone(),
+        app.config.license_events_interval,
+        app.shutdown.clone(),
+    ));
     let events = tokio::spawn(route_events(events, hubs, app.clone()));
+    tokio::spawn(crate::summaries::on_ended(ended_rx, app.clone()));
     let router = crate::routes::router(app.clone());
     let stop = app.shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            // The peer address feeds the audit log's "from".
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
     });
     tracing::info!(%http_addr, %udp_addr, "listening");
     Ok(RunningServer {

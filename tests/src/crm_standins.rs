@@ -633,6 +633,9 @@ pub struct ReceivedWebhook {
 pub struct ReceiverState {
     pub received: Vec<ReceivedWebhook>,
     pub faults: VecDeque<Fault>,
+    /// Replaces the secret given to `start`: for endpoints whose secret the server generates
+    /// (known only after the receiver's URL was registered).
+    pub secret: Option<String>,
 }
 
 #[derive(Clone)]
@@ -692,8 +695,14 @@ async fn receive(
     };
     let timestamp = h("x-parley-timestamp");
     let signature = h("x-parley-signature");
+    let secret = st
+        .lock()
+        .expect("state")
+        .secret
+        .clone()
+        .unwrap_or_else(|| secret.to_owned());
     let signature_ok = match (&timestamp, &signature) {
-        (Some(t), Some(s)) => *s == expected_signature(secret, t, &body),
+        (Some(t), Some(s)) => *s == expected_signature(&secret, t, &body),
         _ => false,
     };
     let fault = {

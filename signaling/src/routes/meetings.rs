@@ -32,6 +32,15 @@ pub struct CreateMeeting {
     /// under that license's limits (participants, screen share, recording, SDK).
     #[serde(default)]
     pub host_user_id: Option<String>,
+    /// Invited contacts (at most 50) who get the summary by email when the meeting ends and
+    /// its results rule allows it.
+    #[serde(default)]
+    pub contacts: Option<Vec<crate::summaries::http::Contact>>,
+    /// Email the summary to the invited contacts. Unlicensed meetings send only when this is
+    /// `true`; licensed ones send when the license includes results to recipients (agreement
+    /// 1.12) unless this is `false`.
+    #[serde(default)]
+    pub send_results: Option<bool>,
 }
 
 /// Public information about a meeting.
@@ -145,7 +154,7 @@ pub async fn load(app: &AppState, id: &str) -> Result<(MeetingId, MeetingRow), A
     Ok((id, row))
 }
 
-fn parse_scheduled_start(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn parse_scheduled_start(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(s) = s else { return Ok(None) };
     let t = DateTime::parse_from_rfc3339(s).map_err(|e| {
         ApiError::invalid(
@@ -267,12 +276,32 @@ pub async fn create(
     let title =
         MeetingTitle::parse(&req.title).map_err(|e| ApiError::invalid("invalid_title", e.0))?;
     let scheduled_start = parse_scheduled_start(req.scheduled_start.as_deref())?;
+    let contacts = req
+        .contacts
+        .as_deref()
+        .map(crate::summaries::http::parse_contacts)
+        .transpose()?;
     let license = license_for(&app, &headers, req.host_user_id.as_deref()).await?;
+    let created = create_with_license(&app, &title, scheduled_start, license.as_ref()).await?;
+    crate::summaries::http::after_create(&app, &headers, &created.id, req.send_results, contacts)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Creates a meeting under `license` (already decided by the caller) and issues its links.
+/// Shared with the CRM deal card, whose caller is identified by a card session instead.
+pub(crate) async fn create_with_license(
+    app: &AppState,
+    title: &MeetingTitle,
+    scheduled_start: Option<DateTime<Utc>>,
+    license: Option<&MeetingLicense>,
+) -> Result<MeetingCreated, ApiError> {
     let id = MeetingId::generate();
     let row = app
         .store
-        .insert_meeting(&id, title.as_str(), scheduled_start, license.as_ref())
+        .insert_meeting(&id, title.as_str(), scheduled_start, license)
         .await?;
+    crate::summaries::copy_results_rule(app, id.as_str(), license).await?;
     Metrics::inc(&app.metrics.meetings_created);
     let host_token = app
         .tokens
@@ -287,20 +316,17 @@ pub async fn create(
         .map_err(|e| ApiError::Internal(e.into()))?;
     let base = &app.config.public_url;
     tracing::info!(meeting = %id, licensed = license.is_some(), "meeting created");
-    Ok((
-        StatusCode::CREATED,
-        Json(MeetingCreated {
-            host_link: format!("{base}/m/{id}?t={host_token}"),
-            invite_link: format!("{base}/m/{id}?invite={}", row.invite_secret),
-            id: row.id,
-            title: row.title,
-            scheduled_start: row.scheduled_start,
-            created_at: row.created_at,
-            host_token,
-            host_key: row.host_key,
-            invite: row.invite_secret,
-        }),
-    ))
+    Ok(MeetingCreated {
+        host_link: format!("{base}/m/{id}?t={host_token}"),
+        invite_link: format!("{base}/m/{id}?invite={}", row.invite_secret),
+        id: row.id,
+        title: row.title,
+        scheduled_start: row.scheduled_start,
+        created_at: row.created_at,
+        host_token,
+        host_key: row.host_key,
+        invite: row.invite_secret,
+    })
 }
 
 /// List meetings, newest first. Needs the operator's admin token (`PARLEY_ADMIN_TOKEN`).
@@ -485,6 +511,8 @@ pub async fn end(
     // Written before the hub is told, so that a hub starting concurrently loads the end.
     app.store.end_meeting(&id).await?;
     let _ = app.hubs.host(&id, HostCommand::End).await;
+    // Also when no hub was running (nobody in the meeting); a no-op if the hub did it first.
+    crate::summaries::meeting_ended(&app, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

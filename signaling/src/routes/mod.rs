@@ -1,12 +1,14 @@
 //! The HTTP surface: `/api/v1` (JSON: meetings and licensing), health and metrics, and the web
 //! app's files.
 
+pub(crate) mod crm_card;
 mod health;
+pub(crate) mod integrations;
 pub(crate) mod licensing;
-mod meetings;
+pub(crate) mod meetings;
 mod participants;
 pub(crate) mod users;
-mod web;
+pub(crate) mod web;
 
 pub mod openapi;
 
@@ -40,6 +42,21 @@ pub fn router(app: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .merge(licensing::routes())
         .merge(users::routes())
+        .merge(integrations::routes())
+        .route(
+            "/meetings/{id}/summary",
+            get(crate::summaries::http::get_summary),
+        )
+        .route(
+            "/meetings/{id}/contacts",
+            post(crate::summaries::http::add_contacts),
+        )
+        .route("/accounts/{account}/audit", get(crate::privacy::list))
+        .route(
+            "/accounts/{account}/erasure",
+            post(crate::privacy::erasure::erase),
+        )
+        .merge(crm_card::api_routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
@@ -48,7 +65,13 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(crm_card::page_routes())
         .merge(web::router(&app.config.web_root))
+        // The caller's address for the audit log (see `privacy::client_ip`).
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::privacy::client_ip,
+        ))
         .with_state(app)
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -8,7 +8,7 @@ use super::licensing::{
     accounts, documents, invoices, lots, orders, payments, promotions, tariffs, terminations,
 };
 use super::users::{auth, manage, me};
-use super::{health, meetings, participants};
+use super::{crm_card, health, integrations, meetings, participants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,7 +43,14 @@ use super::{health, meetings, participants};
         auth::sign_in, auth::sign_out, auth::list_sessions, auth::revoke_session,
         auth::request_reset, auth::confirm_reset, auth::accept_invitation, me::me,
         manage::invite, manage::list, manage::get, manage::update, manage::assign_seat,
-        manage::reclaim_seat
+        manage::reclaim_seat,
+        crate::summaries::http::get_summary, crate::summaries::http::add_contacts,
+        crate::privacy::list, crate::privacy::erasure::erase,
+        crm_card::put_secret, crm_card::link_user, crm_card::unlink_user, crm_card::deal,
+        crm_card::meetings, crm_card::create,
+        integrations::put_crm, integrations::get_crm, integrations::delete_crm,
+        integrations::create_webhook, integrations::list_webhooks, integrations::delete_webhook,
+        integrations::list_outbox, integrations::retry_outbox, integrations::inbound_meeting
     ),
     modifiers(&BearerAuth),
     tags(
@@ -54,10 +61,22 @@ use super::{health, meetings, participants};
             invoices, payments, transfer documents, suspension and termination. The operator \
             calls with `Bearer <PARLEY_ADMIN_TOKEN>`, an account with `Bearer <key_id>.<secret>` \
             and sees only its own resources (another account's are 404)."),
+        (name = "privacy", description = "The account's audit log of actions on personal data \
+            and licenses, and erasure of a person's data on request (financial records are kept)."),
+        (name = "integrations", description = "The account's CRM connection (secrets never \
+            returned), customer webhook endpoints (signed with `X-Parley-Timestamp` and \
+            `X-Parley-Signature: v1=<hex HMAC-SHA256(secret, \"{timestamp}.{body}\")>`), the \
+            outbox with its delivery logs and manual retry, and the inbound endpoint a generic \
+            CRM calls to start a meeting for a deal."),
         (name = "users", description = "Users of an account: sign-in (the `parley_session` \
             cookie or `Bearer s_<token>`), sessions, invitations, password resets, roles and \
             seats. Account admins (session), the account's API key and the operator manage an \
-            account's users; another account's are 404.")
+            account's users; another account's are 404."),
+        (name = "crm card", description = "The deal card a CRM shows in an iframe: launched by \
+            `GET /crm/card?account&deal&crm_user&exp&sig` (hex HMAC-SHA256 with the account's \
+            card secret over `account=…&deal=…&crm_user=…&exp=…`), then called with the card \
+            session (`Bearer cs_<token>` or the `parley_card` cookie). The account's admin, API \
+            key or the operator set the card secret and link CRM users to Parley users.")
     )
 )]
 pub struct ApiDoc;

@@ -12,12 +12,14 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::configuration::Secret;
 use crate::domain::Email;
 
-/// One plain-text message. Its body carries one-time links, so `Debug` leaves it out.
+/// One message: plain text, with an HTML alternative when `html` is set. Bodies carry one-time
+/// links or meeting contents, so `Debug` leaves them out.
 #[derive(Clone)]
 pub struct OutgoingEmail {
     pub to: Email,
     pub subject: String,
     pub text: String,
+    pub html: Option<String>,
 }
 
 impl fmt::Debug for OutgoingEmail {
@@ -26,6 +28,7 @@ impl fmt::Debug for OutgoingEmail {
             .field("to", &self.to)
             .field("subject", &self.subject)
             .field("text", &"<hidden: contains a one-time link>")
+            .field("html", &self.html.as_ref().map(|_| "<hidden>"))
             .finish()
     }
 }
@@ -101,12 +104,18 @@ impl EmailSender for SmtpEmailSender {
             .as_str()
             .parse::<Mailbox>()
             .map_err(|e| anyhow::anyhow!("recipient address: {e}"))?;
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(email.subject)
-            .header(lettre::message::header::ContentType::TEXT_PLAIN)
-            .body(email.text)?;
+            .subject(email.subject);
+        let message = match email.html {
+            Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+                email.text, html,
+            ))?,
+            None => builder
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(email.text)?,
+        };
         self.transport
             .send(message)
             .await

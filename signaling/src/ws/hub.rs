@@ -22,6 +22,7 @@ use super::messages::{LeaveReason, MeetingView, ParticipantView, Resume, ServerM
 use crate::auth::{Claims, Grants};
 use crate::domain::{MeetingId, ParticipantId, Role, constant_time_eq, random_token};
 use crate::metrics::Metrics;
+use crate::outbox::webhooks::EventType;
 use crate::store::{NewSession, Store};
 
 /// Outbound queue length per socket; a client this far behind is dropped.
@@ -130,6 +131,10 @@ pub struct HubContext {
     pub metrics: Arc<Metrics>,
     pub resume_grace: Duration,
     pub map: HubMap,
+    /// Customer webhook events of the meeting (participant.joined, meeting.ended, ...).
+    pub events: crate::integrations::Events,
+    /// Told the id of every meeting a hub ends (the after-meeting summary listens).
+    pub ended: Option<mpsc::UnboundedSender<MeetingId>>,
 }
 
 struct Member {
@@ -426,9 +431,32 @@ impl Hub {
             you: view.clone(),
             participants: self.others(&pid),
         };
+        let first = self.members.is_empty();
+        let hook_data = serde_json::json!({
+            "participant_id": pid.as_str(),
+            "display_name": member.display_name,
+            "role": member.role,
+            "joined_at": member.joined_at,
+        });
         self.members.insert(pid.clone(), member);
         Metrics::inc(&self.ctx.metrics.participants);
         tracing::info!(meeting = %self.id, participant = %pid, "joined");
+        // Event ids are stable per meeting (and participant), so the outbox keeps one message
+        // per endpoint even when the first participant leaves and someone joins again.
+        if first {
+            self.ctx.events.meeting_event(
+                &self.id,
+                EventType::MeetingStarted,
+                format!("{}:meeting.started", self.id),
+                serde_json::json!({"title": self.title}),
+            );
+        }
+        self.ctx.events.meeting_event(
+            &self.id,
+            EventType::ParticipantJoined,
+            format!("{}:{}:participant.joined", self.id, pid),
+            hook_data,
+        );
         let _ = reply.send(Ok(JoinAccepted {
             participant_id: pid.clone(),
             resumed: false,
@@ -565,6 +593,12 @@ impl Hub {
             tracing::error!(meeting = %self.id, error = %e, "cannot close session");
         }
         tracing::info!(meeting = %self.id, participant = %pid, reason = reason.as_str(), "left");
+        self.ctx.events.meeting_event(
+            &self.id,
+            EventType::ParticipantLeft,
+            format!("{}:{}:participant.left", self.id, pid),
+            serde_json::json!({"participant_id": pid.as_str(), "reason": reason.as_str()}),
+        );
         self.broadcast(
             &ServerMessage::ParticipantLeft {
                 participant_id: pid.to_string(),
@@ -657,7 +691,16 @@ impl Hub {
                     Metrics::dec(&self.ctx.metrics.participants);
                 }
                 self.ctx.sfu.close_room(self.id.as_str());
+                if let Some(ended) = &self.ctx.ended {
+                    let _ = ended.send(self.id.clone());
+                }
                 tracing::info!(meeting = %self.id, "meeting ended");
+                self.ctx.events.meeting_event(
+                    &self.id,
+                    EventType::MeetingEnded,
+                    format!("{}:meeting.ended", self.id),
+                    serde_json::json!({"title": self.title}),
+                );
                 (Ok(()), true)
             }
             HostCommand::Lock(locked) => {
@@ -728,7 +771,14 @@ impl Hub {
                     self.ctx.metrics.join_media_latency.observe(at.elapsed());
                 }
             }
-            SfuEvent::PeerState { .. } | SfuEvent::TalkTime { .. } => {}
+            SfuEvent::TalkTime {
+                participant,
+                speaking_ms,
+                ..
+            } => {
+                record_talk_time(&self.ctx.store, &self.id, &participant, speaking_ms).await;
+            }
+            SfuEvent::PeerState { .. } => {}
         }
     }
 
@@ -819,5 +869,28 @@ impl Hub {
             let _ = conn.close.send(CloseReason::new(4004, "too slow"));
             self.start_grace(pid);
         }
+    }
+}
+
+/// Adds one TalkTime increment of the media plane to the participant's session (the summary
+/// sums them). A free function so the bookkeeping is testable without a media plane.
+pub async fn record_talk_time(
+    store: &Store,
+    meeting: &MeetingId,
+    participant: &str,
+    speaking_ms: u64,
+) {
+    if speaking_ms == 0 || ParticipantId::parse(participant).is_err() {
+        return;
+    }
+    if let Err(e) = crate::summaries::db::add_talk_time(
+        store.pool(),
+        meeting.as_str(),
+        participant,
+        speaking_ms,
+    )
+    .await
+    {
+        tracing::warn!(%meeting, error = %e, "cannot record talk time");
     }
 }

@@ -11,6 +11,9 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
 
 pub use hub::{HostCommand, HubContext};
+// For the summaries' unit test of the talk-time bookkeeping.
+#[cfg(test)]
+pub(crate) use hub::record_talk_time;
 pub use hubs::{HostError, Hubs};
 pub use messages::ParticipantView;
 

@@ -78,10 +78,19 @@ pub async fn assign_seat(
     headers: HeaderMap,
     ApiJson(body): ApiJson<AssignSeat>,
 ) -> Result<(StatusCode, Json<SeatAssignment>), ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     let lot_id = path_id(&lot, "license")?;
     let user = bounded_text("user_id", &body.user_id, MAX_USER_ID)?;
     let seat = app.licensing.assign_seat(id, lot_id, user).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "seat.assign",
+        crate::privacy::Target::new("user", user),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(seat)))
 }
 
@@ -94,8 +103,17 @@ pub async fn reclaim_seat(
     Path((account, user_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     let user = bounded_text("user_id", &user_id, MAX_USER_ID)?;
     app.licensing.reclaim_seat(id, user).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "seat.reclaim",
+        crate::privacy::Target::new("user", user),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,9 +48,18 @@ pub async fn place(
     headers: HeaderMap,
     ApiJson(req): ApiJson<QuoteRequest>,
 ) -> Result<(StatusCode, Json<PlacedOrder>), ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     let key = idempotency_key(&headers)?;
     let placed = app.licensing.place_order(id, &key, &req).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "order.place",
+        crate::privacy::Target::new("order", &placed.order.id.to_string()),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
@@ -130,10 +139,19 @@ pub async fn sign(
     Path((account, order)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<SignedOrder>), ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     let key = idempotency_key(&headers)?;
     let order_id = path_id(&order, "order")?;
     let signed = app.licensing.sign_order(id, order_id, &key).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "order.sign",
+        crate::privacy::Target::new("order", &order_id.to_string()),
+    )
+    .await;
     tracing::info!(account = %id, order = %order_id, lot = %signed.lot_id, "postpay order signed");
     Ok((StatusCode::CREATED, Json(signed)))
 }

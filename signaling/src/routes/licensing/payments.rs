@@ -75,6 +75,28 @@ pub async fn register(
         .register_payment(id, invoice_id, &key, method, amount, paid_on)
         .await?;
     tracing::info!(account = %id, invoice = %invoice_id, lot = %payment.lot_id, "payment registered");
+    // Keyed by the payment, so a retried registration (same payment) emits nothing new. A
+    // failed enqueue must not turn a registered payment into an error: it is logged.
+    if let Err(e) = crate::integrations::emit_event(
+        &app,
+        &id.to_string(),
+        crate::outbox::webhooks::EventType::OrderPaid,
+        &format!("order.paid:{}", payment.id),
+        serde_json::json!({"payment": &payment}),
+    )
+    .await
+    {
+        tracing::warn!(account = %id, error = %e, "cannot enqueue the order.paid webhook");
+    }
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "payment.register",
+        crate::privacy::Target::new("payment", &payment.id.to_string()),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(payment)))
 }
 

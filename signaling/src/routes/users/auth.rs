@@ -152,6 +152,15 @@ pub async fn sign_in(
         users.store.clear_throttle(key).await?;
         let s = session::open(&app, &user, &headers).await?;
         tracing::info!(user = %user.id, session = %s.row.id, "signed in");
+        crate::privacy::record(
+            &app,
+            &headers,
+            crate::privacy::Actor::user(&user.id),
+            Some(&user.account_id),
+            "auth.sign_in",
+            crate::privacy::Target::new("user", &user.id),
+        )
+        .await;
         return signed_in(&app, StatusCode::OK, &user, s);
     }
     // Wrong password, unknown email, invited or disabled user: one answer, one counter.
@@ -186,6 +195,15 @@ pub async fn sign_out(
             .store
             .revoke_session(&me.user.id, &me.session_id, now)
             .await?;
+        crate::privacy::record(
+            &app,
+            &headers,
+            crate::privacy::Actor::user(&me.user.id),
+            Some(&me.account_id.to_string()),
+            "auth.sign_out",
+            crate::privacy::Target::new("user", &me.user.id),
+        )
+        .await;
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     let v = HeaderValue::from_str(&session::clear_cookie(&app))
@@ -288,6 +306,7 @@ async fn send_reset(app: &AppState, email: &Email) -> anyhow::Result<()> {
         .mailer
         .send(crate::users::OutgoingEmail {
             to,
+            html: None,
             subject: "Reset your Parley password".into(),
             text: format!(
                 "Hello {},\n\nSomeone (hopefully you) asked to reset your Parley password. \
@@ -429,6 +448,15 @@ pub async fn accept_invitation(
             .ok_or_else(|| invalid_token("invitation"))?,
     };
     tracing::info!(user = %user.id, "invitation accepted");
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::user(&user.id),
+        Some(&user.account_id),
+        "user.accept_invitation",
+        crate::privacy::Target::new("user", &user.id),
+    )
+    .await;
     let s = session::open(&app, &user, &headers).await?;
     signed_in(&app, StatusCode::OK, &user, s)
 }

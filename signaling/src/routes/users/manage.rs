@@ -177,6 +177,7 @@ pub async fn invite(
     let link = format!("{}/invitation#token={token}", users.public_url);
     let mail = OutgoingEmail {
         to: email,
+        html: None,
         subject: "You are invited to Parley".into(),
         text: format!(
             "Hello {},\n\n{inviter} invited you to Parley as {}. Open this link within 7 days \
@@ -199,6 +200,15 @@ pub async fn invite(
         });
     }
     tracing::info!(account = %account_id, user = %user.id, role = role.as_str(), "user invited");
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_manager(&by, account_id),
+        Some(&account_id.to_string()),
+        "user.invite",
+        crate::privacy::Target::new("user", &user.id),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(Invited {
@@ -328,6 +338,15 @@ pub async fn update(
             .await?;
         tracing::info!(user = %u.id, revoked = n, "user disabled");
     }
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_manager(&by, account_id),
+        Some(&account_id.to_string()),
+        "user.update",
+        crate::privacy::Target::new("user", &u.id),
+    )
+    .await;
     Ok(Json(UserView::from(&updated)))
 }
 
@@ -345,7 +364,7 @@ pub async fn assign_seat(
     headers: HeaderMap,
     ApiJson(body): ApiJson<AssignSeat>,
 ) -> Result<(StatusCode, Json<SeatAssignment>), ApiError> {
-    let (_, account_id) = manager(&app, &headers, &account).await?;
+    let (by, account_id) = manager(&app, &headers, &account).await?;
     let u = user_of(&app, account_id, &user).await?;
     if u.status() == UserStatus::Disabled {
         return Err(ApiError::Conflict {
@@ -356,6 +375,15 @@ pub async fn assign_seat(
     let lot = path_id(&body.lot_id, "license")?;
     let seat = app.licensing.assign_seat(account_id, lot, &u.id).await?;
     tracing::info!(account = %account_id, user = %u.id, lot = %lot, "seat assigned");
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_manager(&by, account_id),
+        Some(&account_id.to_string()),
+        "seat.assign",
+        crate::privacy::Target::new("user", &u.id),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(seat)))
 }
 
@@ -369,9 +397,18 @@ pub async fn reclaim_seat(
     Path((account, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let (_, account_id) = manager(&app, &headers, &account).await?;
+    let (by, account_id) = manager(&app, &headers, &account).await?;
     let u = user_of(&app, account_id, &user).await?;
     app.licensing.reclaim_seat(account_id, &u.id).await?;
     tracing::info!(account = %account_id, user = %u.id, "seat reclaimed");
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_manager(&by, account_id),
+        Some(&account_id.to_string()),
+        "seat.reclaim",
+        crate::privacy::Target::new("user", &u.id),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

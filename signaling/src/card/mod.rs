@@ -1,0 +1,373 @@
+//! The CRM deal card: signed launch URLs, the CRM-user → Parley-user links, short-lived card
+//! sessions, and where the card reads its deal from.
+//!
+//! A CRM shows `/crm/card?account=…&deal=…&crm_user=…&exp=…&sig=…` in an iframe. `sig` is the
+//! lower-case hex HMAC-SHA256, keyed with the account's card secret, of the canonical query
+//! `account=<id>&deal=<deal>&crm_user=<crm user>&exp=<unix seconds>` (those four, that order).
+//! Deal and CRM user ids are restricted to `[A-Za-z0-9_.:-]{1,64}` so the canonical text needs
+//! no percent-encoding rules: what the CRM signs is exactly what it puts in the URL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::{FromRow, Row};
+use uuid::Uuid;
+
+use crate::crm::{CrmConnector, Deal};
+use crate::store::DbPool;
+
+/// Launch URLs may be minted at most this far ahead: a leaked URL stays usable for a bounded time.
+pub const MAX_LAUNCH_AHEAD_SECS: i64 = 24 * 3600;
+/// A card session lasts an hour; the CRM relaunches the card (new signed URL) after that.
+pub const CARD_SESSION_SECS: i64 = 3600;
+/// Card session tokens: `cs_` + 43 alphanumerics (about 256 bits), stored as SHA-256.
+pub const CARD_TOKEN_PREFIX: &str = "cs_";
+/// Cookie of the card session (HttpOnly, scoped to the card API's path).
+pub const CARD_COOKIE: &str = "parley_card";
+pub const MAX_EXTERNAL_ID: usize = 64;
+
+/// Whether a deal or CRM user id has the allowed shape (see the module docs).
+pub fn valid_external_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_EXTERNAL_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// The text that is signed.
+pub fn canonical(account: &str, deal: &str, crm_user: &str, exp: i64) -> String {
+    format!("account={account}&deal={deal}&crm_user={crm_user}&exp={exp}")
+}
+
+/// Hex HMAC-SHA256 of `text` (what a CRM computes; used by tests and docs).
+pub fn sign(secret: &str, text: &str) -> String {
+    let mut mac = mac(secret);
+    mac.update(text.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn mac(secret: &str) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+}
+
+/// Checks `sig_hex` against `text` in constant time (`verify_slice` compares without early exit).
+pub fn verify(secret: &str, text: &str, sig_hex: &str) -> bool {
+    if sig_hex.len() != 64 {
+        return false;
+    }
+    let Ok(sig) = hex::decode(sig_hex) else {
+        return false;
+    };
+    let mut mac = mac(secret);
+    mac.update(text.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// Normalises a CRM origin for the `frame-ancestors` directive: `scheme://host[:port]`, https
+/// only, except plain http on loopback hosts (local development and tests). Anything with a
+/// path, query, credentials or a wildcard is refused, so the CSP can never be widened by input.
+pub fn normalise_origin(input: &str) -> Option<String> {
+    if input.len() > 200 || input.contains('*') {
+        return None;
+    }
+    let url = reqwest::Url::parse(input.trim()).ok()?;
+    let host = url.host_str()?;
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return None,
+    }
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    // Defence in depth: the origin goes into a header; only CSP-safe characters.
+    origin
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']'))
+        .then_some(origin)
+}
+
+/// Where the card reads a deal with its contacts. The CRM-connection work provides the real
+/// per-account resolver; until then [`NoDealSource`] answers "no connector", and the card shows
+/// the deal id with an empty contact list.
+#[async_trait]
+pub trait DealSource: Send + Sync {
+    /// The account's connector, if it has a CRM connected.
+    async fn connector(&self, account: Uuid) -> Option<Arc<dyn CrmConnector>>;
+}
+
+pub struct NoDealSource;
+
+#[async_trait]
+impl DealSource for NoDealSource {
+    async fn connector(&self, _account: Uuid) -> Option<Arc<dyn CrmConnector>> {
+        None
+    }
+}
+
+/// Reads the deal through `source`; `Ok(None)` when the account has no connector.
+pub async fn read_deal(
+    source: &dyn DealSource,
+    account: Uuid,
+    deal: &str,
+) -> Result<Option<Deal>, crate::crm::CrmError> {
+    match source.connector(account).await {
+        Some(c) => c.read_deal(deal).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CardSettings {
+    pub secret: String,
+    pub crm_origin: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CardSession {
+    pub account_id: String,
+    pub user_id: String,
+    pub crm_user_id: String,
+    pub deal_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The card's tables (see migration `20260421000000_crm_card.sql`).
+#[derive(Clone)]
+pub struct CardStore {
+    pool: DbPool,
+}
+
+impl CardStore {
+    pub fn new(pool: DbPool) -> Self {
+        CardStore { pool }
+    }
+
+    pub async fn settings(&self, account: &str) -> sqlx::Result<Option<CardSettings>> {
+        sqlx::query_as("SELECT secret, crm_origin FROM crm_card_settings WHERE account_id = ?")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Creates or replaces (rotates) the account's secret and origin.
+    pub async fn put_settings(
+        &self,
+        account: &str,
+        secret: &str,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO crm_card_settings (account_id, secret, crm_origin, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET \
+             secret = excluded.secret, crm_origin = excluded.crm_origin, \
+             created_at = excluded.created_at",
+        )
+        .bind(account)
+        .bind(secret)
+        .bind(origin)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn link_user(
+        &self,
+        account: &str,
+        crm_user: &str,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO crm_user_links (account_id, crm_user_id, user_id, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (account_id, crm_user_id) DO UPDATE SET \
+             user_id = excluded.user_id, created_at = excluded.created_at",
+        )
+        .bind(account)
+        .bind(crm_user)
+        .bind(user)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a link and ends the card sessions opened through it.
+    pub async fn unlink_user(&self, account: &str, crm_user: &str) -> sqlx::Result<bool> {
+        let r = sqlx::query("DELETE FROM crm_user_links WHERE account_id = ? AND crm_user_id = ?")
+            .bind(account)
+            .bind(crm_user)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM crm_card_sessions WHERE account_id = ? AND crm_user_id = ?")
+            .bind(account)
+            .bind(crm_user)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn linked_user(&self, account: &str, crm_user: &str) -> sqlx::Result<Option<String>> {
+        sqlx::query("SELECT user_id FROM crm_user_links WHERE account_id = ? AND crm_user_id = ?")
+            .bind(account)
+            .bind(crm_user)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("user_id"))
+            .transpose()
+    }
+
+    pub async fn insert_session(
+        &self,
+        token_hash: &str,
+        s: &CardSession,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<()> {
+        // Expired sessions are swept on every launch so the table stays small.
+        sqlx::query("DELETE FROM crm_card_sessions WHERE expires_at < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO crm_card_sessions (token_hash, account_id, user_id, crm_user_id, \
+             deal_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(&s.account_id)
+        .bind(&s.user_id)
+        .bind(&s.crm_user_id)
+        .bind(&s.deal_id)
+        .bind(now)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, token_hash: &str) -> sqlx::Result<Option<CardSession>> {
+        sqlx::query_as(
+            "SELECT account_id, user_id, crm_user_id, deal_id, expires_at \
+             FROM crm_card_sessions WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    pub async fn set_meeting_deal(&self, meeting: &str, deal: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE meetings SET deal_id = ? WHERE id = ?")
+            .bind(deal)
+            .bind(meeting)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Meetings of one deal of one account, newest first (at most `limit`).
+    pub async fn deal_meetings(
+        &self,
+        account: &str,
+        deal: &str,
+        limit: i64,
+    ) -> sqlx::Result<Vec<DealMeetingRow>> {
+        sqlx::query_as(
+            "SELECT id, title, scheduled_start, created_at, started_at, ended_at, invite_secret \
+             FROM meetings WHERE account_id = ? AND deal_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(account)
+        .bind(deal)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Whether a summary is stored for the meeting. The summaries table belongs to the
+    /// summaries work; if it is absent the answer is simply "no".
+    pub async fn has_summary(&self, meeting: &str) -> bool {
+        sqlx::query("SELECT 1 FROM meeting_summaries WHERE meeting_id = ?")
+            .bind(meeting)
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    }
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct DealMeetingRow {
+    pub id: String,
+    pub title: String,
+    pub scheduled_start: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub invite_secret: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_forgeries_do_not() {
+        let text = canonical("a", "42", "7", 1_900_000_000);
+        let sig = sign("k", &text);
+        assert!(verify("k", &text, &sig));
+        assert!(!verify("other", &text, &sig));
+        assert!(!verify(
+            "k",
+            &canonical("a", "43", "7", 1_900_000_000),
+            &sig
+        ));
+        assert!(!verify("k", &text, "zz"));
+        assert!(!verify("k", &text, &"g".repeat(64)));
+    }
+
+    #[test]
+    fn origins_are_normalised_or_refused() {
+        assert_eq!(
+            normalise_origin("https://Crm.Example.com/").as_deref(),
+            Some("https://crm.example.com")
+        );
+        assert_eq!(
+            normalise_origin("http://127.0.0.1:8080").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        for bad in [
+            "http://crm.example.com",
+            "https://*.example.com",
+            "https://crm.example.com/path",
+            "https://u:p@crm.example.com",
+            "https://crm.example.com?x=1",
+            "javascript:alert(1)",
+            "*",
+            "",
+        ] {
+            assert_eq!(normalise_origin(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn external_ids() {
+        assert!(valid_external_id("12345"));
+        assert!(valid_external_id("D_1.a:b-c"));
+        assert!(!valid_external_id(""));
+        assert!(!valid_external_id("a&b"));
+        assert!(!valid_external_id(&"1".repeat(65)));
+    }
+}

@@ -1,0 +1,814 @@
+//! CRM connections, the outbox and customer webhooks wired into the running server, black-box:
+//! connections stored per account and used by the server's own outbox worker against local
+//! stand-ins of amoCRM, Bitrix24 and a customer's webhook receiver; meeting events from real
+//! WebSocket joins; the failed state and manual retry; the inbound generic CRM endpoint with
+//! its signature checks; and who may touch what.
+//!
+//! Nothing sleeps: every expectation waits for its condition with a deadline (`wait_for`).
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use parley_signaling::configuration::LicensingClock;
+use parley_signaling::outbox::crm::note_message;
+use parley_signaling::outbox::webhooks::EventType;
+use parley_signaling::users::{EmailSenderHook, MemoryEmailSender};
+use parley_tests::crm_standins::{
+    AMO_CLIENT_ID, AMO_CLIENT_SECRET, AMO_LEAD_ID, AMO_REDIRECT_URI, AmoStandIn, BITRIX_DEAL_ID,
+    BitrixStandIn, Fault, WebhookReceiver, expected_signature,
+};
+use parley_tests::{ADMIN_TOKEN, TestApp, str_of, wait_for};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+const REFRESH: &str = "amo-refresh-0001";
+const INBOUND_SECRET: &str = "inbound-secret-of-the-generic-crm";
+
+struct World {
+    app: TestApp,
+    mail: MemoryEmailSender,
+    clock: LicensingClock,
+}
+
+struct Account {
+    id: String,
+    key: String,
+    lot: String,
+}
+
+impl World {
+    async fn spawn() -> World {
+        let mail = MemoryEmailSender::new();
+        let m = mail.clone();
+        let clock = LicensingClock::new(NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
+        let c = clock.clone();
+        let app = TestApp::spawn_with(move |cfg| {
+            cfg.licensing_clock = Some(c);
+            // The reminder mover polls often, so a moved licensing date shows up quickly.
+            cfg.license_events_interval = std::time::Duration::from_millis(50);
+            cfg.email_sender = Some(EmailSenderHook(Arc::new(m)));
+            // Fast retries: tests wait for conditions, not for backoff.
+            cfg.outbox_max_attempts = 2;
+            cfg.outbox_base_delay = std::time::Duration::from_millis(10);
+            cfg.outbox_max_delay = std::time::Duration::from_millis(50);
+            cfg.crm_timeout = std::time::Duration::from_secs(3);
+        })
+        .await;
+        let w = World { app, mail, clock };
+        let (s, v) = w
+            .req(
+                Method::PUT,
+                "/api/v1/tariffs/business-12",
+                Some(ADMIN_TOKEN),
+                Some(json!({
+                    "name": "Business", "term_months": 12, "price_per_seat": "12000.00",
+                    "features": {"max_participants": 10, "max_meeting_minutes": 240,
+                        "recording": {"storage_quota_mb": 1024, "retention_days": 30},
+                        "sdk_embedding": true, "results_to_recipients": true,
+                        "screen_share": true}
+                })),
+            )
+            .await;
+        assert_eq!(s, 200, "tariff: {v}");
+        w
+    }
+
+    async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.app.call(method, path, bearer, body).await
+    }
+
+    fn state(&self) -> &parley_signaling::startup::AppState {
+        self.app.server.as_ref().expect("running").state()
+    }
+
+    /// An account with a paid lot of 3 seats, `rep-1` holding one.
+    async fn account(&self, crm_id: &str) -> Account {
+        let (s, v) = self
+            .req(
+                Method::POST,
+                "/api/v1/accounts",
+                Some(ADMIN_TOKEN),
+                Some(json!({
+                    "name": format!("ООО Ромашка {crm_id}"), "kind": "legal_entity",
+                    "inn": "7707083893", "resident": true, "crm_system": "sbercrm",
+                    "crm_external_id": crm_id, "address": "Москва"
+                })),
+            )
+            .await;
+        assert_eq!(s, 201, "account: {v}");
+        let (id, key) = (str_of(&v["account"], "id"), str_of(&v["api_key"], "bearer"));
+        let r = self
+            .app
+            .http
+            .post(self.app.url(&format!("/api/v1/accounts/{id}/orders")))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", format!("order-{crm_id}"))
+            .json(&json!({"type": "initial", "tariff": "business-12", "seats": 3}))
+            .send()
+            .await
+            .expect("order");
+        assert_eq!(r.status(), 201);
+        let order: Value = r.json().await.expect("json");
+        let inv = &order["invoice"];
+        let r = self
+            .app
+            .http
+            .post(self.app.url(&format!(
+                "/api/v1/accounts/{id}/invoices/{}/payments",
+                str_of(inv, "id")
+            )))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", format!("pay-{crm_id}"))
+            .json(&json!({"method": "bank_transfer", "amount": inv["amount"]}))
+            .send()
+            .await
+            .expect("payment");
+        assert_eq!(r.status(), 201);
+        let p: Value = r.json().await.expect("json");
+        let acc = Account {
+            id,
+            key,
+            lot: str_of(&p, "lot_id"),
+        };
+        let (s, v) = self
+            .req(
+                Method::POST,
+                &format!("/api/v1/accounts/{}/lots/{}/seats", acc.id, acc.lot),
+                Some(&acc.key),
+                Some(json!({"user_id": "rep-1"})),
+            )
+            .await;
+        assert!(s == 201 || s == 200, "seat: {s} {v}");
+        acc
+    }
+
+    /// Invites `email` with `role` by the account's key and accepts: a session token.
+    async fn session(&self, acc: &Account, email: &str, role: &str) -> String {
+        let (s, v) = self
+            .req(
+                Method::POST,
+                &format!("/api/v1/accounts/{}/invitations", acc.id),
+                Some(&acc.key),
+                Some(json!({"email": email, "role": role})),
+            )
+            .await;
+        assert_eq!(s, 201, "invite {email}: {v}");
+        let mails = self.mail.sent_to(email);
+        let mail = mails.last().expect("invitation mail");
+        let token = token_in(&mail.text, "inv_").expect("invitation link");
+        let (s, v) = self
+            .req(
+                Method::POST,
+                "/api/v1/invitations/accept",
+                None,
+                Some(json!({"token": token, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(s, 200, "accept: {v}");
+        str_of(&v, "token")
+    }
+
+    async fn put_crm(&self, acc: &Account, body: Value) -> Value {
+        let (s, v) = self
+            .req(
+                Method::PUT,
+                &format!("/api/v1/accounts/{}/crm", acc.id),
+                Some(&acc.key),
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, 200, "put crm: {v}");
+        v
+    }
+
+    async fn outbox(&self, acc: &Account, status: &str) -> Vec<Value> {
+        let (s, v) = self
+            .req(
+                Method::GET,
+                &format!("/api/v1/accounts/{}/outbox?status={status}", acc.id),
+                Some(&acc.key),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "outbox: {v}");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// A customer webhook endpoint at a fresh receiver, which checks the generated secret.
+    async fn receiver(&self, acc: &Account, events: &[&str]) -> (WebhookReceiver, String) {
+        let receiver = WebhookReceiver::start("unknown-until-registered").await;
+        let (s, v) = self
+            .req(
+                Method::POST,
+                &format!("/api/v1/accounts/{}/webhooks", acc.id),
+                Some(&acc.key),
+                Some(json!({"url": receiver.url, "events": events})),
+            )
+            .await;
+        assert_eq!(s, 201, "webhook: {v}");
+        let secret = str_of(&v, "secret");
+        receiver.lock().secret = Some(secret);
+        (receiver, str_of(&v, "id"))
+    }
+}
+
+fn token_in(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(&format!("#token={prefix}"))? + "#token=".len();
+    let token: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (token.len() == prefix.len() + 43).then_some(token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amocrm_note_goes_out_through_the_servers_worker_after_a_token_refresh() {
+    let w = World::spawn().await;
+    let acc = w.account("amo-1").await;
+    let amo = AmoStandIn::start(REFRESH).await;
+    let v = w
+        .put_crm(
+            &acc,
+            json!({"kind": "amocrm", "frame_origin": "https://romashka.amocrm.ru",
+                "settings": {"base_url": amo.base_url, "client_id": AMO_CLIENT_ID,
+                    "client_secret": AMO_CLIENT_SECRET, "redirect_uri": AMO_REDIRECT_URI,
+                    "access_token": "expired-access-token", "refresh_token": REFRESH}}),
+        )
+        .await;
+    let text = v.to_string();
+    for secret in [AMO_CLIENT_SECRET, REFRESH, "expired-access-token"] {
+        assert!(!text.contains(secret), "a secret in the answer: {text}");
+    }
+    assert_eq!(v["kind"], "amocrm");
+    assert_eq!(v["secrets"]["client_secret"], "********");
+    assert_eq!(v["frame_origin"], "https://romashka.amocrm.ru");
+    let connection = str_of(&v, "connection_id");
+
+    w.state()
+        .outbox
+        .enqueue(note_message(
+            &connection,
+            &AMO_LEAD_ID.to_string(),
+            "Call summary: the client wants a proposal.",
+            "m-1:note",
+        ))
+        .await
+        .expect("enqueue");
+    wait_for("the note at amoCRM", || async {
+        (!amo.lock().notes.is_empty()).then_some(())
+    })
+    .await;
+    {
+        let st = amo.lock();
+        assert_eq!(st.refreshes, 1, "one refresh on the 401");
+        assert_eq!(st.notes.len(), 1);
+        assert_eq!(st.notes[0].0, AMO_LEAD_ID);
+    }
+    let delivered = wait_for("the message delivered", || async {
+        let d = w.outbox(&acc, "delivered").await;
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(delivered[0]["kind"], "crm_note");
+    let (s, v) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{}/crm", acc.id),
+            Some(&acc.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["status"], "connected", "{v}");
+    assert!(!v.to_string().contains(REFRESH));
+
+    // The refreshed pair was saved: a second note needs no refresh (the old refresh token is
+    // spent at amoCRM, so a lost save would fail here).
+    w.state()
+        .outbox
+        .enqueue(note_message(
+            &connection,
+            &AMO_LEAD_ID.to_string(),
+            "Second",
+            "m-2:note",
+        ))
+        .await
+        .expect("enqueue");
+    wait_for("the second note", || async {
+        (amo.lock().notes.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(amo.lock().refreshes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_comment_is_retried_after_a_5xx_and_delivered() {
+    let w = World::spawn().await;
+    let acc = w.account("b24-1").await;
+    let b24 = BitrixStandIn::start().await;
+    let v = w
+        .put_crm(
+            &acc,
+            json!({"kind": "bitrix24", "settings": {"webhook_url": b24.webhook_url()}}),
+        )
+        .await;
+    assert!(
+        !v.to_string().contains(&b24.webhook_url()),
+        "the webhook URL is a credential: {v}"
+    );
+    assert_eq!(v["settings"]["portal"], b24.origin);
+    b24.push_faults([Fault::Status(502, None)]);
+    w.state()
+        .outbox
+        .enqueue(note_message(
+            &str_of(&v, "connection_id"),
+            &BITRIX_DEAL_ID.to_string(),
+            "Call summary",
+            "m-b:note",
+        ))
+        .await
+        .expect("enqueue");
+    wait_for("the comment at Bitrix24", || async {
+        (!b24.lock().comments.is_empty()).then_some(())
+    })
+    .await;
+    let d = wait_for("delivered", || async {
+        let d = w.outbox(&acc, "delivered").await;
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    let log = d[0]["attempt_log"].as_array().cloned().unwrap_or_default();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0]["outcome"], "retryable");
+    assert_eq!(log[0]["http_status"], 502);
+    assert_eq!(log[1]["outcome"], "delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meeting_events_reach_the_customer_endpoint_signed() {
+    let w = World::spawn().await;
+    let acc = w.account("hooks-1").await;
+    let (receiver, _) = w
+        .receiver(
+            &acc,
+            &["meeting.started", "participant.joined", "meeting.ended"],
+        )
+        .await;
+    let (s, m) = w
+        .req(
+            Method::POST,
+            "/api/v1/meetings",
+            Some(&acc.key),
+            Some(json!({"title": "Demo", "host_user_id": "rep-1"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    let meeting = parley_tests::Meeting {
+        id: str_of(&m, "id"),
+        host_key: str_of(&m, "host_key"),
+        host_token: str_of(&m, "host_token"),
+        invite: str_of(&m, "invite"),
+        raw: m.clone(),
+    };
+    let host = w.app.host_token(&meeting, "Rep").await;
+    let guest = w.app.guest_token(&meeting, "Client").await;
+    let (_h, _) = w.app.join(&host).await;
+    let (_g, _) = w.app.join(&guest).await;
+    let (s, v) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/meetings/{}/end", meeting.id),
+            Some(&meeting.host_key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "end: {v}");
+    let got = wait_for("joined twice, started and ended", || async {
+        let st = receiver.lock();
+        let types: Vec<String> = st
+            .received
+            .iter()
+            .filter_map(|r| r.body["type"].as_str().map(str::to_owned))
+            .collect();
+        let joined = types.iter().filter(|t| *t == "participant.joined").count();
+        (joined == 2
+            && types.iter().any(|t| t == "meeting.ended")
+            && types.iter().any(|t| t == "meeting.started"))
+        .then(|| st.received.clone())
+    })
+    .await;
+    for r in &got {
+        assert!(
+            r.signature_ok,
+            "signed with the endpoint's secret: {:?}",
+            r.body
+        );
+        assert!(r.idempotency_key.is_some());
+        assert_eq!(r.body["account_id"], acc.id);
+        assert_eq!(r.body["data"]["meeting_id"], meeting.id);
+    }
+    // Not subscribed: never sent.
+    assert!(
+        got.iter().all(|r| r.body["type"] != "participant.left"),
+        "{got:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_message_is_listed_and_a_manual_retry_delivers_it() {
+    let w = World::spawn().await;
+    let acc = w.account("retry-1").await;
+    let (receiver, endpoint) = w.receiver(&acc, &["order.paid"]).await;
+    // Two attempts (the test config), both refused with 503.
+    receiver.push_faults([Fault::Status(503, None), Fault::Status(503, None)]);
+    let n = parley_signaling::integrations::emit_event(
+        w.state(),
+        &acc.id,
+        EventType::OrderPaid,
+        "order.paid:test-1",
+        json!({"order": "test-1"}),
+    )
+    .await
+    .expect("emit");
+    assert_eq!(n, 1);
+    let failed = wait_for("the message failed", || async {
+        let f = w.outbox(&acc, "failed").await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    let m = &failed[0];
+    assert_eq!(m["destination"], endpoint);
+    assert_eq!(m["attempt_log"].as_array().map(Vec::len), Some(2), "{m}");
+    assert!(m["last_error"].as_str().is_some_and(|e| !e.is_empty()));
+    let id = str_of(m, "id");
+
+    let (s, v) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/accounts/{}/outbox/{id}/retry", acc.id),
+            Some(&acc.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "retry: {v}");
+    wait_for("delivered after the retry", || async {
+        receiver
+            .lock()
+            .received
+            .iter()
+            .any(|r| {
+                r.signature_ok
+                    && r.body["type"] == "order.paid"
+                    && r.body["id"] == "order.paid:test-1"
+            })
+            .then_some(())
+    })
+    .await;
+    wait_for("listed as delivered", || async {
+        w.outbox(&acc, "delivered")
+            .await
+            .iter()
+            .any(|m| m["id"] == id.as_str())
+            .then_some(())
+    })
+    .await;
+    // Only failed messages can be retried; unknown ids are 404.
+    let (s, v) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/accounts/{}/outbox/{id}/retry", acc.id),
+            Some(&acc.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let (s, _) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/accounts/{}/outbox/nope/retry", acc.id),
+            Some(&acc.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+}
+
+async fn signed_post(w: &World, account: &str, ts: i64, body: &[u8], secret: &str) -> (u16, Value) {
+    let r = w
+        .app
+        .http
+        .post(
+            w.app
+                .url(&format!("/api/v1/crm/webhook/{account}/meetings")),
+        )
+        .header("content-type", "application/json")
+        .header("x-parley-timestamp", ts.to_string())
+        .header(
+            "x-parley-signature",
+            expected_signature(secret, &ts.to_string(), body),
+        )
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("request");
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn meeting_count(w: &World) -> usize {
+    let (s, v) = w
+        .req(
+            Method::GET,
+            "/api/v1/meetings?limit=100",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["meetings"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbound_generic_endpoint_creates_meetings_only_for_good_signatures() {
+    let w = World::spawn().await;
+    let acc = w.account("generic-1").await;
+    w.put_crm(
+        &acc,
+        json!({"kind": "webhook", "settings": {"url": "https://crm.example/parley", "secret": INBOUND_SECRET}}),
+    )
+    .await;
+    let body = serde_json::to_vec(&json!({
+        "deal_id": "D-77", "title": "Demo for deal 77", "host_user_id": "rep-1",
+        "contacts": [{"name": "Ivan Petrov", "email": "ivan@client.example"}]
+    }))
+    .expect("json");
+    let now = Utc::now().timestamp();
+
+    let (s, v) = signed_post(&w, &acc.id, now, &body, "wrong-secret-wrong-secret").await;
+    assert_eq!(s, 401, "bad signature: {v}");
+    let (s, v) = signed_post(&w, &acc.id, now - 3600, &body, INBOUND_SECRET).await;
+    assert_eq!(s, 401, "stale: {v}");
+    assert_eq!(meeting_count(&w).await, 0, "nothing created");
+
+    let (s, v) = signed_post(&w, &acc.id, now, &body, INBOUND_SECRET).await;
+    assert_eq!(s, 201, "good: {v}");
+    assert_eq!(v["deal_id"], "D-77");
+    assert!(str_of(&v, "host_link").contains(&str_of(&v, "id")));
+    assert!(str_of(&v, "invite_link").contains("invite="));
+    let (s, m) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/meetings/{}", str_of(&v, "id")),
+            Some(&str_of(&v, "host_key")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    assert_eq!(m["title"], "Demo for deal 77");
+
+    // The very same request again is a replay.
+    let (s, v) = signed_post(&w, &acc.id, now, &body, INBOUND_SECRET).await;
+    assert_eq!(s, 401, "replay: {v}");
+    // Unsigned, or for an account without a generic connection: the same 401.
+    let other = w.account("generic-2").await;
+    let (s, _) = signed_post(&w, &other.id, now, &body, INBOUND_SECRET).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        meeting_count(&w).await,
+        1,
+        "only the good request created a meeting"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_reads_or_changes_another_accounts_integrations() {
+    let w = World::spawn().await;
+    let a = w.account("authz-a").await;
+    let b = w.account("authz-b").await;
+    let first = w.put_crm(
+        &a,
+        json!({"kind": "webhook", "settings": {"url": "https://crm.example/a", "secret": INBOUND_SECRET}}),
+    )
+    .await;
+    // Changing the settings keeps the connection (messages waiting for it still go out).
+    let again = w.put_crm(
+        &a,
+        json!({"kind": "webhook", "settings": {"url": "https://crm.example/a", "secret": INBOUND_SECRET}}),
+    )
+    .await;
+    assert_eq!(first["connection_id"], again["connection_id"]);
+    let (_, endpoint) = w.receiver(&a, &["meeting.ended"]).await;
+    let admin_a = w.session(&a, "admin@a.example", "account_admin").await;
+    let member_a = w.session(&a, "member@a.example", "member").await;
+    let admin_b = w.session(&b, "admin@b.example", "account_admin").await;
+
+    let crm_put = json!({"kind": "webhook", "settings": {"url": "https://evil.example", "secret": "sixteen-chars-or-more"}});
+    let hook = json!({"url": "https://evil.example/hook", "events": ["meeting.ended"]});
+    let calls: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/v1/accounts/{}/crm", a.id), None),
+        (
+            Method::PUT,
+            format!("/api/v1/accounts/{}/crm", a.id),
+            Some(crm_put),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/accounts/{}/crm", a.id),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/accounts/{}/webhooks", a.id),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/accounts/{}/webhooks", a.id),
+            Some(hook),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/accounts/{}/webhooks/{endpoint}", a.id),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/accounts/{}/outbox", a.id),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/accounts/{}/outbox/any/retry", a.id),
+            None,
+        ),
+    ];
+    for (method, path, body) in &calls {
+        for (who, bearer, want) in [
+            ("other account's key", Some(b.key.as_str()), 404),
+            ("other account's admin", Some(admin_b.as_str()), 404),
+            ("member", Some(member_a.as_str()), 403),
+            ("anonymous", None, 401),
+        ] {
+            let (s, v) = w.req(method.clone(), path, bearer, body.clone()).await;
+            assert_eq!(s, want, "{who} {method} {path}: {v}");
+        }
+    }
+    // Nothing changed: the connection and the endpoint are still there, for the admin.
+    let (s, v) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{}/crm", a.id),
+            Some(&admin_a),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["settings"]["url"], "https://crm.example/a");
+    assert!(!v.to_string().contains(INBOUND_SECRET));
+    let (s, v) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{}/webhooks", a.id),
+            Some(&admin_a),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert!(
+        v[0].get("secret").is_none(),
+        "the secret is shown only once: {v}"
+    );
+    // The operator may.
+    let (s, _) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{}/outbox", a.id),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // Plain http off loopback is refused.
+    let (s, v) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/accounts/{}/webhooks", a.id),
+            Some(&admin_a),
+            Some(json!({"url": "http://example.com/hook", "events": ["meeting.ended"]})),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn licensing_reminders_go_out_as_license_expiring_webhooks() {
+    let w = World::spawn().await;
+    let acc = w.account("remind-1").await;
+    let (receiver, _) = w.receiver(&acc, &["license.expiring"]).await;
+    let (s, lot) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/accounts/{}/lots/{}", acc.id, acc.lot),
+            Some(&acc.key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{lot}");
+    let ends_on: NaiveDate = str_of(&lot, "ends_on").parse().expect("ends_on date");
+    // The 30-day reminder is due (and the 90-day one before it).
+    w.clock.set(ends_on - chrono::Days::new(30));
+    let got = wait_for("the reminders", || async {
+        let st = receiver.lock();
+        (st.received.len() >= 2).then(|| st.received.clone())
+    })
+    .await;
+    let days: Vec<i64> = got
+        .iter()
+        .map(|r| {
+            assert!(r.signature_ok);
+            assert_eq!(r.body["type"], "license.expiring");
+            assert_eq!(r.body["account_id"], acc.id);
+            r.body["data"]["days_left"].as_i64().unwrap_or_default()
+        })
+        .collect();
+    assert!(days.contains(&90) && days.contains(&30), "{days:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_payment_goes_out_as_order_paid() {
+    let w = World::spawn().await;
+    let (s, v) = w
+        .req(
+            Method::POST,
+            "/api/v1/accounts",
+            Some(ADMIN_TOKEN),
+            Some(json!({
+                "name": "ООО Ромашка paid", "kind": "legal_entity", "inn": "7707083893",
+                "resident": true, "crm_system": "sbercrm", "crm_external_id": "paid-1",
+                "address": "Москва"
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "account: {v}");
+    let acc = Account {
+        id: str_of(&v["account"], "id"),
+        key: str_of(&v["api_key"], "bearer"),
+        lot: String::new(),
+    };
+    let (receiver, _) = w.receiver(&acc, &["order.paid"]).await;
+    let r = w
+        .app
+        .http
+        .post(w.app.url(&format!("/api/v1/accounts/{}/orders", acc.id)))
+        .bearer_auth(&acc.key)
+        .header("Idempotency-Key", "order-paid-1")
+        .json(&json!({"type": "initial", "tariff": "business-12", "seats": 2}))
+        .send()
+        .await
+        .expect("order");
+    assert_eq!(r.status(), 201);
+    let order: Value = r.json().await.expect("json");
+    let inv = &order["invoice"];
+    let pay = || async {
+        let r = w
+            .app
+            .http
+            .post(w.app.url(&format!(
+                "/api/v1/accounts/{}/invoices/{}/payments",
+                acc.id,
+                str_of(inv, "id")
+            )))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", "pay-paid-1")
+            .json(&json!({"method": "bank_transfer", "amount": inv["amount"]}))
+            .send()
+            .await
+            .expect("payment");
+        assert_eq!(r.status(), 201);
+    };
+    pay().await;
+    // The client's retry of the same registration: still one event.
+    pay().await;
+    let got = wait_for("order.paid", || async {
+        let st = receiver.lock();
+        (!st.received.is_empty()).then(|| st.received.clone())
+    })
+    .await;
+    assert!(got[0].signature_ok);
+    assert_eq!(got[0].body["type"], "order.paid");
+    assert_eq!(got[0].body["data"]["payment"]["invoice_id"], inv["id"]);
+    let delivered = wait_for("delivered", || async {
+        let d = w.outbox(&acc, "delivered").await;
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(delivered.len(), 1, "one message for one payment");
+}
