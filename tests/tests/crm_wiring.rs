@@ -812,3 +812,74 @@ async fn a_registered_payment_goes_out_as_order_paid() {
     .await;
     assert_eq!(delivered.len(), 1, "one message for one payment");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_meeting_ends_with_its_summary_as_a_note_and_a_task_at_amocrm() {
+    let w = World::spawn().await;
+    let acc = w.account("amo-deal").await;
+    let amo = AmoStandIn::start(REFRESH).await;
+    w.put_crm(
+        &acc,
+        json!({"kind": "amocrm", "frame_origin": "https://romashka.amocrm.ru",
+            "settings": {"base_url": amo.base_url, "client_id": AMO_CLIENT_ID,
+                "client_secret": AMO_CLIENT_SECRET, "redirect_uri": AMO_REDIRECT_URI,
+                "access_token": "expired-access-token", "refresh_token": REFRESH}}),
+    )
+    .await;
+    // A meeting the account's rep hosts, for the amoCRM lead (the deal card and the inbound
+    // endpoint link meetings to deals the same way).
+    let (s, m) = w
+        .req(
+            Method::POST,
+            "/api/v1/meetings",
+            Some(&acc.key),
+            Some(json!({"title": "Pricing call", "host_user_id": "rep-1"})),
+        )
+        .await;
+    assert_eq!(s, 201, "meeting: {m}");
+    let meeting = str_of(&m, "id");
+    sqlx::query("UPDATE meetings SET deal_id = ? WHERE id = ?")
+        .bind(AMO_LEAD_ID.to_string())
+        .bind(&meeting)
+        .execute(w.state().store.pool())
+        .await
+        .expect("link the meeting to the deal");
+    let (s, t) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/meetings/{meeting}/join"),
+            None,
+            Some(json!({"display_name": "Rep", "host_key": str_of(&m, "host_key")})),
+        )
+        .await;
+    assert_eq!(s, 200, "host token: {t}");
+    let (mut ws, _) = w.app.join(&str_of(&t, "token")).await;
+    // The hub handles one socket's messages in order: the chat is stored before the end.
+    ws.send(json!({"type": "chat", "text": "proposal by Friday"}))
+        .await;
+    ws.send(json!({"type": "host", "action": "end"})).await;
+    assert_eq!(ws.expect_close().await.code, 4001);
+
+    wait_for(
+        "the summary note and the follow-up task at amoCRM",
+        || async {
+            let st = amo.lock();
+            (!st.notes.is_empty() && !st.tasks.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let st = amo.lock();
+    assert_eq!(st.notes.len(), 1, "one note per meeting");
+    assert_eq!(st.notes[0].0, AMO_LEAD_ID);
+    let note = st.notes[0].1.to_string();
+    assert!(
+        note.contains("Pricing call"),
+        "the note is the summary: {note}"
+    );
+    assert!(note.contains("proposal by Friday"), "with the chat: {note}");
+    let task = st.tasks[0].to_string();
+    assert!(
+        task.contains("Pricing call") && task.contains(&AMO_LEAD_ID.to_string()),
+        "{task}"
+    );
+}

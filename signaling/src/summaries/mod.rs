@@ -141,6 +141,10 @@ async fn finish(app: &AppState, id: &MeetingId) -> anyhow::Result<()> {
         return Ok(());
     }
     tracing::info!(meeting = %id, "meeting summary stored");
+    if let Err(e) = to_crm(app, &meeting, &summary).await {
+        // The summary is stored; the CRM copy is retried by hand from the outbox if need be.
+        tracing::error!(meeting = %id, error = %e, "cannot queue the summary for the CRM");
+    }
     let (allowed, asked) = db::results_rule(pool, id.as_str()).await?;
     if !results_to_recipients(allowed, asked) {
         return Ok(());
@@ -173,6 +177,58 @@ async fn finish(app: &AppState, id: &MeetingId) -> anyhow::Result<()> {
             send_with_retries(mailer.as_ref(), email, &meeting).await;
         }
     });
+    Ok(())
+}
+
+/// For a meeting started from a deal of an account with a connected CRM: the summary as a note on
+/// the deal's timeline and a follow-up task, through the outbox (retried, idempotent by meeting).
+async fn to_crm(
+    app: &AppState,
+    meeting: &MeetingRow,
+    summary: &MeetingSummary,
+) -> anyhow::Result<()> {
+    let Some(account) = meeting.account_id.as_deref() else {
+        return Ok(());
+    };
+    let deal: Option<String> = sqlx::query_scalar("SELECT deal_id FROM meetings WHERE id = ?")
+        .bind(meeting.id.as_str())
+        .fetch_optional(app.store.pool())
+        .await?
+        .flatten();
+    let Some(deal) = deal else {
+        return Ok(());
+    };
+    let Some(connection) = app.integrations.connections.for_account(account).await? else {
+        return Ok(());
+    };
+    let key = meeting.id.as_str();
+    app.outbox
+        .enqueue(crate::outbox::crm::note_message(
+            &connection.id,
+            &deal,
+            &summary.to_text(),
+            &format!("{key}:note"),
+        ))
+        .await?;
+    let task = crate::crm::FollowUpTask {
+        title: format!("Follow up: {}", summary.title),
+        description: format!(
+            "After the meeting of {}: send the materials and agree the next step.",
+            summary.started_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        // The next business morning is the CRM user's call; a day is a sensible default.
+        due: summary.ended_at + chrono::Duration::days(1),
+        responsible_user_id: None,
+    };
+    app.outbox
+        .enqueue(crate::outbox::crm::task_message(
+            &connection.id,
+            &deal,
+            &task,
+            &format!("{key}:task"),
+        ))
+        .await?;
+    tracing::info!(meeting = %meeting.id, "summary queued for the CRM deal");
     Ok(())
 }
 
