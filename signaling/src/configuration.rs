@@ -109,6 +109,9 @@ pub struct Config {
     pub licensing_schema: Option<String>,
     /// Test hook: see [`LicensingClock`]. `None` reads the real Moscow date.
     pub licensing_clock: Option<LicensingClock>,
+    /// Test hook: how long a "minute" of a tariff's maximum meeting length lasts (60 s; tests
+    /// shrink it so a time-limited meeting ends within the test). Not settable from outside.
+    pub meeting_minute: Duration,
     /// A user session ends after this long without use (`PARLEY_SESSION_IDLE_SECS`, 12 h)...
     pub session_idle: Duration,
     /// ...and at the latest this long after sign-in (`PARLEY_SESSION_MAX_SECS`, 7 days).
@@ -162,6 +165,7 @@ impl Default for Config {
             licensing_database_url: None,
             licensing_schema: None,
             licensing_clock: None,
+            meeting_minute: Duration::from_secs(60),
             session_idle: Duration::from_secs(12 * 3600),
             session_max: Duration::from_secs(7 * 24 * 3600),
             lockout: crate::users::LockoutPolicy::default(),

@@ -172,6 +172,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         sfu: sfu.clone(),
         metrics: metrics.clone(),
         resume_grace: config.resume_grace,
+        meeting_minute: config.meeting_minute,
         map: Hubs::new_map(),
     });
     let listener = tokio::net::TcpListener::bind(config.http_addr)

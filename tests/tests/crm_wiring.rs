@@ -39,6 +39,12 @@ struct Account {
 
 impl World {
     async fn spawn() -> World {
+        Self::spawn_with(|_| {}).await
+    }
+
+    async fn spawn_with(
+        tweak: impl FnOnce(&mut parley_signaling::configuration::Config) + Send + 'static,
+    ) -> World {
         let mail = MemoryEmailSender::new();
         let m = mail.clone();
         let clock = LicensingClock::new(NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
@@ -53,6 +59,7 @@ impl World {
             cfg.outbox_base_delay = std::time::Duration::from_millis(10);
             cfg.outbox_max_delay = std::time::Duration::from_millis(50);
             cfg.crm_timeout = std::time::Duration::from_secs(3);
+            tweak(cfg);
         })
         .await;
         let w = World { app, mail, clock };
@@ -881,5 +888,53 @@ async fn a_deal_meeting_ends_with_its_summary_as_a_note_and_a_task_at_amocrm() {
     assert!(
         task.contains("Pricing call") && task.contains(&AMO_LEAD_ID.to_string()),
         "{task}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tariffs_meeting_length_warns_everyone_then_ends_the_meeting() {
+    // The tariff allows 240 minutes; a "minute" lasts 20 ms here, so the meeting may run 4.8 s and
+    // the five-minute warning comes 100 ms before the end.
+    let w =
+        World::spawn_with(|cfg| cfg.meeting_minute = std::time::Duration::from_millis(20)).await;
+    let acc = w.account("length-1").await;
+    let (s, m) = w
+        .req(
+            Method::POST,
+            "/api/v1/meetings",
+            Some(&acc.key),
+            Some(json!({"title": "Long call", "host_user_id": "rep-1"})),
+        )
+        .await;
+    assert_eq!(s, 201, "meeting: {m}");
+    let meeting = str_of(&m, "id");
+    let (s, t) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/meetings/{meeting}/join"),
+            None,
+            Some(json!({"display_name": "Rep", "host_key": str_of(&m, "host_key")})),
+        )
+        .await;
+    assert_eq!(s, 200, "host token: {t}");
+    let (mut ws, _) = w.app.join(&str_of(&t, "token")).await;
+    let warning = ws.expect_type("meeting_ending").await;
+    assert_eq!(warning["minutes_left"], 5);
+    assert!(warning["ends_at"].as_str().is_some_and(|s| !s.is_empty()));
+    let closed = ws.expect_close().await;
+    assert_eq!(closed.code, 4001, "{closed:?}");
+    assert!(closed.reason.contains("time limit"), "{closed:?}");
+    let (s, v) = w
+        .req(
+            Method::GET,
+            &format!("/api/v1/meetings/{meeting}"),
+            Some(&str_of(&m, "host_key")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        !v["ended_at"].is_null(),
+        "the meeting is recorded as ended: {v}"
     );
 }

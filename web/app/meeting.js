@@ -302,6 +302,14 @@ function wireSignaling() {
     announce(`The host turned off your ${m.source === 'microphone' ? 'microphone' : m.source}.`);
     showToast(`The host turned off your ${m.source === 'microphone' ? 'microphone' : m.source}.`);
   });
+  on('meeting_ending', (m) => {
+    // The tariff's maximum meeting length: everyone hears it, and sees when the call will end.
+    const at = new Date(m.ends_at);
+    const when = Number.isNaN(at.getTime()) ? '' : ` at ${at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
+    const text = `This meeting reaches its time limit in ${m.minutes_left} minutes${when} and will then end.`;
+    announce(text);
+    showToast(text);
+  });
   on('meeting_locked', (m) => {
     meeting.locked = !!m.locked;
     announce(meeting.locked ? 'The meeting is now locked' : 'The meeting is now unlocked');

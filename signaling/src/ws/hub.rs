@@ -130,6 +130,8 @@ pub struct HubContext {
     pub sfu: SfuHandle,
     pub metrics: Arc<Metrics>,
     pub resume_grace: Duration,
+    /// The length of one minute of a tariff's meeting-length limit (a test hook; 60 s).
+    pub meeting_minute: Duration,
     pub map: HubMap,
     /// Customer webhook events of the meeting (participant.joined, meeting.ended, ...).
     pub events: crate::integrations::Events,
@@ -191,6 +193,8 @@ pub struct Hub {
     ended: bool,
     /// The license's participant ceiling (None: unlicensed meeting, no ceiling).
     max_participants: Option<usize>,
+    /// When the tariff's maximum meeting length warns everyone, then ends the meeting.
+    time_limit: Option<TimeLimit>,
     members: HashMap<ParticipantId, Member>,
     /// Chat sent through `SfuHandle::send_data` that the SFU will echo back as `SfuEvent::Data`;
     /// already stored, so the echo is skipped. Bounded in case the SFU drops some.
@@ -224,6 +228,7 @@ impl Hub {
             locked: false,
             ended: false,
             max_participants: None,
+            time_limit: None,
             members: HashMap::new(),
             relayed: VecDeque::new(),
             active_speaker: None,
@@ -241,6 +246,9 @@ impl Hub {
         match self.ctx.store.meeting(&self.id).await {
             Ok(Some(m)) => {
                 self.max_participants = m.participant_limit();
+                self.time_limit = m
+                    .max_meeting_minutes
+                    .and_then(|max| TimeLimit::new(m.started_at, max, self.ctx.meeting_minute));
                 self.title = m.title;
                 self.locked = m.locked;
                 self.ended = m.ended_at.is_some();
@@ -251,8 +259,15 @@ impl Hub {
                 self.ended = true;
             }
         }
-        while let Some(cmd) = rx.recv().await {
-            let stop = self.handle(cmd).await;
+        loop {
+            let next = self.time_limit.as_ref().and_then(TimeLimit::next);
+            let stop = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => true,
+                },
+                () = sleep_until_opt(next) => self.on_time_limit().await,
+            };
             if stop || self.members.is_empty() {
                 break;
             }
@@ -269,6 +284,27 @@ impl Hub {
         rx.close();
         Metrics::dec(&self.ctx.metrics.meetings_active);
         tracing::debug!(meeting = %self.id, "hub stopped");
+    }
+
+    /// The tariff's maximum meeting length: a warning to everyone five minutes before, then the
+    /// meeting ends for everyone. Returns `true` when the hub must stop.
+    async fn on_time_limit(&mut self) -> bool {
+        let Some(limit) = self.time_limit.as_mut() else {
+            return false;
+        };
+        if !limit.warned {
+            limit.warned = true;
+            let msg = ServerMessage::MeetingEnding {
+                ends_at: limit.ends_at_utc.to_rfc3339(),
+                minutes_left: limit.warn_minutes,
+            };
+            tracing::info!(meeting = %self.id, "meeting length limit near");
+            self.broadcast(&msg, None);
+            return false;
+        }
+        tracing::info!(meeting = %self.id, "meeting length limit reached");
+        let (_, stop) = self.end_meeting("meeting ended: time limit reached").await;
+        stop
     }
 
     /// Handles one command; `true` stops the hub.
@@ -679,30 +715,7 @@ impl Hub {
                 .await;
                 (Ok(()), false)
             }
-            HostCommand::End => {
-                self.ended = true;
-                if let Err(e) = self.ctx.store.end_meeting(&self.id).await {
-                    tracing::error!(meeting = %self.id, error = %e, "cannot store meeting end");
-                }
-                for (_, mut m) in self.members.drain() {
-                    if let Some(conn) = m.conn.take() {
-                        let _ = conn.close.send(CloseReason::new(4001, "meeting ended"));
-                    }
-                    Metrics::dec(&self.ctx.metrics.participants);
-                }
-                self.ctx.sfu.close_room(self.id.as_str());
-                if let Some(ended) = &self.ctx.ended {
-                    let _ = ended.send(self.id.clone());
-                }
-                tracing::info!(meeting = %self.id, "meeting ended");
-                self.ctx.events.meeting_event(
-                    &self.id,
-                    EventType::MeetingEnded,
-                    format!("{}:meeting.ended", self.id),
-                    serde_json::json!({"title": self.title}),
-                );
-                (Ok(()), true)
-            }
+            HostCommand::End => self.end_meeting("meeting ended").await,
             HostCommand::Lock(locked) => {
                 self.locked = locked;
                 if let Err(e) = self.ctx.store.set_locked(&self.id, locked).await {
@@ -712,6 +725,32 @@ impl Hub {
                 (Ok(()), false)
             }
         }
+    }
+
+    /// Ends the meeting for everyone (host action or time limit), closing sockets with 4001.
+    async fn end_meeting(&mut self, reason: &str) -> (Result<(), HostError>, bool) {
+        self.ended = true;
+        if let Err(e) = self.ctx.store.end_meeting(&self.id).await {
+            tracing::error!(meeting = %self.id, error = %e, "cannot store meeting end");
+        }
+        for (_, mut m) in self.members.drain() {
+            if let Some(conn) = m.conn.take() {
+                let _ = conn.close.send(CloseReason::new(4001, reason));
+            }
+            Metrics::dec(&self.ctx.metrics.participants);
+        }
+        self.ctx.sfu.close_room(self.id.as_str());
+        if let Some(ended) = &self.ctx.ended {
+            let _ = ended.send(self.id.clone());
+        }
+        tracing::info!(meeting = %self.id, "meeting ended");
+        self.ctx.events.meeting_event(
+            &self.id,
+            EventType::MeetingEnded,
+            format!("{}:meeting.ended", self.id),
+            serde_json::json!({"title": self.title}),
+        );
+        (Ok(()), true)
     }
 
     async fn sfu_event(&mut self, event: SfuEvent) {
@@ -892,5 +931,64 @@ pub async fn record_talk_time(
     .await
     {
         tracing::warn!(%meeting, error = %e, "cannot record talk time");
+    }
+}
+
+/// The maximum meeting length of a licensed meeting, counted from its start.
+struct TimeLimit {
+    warn_at: tokio::time::Instant,
+    end_at: tokio::time::Instant,
+    ends_at_utc: chrono::DateTime<chrono::Utc>,
+    warn_minutes: u32,
+    warned: bool,
+}
+
+impl TimeLimit {
+    /// Minutes before the end at which everyone is warned.
+    const WARN_MINUTES: u32 = 5;
+
+    fn new(
+        started: Option<chrono::DateTime<chrono::Utc>>,
+        max_minutes: i64,
+        minute: Duration,
+    ) -> Option<Self> {
+        let max = u32::try_from(max_minutes).ok().filter(|m| *m > 0)?;
+        let now = tokio::time::Instant::now();
+        let wall_now = chrono::Utc::now();
+        // A meeting that was already running (hub restarted after everyone briefly left) keeps
+        // its original start: leaving and rejoining does not reset the clock.
+        let elapsed = started
+            .map(|s| (wall_now - s).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        let total = minute * max;
+        let remaining = total.saturating_sub(elapsed);
+        let warn_minutes = Self::WARN_MINUTES.min(max);
+        let before = minute * warn_minutes;
+        let end_at = now + remaining;
+        let warn_at = end_at.checked_sub(before).unwrap_or(now).max(now);
+        let ends_at_utc = wall_now + chrono::Duration::from_std(remaining).unwrap_or_default();
+        Some(Self {
+            warn_at,
+            end_at,
+            ends_at_utc,
+            warn_minutes,
+            warned: false,
+        })
+    }
+
+    fn next(&self) -> Option<tokio::time::Instant> {
+        Some(if self.warned {
+            self.end_at
+        } else {
+            self.warn_at
+        })
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

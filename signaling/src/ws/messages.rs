@@ -172,6 +172,11 @@ pub enum ServerMessage {
     MeetingLocked {
         locked: bool,
     },
+    /// The tariff's maximum meeting length is near: the meeting ends at `ends_at`.
+    MeetingEnding {
+        ends_at: String,
+        minutes_left: u32,
+    },
     Error {
         code: &'static str,
         message: String,
