@@ -7,7 +7,7 @@
 //! unit tests in `parley_signaling::summaries`. Nothing here sleeps: conditions are awaited with
 //! deadlines.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use parley_signaling::configuration::LicensingClock;
@@ -691,59 +691,10 @@ async fn erasure_anonymises_the_person_but_keeps_invoices() {
 /// The summary goes out over real SMTP to Python's aiosmtpd on loopback (as in users.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_mail_reaches_a_real_smtp_server() {
-    let available = std::process::Command::new("python3")
-        .args(["-m", "aiosmtpd", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            std::env::var("CI").is_err(),
-            "aiosmtpd is missing in CI: scripts/test.sh installs it"
-        );
-        eprintln!("SKIPPED: python3 -m aiosmtpd is not available (pip install aiosmtpd)");
+    let Some(smtp) = parley_tests::smtp::SmtpSink::start().await else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = tokio::process::Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Debugging",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start aiosmtpd");
-    let out = Arc::new(Mutex::new(String::new()));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let sink = out.clone();
-    tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut s) = sink.lock() {
-                s.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    });
-    wait_for("aiosmtpd to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-    })
-    .await;
+    };
+    let port = smtp.port;
     let mut app = TestApp::spawn_with(move |cfg| {
         cfg.smtp_url = Some(parley_signaling::configuration::Secret::new(format!(
             "smtp://127.0.0.1:{port}"
@@ -771,7 +722,7 @@ async fn summary_mail_reaches_a_real_smtp_server() {
         .await;
     assert_eq!(s, 204);
     wait_for("the summary at the SMTP server", || async {
-        let text = out.lock().map(|s| s.clone()).unwrap_or_default();
+        let text = smtp.received();
         (text.contains("erin@example.com")
             && text.contains("Subject: Meeting summary: SMTP demo")
             && text.contains("text/html"))
@@ -779,5 +730,5 @@ async fn summary_mail_reaches_a_real_smtp_server() {
     })
     .await;
     app.shutdown().await;
-    let _ = child.kill().await;
+    smtp.stop().await;
 }

@@ -5,7 +5,7 @@
 //!
 //! Time moves by the server's users clock (a test hook), never by sleeping.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Timelike, Utc};
@@ -1042,59 +1042,10 @@ async fn authorization_table() {
 /// scripts/test.sh; where it is missing outside CI the test says so and stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitation_mail_reaches_a_real_smtp_server() {
-    let available = std::process::Command::new("python3")
-        .args(["-m", "aiosmtpd", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(
-            std::env::var("CI").is_err(),
-            "aiosmtpd is missing in CI: scripts/test.sh installs it"
-        );
-        eprintln!("SKIPPED: python3 -m aiosmtpd is not available (pip install aiosmtpd)");
+    let Some(smtp) = parley_tests::smtp::SmtpSink::start().await else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let mut child = tokio::process::Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Debugging",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start aiosmtpd");
-    let out = Arc::new(Mutex::new(String::new()));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let sink = out.clone();
-    tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut s) = sink.lock() {
-                s.push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        }
-    });
-    wait_for("aiosmtpd to listen", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-    })
-    .await;
+    };
+    let port = smtp.port;
 
     let mut app = TestApp::spawn_with(move |cfg| {
         cfg.licensing_clock = Some(LicensingClock::new(
@@ -1130,7 +1081,7 @@ async fn invitation_mail_reaches_a_real_smtp_server() {
     assert_eq!(s, 201, "{v}");
     // Undo quoted-printable soft breaks and `=3D` before reading the link.
     let token = wait_for("the invitation at the SMTP server", || async {
-        let text = out.lock().map(|s| s.clone()).unwrap_or_default();
+        let text = smtp.received();
         let plain = text
             .replace("=\r\n", "")
             .replace("=\n", "")
@@ -1150,5 +1101,5 @@ async fn invitation_mail_reaches_a_real_smtp_server() {
         .await;
     assert_eq!(s, 200, "{v}");
     app.shutdown().await;
-    let _ = child.kill().await;
+    smtp.stop().await;
 }
