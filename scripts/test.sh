@@ -54,7 +54,7 @@ install_prerequisites() {
 }
 
 step "prerequisites" install_prerequisites
-step "cargo build --release -p parley-signaling" cargo build --release -p parley-signaling
+step "cargo build --release -p parley-signaling --features parley-sfu/mixdown" cargo build --release -p parley-signaling --features parley-sfu/mixdown
 # `mixdown` (libopus, built with cmake) adds the recordings' mixed audio track and its tests.
 LOG_DIR=$(mktemp -d)
 rust_tests() { cargo test --workspace --no-fail-fast --features parley-sfu/mixdown 2>&1 | tee "$LOG_DIR/cargo.log"; return "${PIPESTATUS[0]}"; }

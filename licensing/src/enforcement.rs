@@ -102,6 +102,31 @@ pub fn may_join(account: &Account) -> Result<(), LicensingError> {
     account.status.check_usable()
 }
 
+/// May the account embed meetings in its own sites with the SDK on `today` (agreement 1.14,
+/// 3.6)? Not a per-user right: the account must be usable and hold at least one lot active
+/// that day whose tariff includes SDK embedding.
+pub fn may_embed(
+    account: &Account,
+    lots: &[(Lot, Tariff)],
+    today: NaiveDate,
+) -> Result<(), LicensingError> {
+    account.status.check_usable()?;
+    let mut active = lots
+        .iter()
+        .filter(|(l, _)| l.grants_access_on(today))
+        .peekable();
+    if active.peek().is_none() {
+        return Err(LicensingError::NoActiveLicense);
+    }
+    if active.any(|(_, t)| t.features.sdk_embedding) {
+        Ok(())
+    } else {
+        Err(LicensingError::FeatureNotIncluded {
+            feature: "SDK embedding",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +212,40 @@ mod tests {
     }
 
     #[test]
+    fn embedding_needs_an_active_lot_with_the_sdk() {
+        let (acc, lots) = setup();
+        assert!(may_embed(&acc, &lots, d("2026-06-01")).is_ok());
+        assert_eq!(
+            may_embed(&acc, &lots, d("2027-03-01")).unwrap_err().code(),
+            "no_active_license"
+        );
+        assert_eq!(
+            may_embed(&acc, &[], d("2026-06-01")).unwrap_err().code(),
+            "no_active_license"
+        );
+        let suspended = Account {
+            status: AccountStatus::Suspended {
+                reason: "non-payment".into(),
+            },
+            ..acc.clone()
+        };
+        assert_eq!(
+            may_embed(&suspended, &lots, d("2026-06-01"))
+                .unwrap_err()
+                .code(),
+            "account_suspended"
+        );
+        // A second, SDK-less lot does not take the right away; the SDK lot alone grants it.
+        let mut both = lots.clone();
+        let mut basic = lots[0].clone();
+        basic.0.id = Uuid::from_u128(6);
+        basic.1.features.sdk_embedding = false;
+        both.insert(0, basic.clone());
+        assert!(may_embed(&acc, &both, d("2026-06-01")).is_ok());
+        assert!(may_embed(&acc, &[basic], d("2026-06-01")).is_err());
+    }
+
+    #[test]
     fn feature_gates() {
         let (acc, mut lots) = setup();
         lots[0].1.features.recording = None;
@@ -197,6 +256,10 @@ mod tests {
             "feature_not_included"
         );
         assert!(e.require_sdk().is_err());
+        assert_eq!(
+            may_embed(&acc, &lots, d("2026-06-01")).unwrap_err().code(),
+            "feature_not_included"
+        );
         assert!(e.require_screen_share().is_ok());
         assert!(e.require_results_to_recipients().is_ok());
         assert_eq!(e.storage_quota_mb, 0);

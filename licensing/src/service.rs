@@ -235,6 +235,20 @@ impl Service {
     pub async fn reclaim_seat(&self, account_id: Uuid, user_id: &str) -> Result<()> {
         self.store.reclaim_seat(account_id, user_id).await
     }
+    /// Seats unused for 30 days or more today (the monthly review, 6.2).
+    pub async fn inactive_seats(&self, account_id: Uuid) -> Result<Vec<SeatAssignment>> {
+        self.store.inactive_seats(account_id, self.today()).await
+    }
+    /// Reclaims the seat if it is still inactive today; the lot it was on, or `None`.
+    pub async fn reclaim_inactive_seat(
+        &self,
+        account_id: Uuid,
+        user_id: &str,
+    ) -> Result<Option<Uuid>> {
+        self.store
+            .reclaim_inactive_seat(account_id, user_id, self.today())
+            .await
+    }
 
     // documents
     pub async fn invoices(&self, account_id: Uuid) -> Result<Vec<Invoice>> {
@@ -367,6 +381,23 @@ impl Service {
     /// Guests need no seat, but a suspended or terminated account's meetings are closed.
     pub async fn may_join(&self, account_id: Uuid) -> Result<()> {
         enforcement::may_join(&self.store.account_on(account_id, self.today()).await?)
+    }
+    /// May the account use the SDK today (an active lot on a tariff with SDK embedding)?
+    pub async fn may_embed(&self, account_id: Uuid) -> Result<()> {
+        let today = self.today();
+        let account = self.store.account_on(account_id, today).await?;
+        let tariffs = self.store.tariffs().await?;
+        let lots: Vec<(Lot, Tariff)> = self
+            .store
+            .lots(account_id)
+            .await?
+            .into_iter()
+            .filter_map(|l| {
+                let t = tariffs.iter().find(|t| t.code == l.tariff)?.clone();
+                Some((l, t))
+            })
+            .collect();
+        enforcement::may_embed(&account, &lots, today)
     }
 
     // outbox

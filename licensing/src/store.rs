@@ -817,6 +817,65 @@ impl Store {
         Ok(())
     }
 
+    /// Seats of the account unused for [`INACTIVE_DAYS`] or more on `today` (a seat never used
+    /// counts from its assignment): the monthly review's list (6.2), computed live.
+    pub async fn inactive_seats(
+        &self,
+        account_id: Uuid,
+        today: NaiveDate,
+    ) -> Result<Vec<SeatAssignment>> {
+        sqlx::query(
+            "SELECT * FROM seat_assignments WHERE account_id = $1 \
+             AND COALESCE(last_active_on, assigned_on) <= $2 ORDER BY user_id",
+        )
+        .bind(account_id.to_string())
+        .bind(add_days(today, -INACTIVE_DAYS).to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SeatAssignment {
+                lot_id: uuid(r, "lot_id")?,
+                user_id: text(r, "user_id")?,
+                assigned_on: date(r, "assigned_on")?,
+                last_active_on: opt_date(r, "last_active_on")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Reclaims the user's seat only if it is still inactive on `today`: the condition is part
+    /// of the delete, so a user who hosted since the review was read keeps their seat. Returns
+    /// the lot of the reclaimed seat, or `None` when the user holds no seat or used it lately.
+    pub async fn reclaim_inactive_seat(
+        &self,
+        account_id: Uuid,
+        user_id: &str,
+        today: NaiveDate,
+    ) -> Result<Option<Uuid>> {
+        let mut tx = self.begin().await?;
+        Self::lock_account(&mut tx, account_id).await?;
+        let row = sqlx::query(
+            "DELETE FROM seat_assignments WHERE account_id = $1 AND user_id = $2 \
+             AND COALESCE(last_active_on, assigned_on) <= $3 RETURNING lot_id",
+        )
+        .bind(account_id.to_string())
+        .bind(user_id)
+        .bind(add_days(today, -INACTIVE_DAYS).to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let lot = text(&row, "lot_id")?;
+        sqlx::query("UPDATE lots SET seats_assigned = seats_assigned - 1 WHERE id = $1 AND seats_assigned > 0")
+            .bind(&lot)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(uuid(&row, "lot_id")?))
+    }
+
     /// Marks that the user used their seat on `day`, for the inactive-seat review.
     pub async fn record_activity(
         &self,

@@ -624,6 +624,62 @@ async fn concurrent_seat_assignment_never_oversells() {
     }
 }
 
+/// The review's list (6.2) is computed on the day asked; a reclaim takes a seat only while it is
+/// still unused for 30 days, so a user who hosted after the list was read keeps theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_seats_are_listed_and_reclaimed_only_while_inactive() {
+    for db in databases() {
+        let (svc, clock, acc) = setup(&db, "2026-03-01").await;
+        let lot = buy(&svc, acc.id, 3, "k").await;
+        for u in ["busy", "idle", "late"] {
+            svc.assign_seat(acc.id, lot, u).await.unwrap();
+        }
+        clock.set(d("2026-03-20"));
+        svc.may_host(acc.id, "busy").await.unwrap();
+        clock.set(d("2026-03-30"));
+        assert!(
+            svc.inactive_seats(acc.id).await.unwrap().is_empty(),
+            "29 days"
+        );
+        clock.set(d("2026-03-31"));
+        let ids = |v: Vec<store::SeatAssignment>| -> Vec<String> {
+            v.into_iter().map(|s| s.user_id).collect()
+        };
+        assert_eq!(
+            ids(svc.inactive_seats(acc.id).await.unwrap()),
+            ["idle", "late"],
+            "30 days since assignment; busy hosted 11 days ago"
+        );
+        // "late" hosts after the list was read: no longer reclaimable.
+        svc.may_host(acc.id, "late").await.unwrap();
+        assert_eq!(
+            svc.reclaim_inactive_seat(acc.id, "late").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            svc.reclaim_inactive_seat(acc.id, "busy").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            svc.reclaim_inactive_seat(acc.id, "nobody").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            svc.reclaim_inactive_seat(acc.id, "idle").await.unwrap(),
+            Some(lot)
+        );
+        assert_eq!(ids(svc.seats(acc.id).await.unwrap()), ["busy", "late"]);
+        assert_eq!(
+            svc.may_host(acc.id, "idle").await.unwrap_err().code(),
+            "no_seat"
+        );
+        // The freed seat can be given again.
+        svc.assign_seat(acc.id, lot, "new").await.unwrap();
+        let store = svc.store().clone();
+        db.cleanup(store).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_orders_number_invoices_without_gaps_and_retries_are_idempotent() {
     for db in databases() {

@@ -117,11 +117,25 @@ pub enum SfuEvent {
         connected: bool,
     },
     /// Time spent speaking, reported every few seconds per participant (for talk-time summaries).
+    /// The increments stop when the participant leaves; what was not reported by then comes
+    /// back from the leave itself as a [`TalkTimeTotal`].
     TalkTime {
         room: RoomId,
         participant: ParticipantId,
         speaking_ms: u64,
     },
+}
+
+/// A participant's whole talk time in the room, from joining to leaving: every `TalkTime`
+/// increment plus what had not been reported yet. Returned by the commands that take
+/// participants out (leave, close a room), so the caller can record the last seconds before
+/// the participant is gone. A total rather than a last increment: an increment still on its
+/// way when the participant left cannot be lost or counted twice by a caller that subtracts
+/// the increments it has seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TalkTimeTotal {
+    pub participant: ParticipantId,
+    pub speaking_ms: u64,
 }
 
 /// Why the media plane refused a request.

@@ -281,8 +281,22 @@ fn apply(sfu: &mut Sfu, cmd: Command) -> bool {
             participant,
             text,
         } => sfu.send_data(now, &room, &participant, text),
-        Command::Leave { room, participant } => sfu.leave(now, &room, &participant),
-        Command::CloseRoom { room } => sfu.close_room(now, &room),
+        Command::Leave {
+            room,
+            participant,
+            reply,
+        } => {
+            let talk = sfu.leave(now, &room, &participant);
+            if let Some(reply) = reply {
+                let _ = reply.send(talk);
+            }
+        }
+        Command::CloseRoom { room, reply } => {
+            let talk = sfu.close_room(now, &room);
+            if let Some(reply) = reply {
+                let _ = reply.send(talk);
+            }
+        }
         Command::StartRecording { room, dir, reply } => {
             let _ = reply.send(sfu.start_recording(now, &room, &dir));
         }

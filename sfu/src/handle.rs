@@ -59,9 +59,12 @@ pub(crate) enum Command {
     Leave {
         room: RoomId,
         participant: ParticipantId,
+        /// Told the participant's whole talk time, when the caller wants it.
+        reply: Option<oneshot::Sender<Option<TalkTimeTotal>>>,
     },
     CloseRoom {
         room: RoomId,
+        reply: Option<oneshot::Sender<Vec<TalkTimeTotal>>>,
     },
     StartRecording {
         room: RoomId,
@@ -225,12 +228,52 @@ impl SfuHandle {
         let _ = self.tx.send(Command::Leave {
             room: room.into(),
             participant: participant.into(),
+            reply: None,
         });
+    }
+
+    /// Removes a participant like [`SfuHandle::leave`] and returns its whole talk time in the
+    /// room, with the last seconds that no `SfuEvent::TalkTime` reported (`None` when it was
+    /// not in the room or the media plane has stopped).
+    pub async fn leave_with_talk_time(
+        &self,
+        room: &str,
+        participant: &str,
+    ) -> Option<TalkTimeTotal> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Leave {
+                room: room.into(),
+                participant: participant.into(),
+                reply: Some(reply),
+            })
+            .ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Closes every connection of a room.
     pub fn close_room(&self, room: &str) {
-        let _ = self.tx.send(Command::CloseRoom { room: room.into() });
+        let _ = self.tx.send(Command::CloseRoom {
+            room: room.into(),
+            reply: None,
+        });
+    }
+
+    /// Closes a room like [`SfuHandle::close_room`] and returns the whole talk time of everyone
+    /// who was in it (empty when the media plane has stopped).
+    pub async fn close_room_with_talk_time(&self, room: &str) -> Vec<TalkTimeTotal> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::CloseRoom {
+                room: room.into(),
+                reply: Some(reply),
+            })
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Starts recording a room into `<dir>/<room>/`.

@@ -257,3 +257,68 @@ fn simulcast_layers_follow_render_size_and_switch_seamlessly() {
     }
     assert!(SfuMetrics::get(&net.metrics.layer_switches) >= 2);
 }
+
+/// Talk time reported in `TalkTime` increments for `who` so far.
+fn talk_reported(net: &Net, who: &str) -> u64 {
+    net.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::TalkTime {
+                participant,
+                speaking_ms,
+                ..
+            } if participant == who => Some(*speaking_ms),
+            _ => None,
+        })
+        .sum()
+}
+
+#[test]
+fn talk_before_leaving_is_handed_over_not_lost() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    let bob = net.join("bob", true);
+    // Alice speaks for 2 s while bob is silent, then bob speaks for 1 s (20 ms packets).
+    for _ in 0..100 {
+        net.send_audio_level(alice, 30);
+        net.send_audio_level(bob, 127);
+        net.advance(Duration::from_millis(20));
+    }
+    for _ in 0..50 {
+        net.send_audio_level(bob, 35);
+        net.advance(Duration::from_millis(20));
+    }
+    // Increments come every 5 s: none has covered alice's speech yet.
+    let reported = talk_reported(&net, "alice");
+    assert!(reported < 1000, "reported {reported} ms so far");
+
+    let talk = net
+        .sfu
+        .leave(net.now, "room", "alice")
+        .expect("alice was in the room");
+    assert_eq!(talk.participant, "alice");
+    assert!(
+        (1900..=2100).contains(&talk.speaking_ms),
+        "alice talked 2 s, the total says {} ms",
+        talk.speaking_ms
+    );
+    assert!(talk.speaking_ms >= reported);
+    // Nothing more is reported for her: the total was the last word.
+    net.advance(Duration::from_secs(6));
+    assert_eq!(talk_reported(&net, "alice"), reported);
+    assert_eq!(
+        net.sfu.leave(net.now, "room", "alice"),
+        None,
+        "gone already"
+    );
+
+    // Closing the room hands over everyone's total the same way.
+    let totals = net.sfu.close_room(net.now, "room");
+    assert_eq!(totals.len(), 1, "{totals:?}");
+    assert_eq!(totals[0].participant, "bob");
+    assert!(
+        (900..=1100).contains(&totals[0].speaking_ms),
+        "bob talked 1 s: {totals:?}"
+    );
+    assert!(totals[0].speaking_ms >= talk_reported(&net, "bob"));
+}

@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::Net;
-use parley_sfu::RecordingEvent;
+use parley_sfu::{RecordingEvent, SfuMetrics};
 
 #[test]
 fn a_recorded_room_produces_files_and_events() {
@@ -81,4 +81,37 @@ fn a_recorded_room_produces_files_and_events() {
     assert_eq!(sidecar["complete"], true);
     assert!(sidecar["start_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
     assert!(sidecar["stats"]["packets"].as_u64().unwrap() >= 90);
+}
+
+/// A video file starts at a keyframe: without a request at the start, the first seconds of a
+/// camera that sends keyframes rarely would be missing from the recording.
+#[test]
+fn starting_a_recording_asks_each_video_publisher_for_a_keyframe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    net.send(alice, true, true, 1200);
+    assert!(
+        net.run_until(Duration::from_secs(30), |n| n.clients[alice].connected.0),
+        "alice's publisher connects: {}",
+        net.sfu.debug_state()
+    );
+    // Alone in the room and past any earlier request's interval: nobody asks for keyframes.
+    for _ in 0..100 {
+        net.send(alice, true, false, 900);
+        net.advance(Duration::from_millis(20));
+    }
+    let before = SfuMetrics::get(&net.metrics.plis_sent);
+    net.sfu
+        .start_recording(net.now, "room", dir.path())
+        .expect("start");
+    assert!(
+        net.run_until(Duration::from_secs(2), |n| SfuMetrics::get(
+            &n.metrics.plis_sent
+        ) > before),
+        "a PLI goes to alice when the recording starts: {}",
+        net.sfu.debug_state()
+    );
+    assert!(net.sfu.stop_recording(net.now, "room"));
+    net.sfu.join_recordings();
 }

@@ -82,6 +82,9 @@ pub struct Config {
     pub public_url: String,
     /// Signing key for join tokens; generated once and kept in the database when not configured.
     pub jwt_secret: Option<Secret>,
+    /// Key of the stored CRM credentials and webhook secrets (`PARLEY_SECRETS_KEY`, 32 bytes in
+    /// base64); none: a key file generated beside the SQLite database (see [`crate::secrets`]).
+    pub secrets_key: Option<Secret>,
     /// Bearer token allowing operator-level calls (listing meetings); listing is off without it.
     pub admin_token: Option<Secret>,
     /// Directory served as the web app.
@@ -139,8 +142,31 @@ pub struct Config {
     pub outbox_max_delay: Duration,
     /// Deadline of one CRM or webhook call (`PARLEY_CRM_TIMEOUT_SECS`, 10 s).
     pub crm_timeout: Duration,
-    /// How often licensing reminders due are moved into customer webhooks (1 h).
+    /// How often licensing reminders due are moved into customer webhooks, and the monthly
+    /// inactive-seat review is checked (1 h).
     pub license_events_interval: Duration,
+    /// Where recordings are written (`PARLEY_RECORDINGS_DIR`); `None`: a `recordings/`
+    /// directory next to the SQLite file (see [`Config::recordings_dir`]).
+    pub recordings_dir: Option<PathBuf>,
+    /// The ffmpeg that makes a recording's composite video (`PARLEY_FFMPEG`). `None` looks for
+    /// `ffmpeg` in `PATH`; an empty path turns the composite off. Without ffmpeg a recording
+    /// has its per-track files and the mixed audio only.
+    pub ffmpeg: Option<PathBuf>,
+    /// Lifetime of a signed recording download link (`PARLEY_RECORDING_LINK_SECS`, 15 min).
+    pub recording_link_ttl: Duration,
+    /// Meetings without a license may be recorded (`PARLEY_RECORD_UNLICENSED`, off): for a
+    /// self-hosted install without licensing. Such recordings have no quota and no retention,
+    /// and only the operator sees them.
+    pub record_unlicensed: bool,
+    /// Test hook: moves the recordings' "now" (retention, link expiry). Not settable from outside.
+    pub recordings_clock: Option<crate::users::UsersClock>,
+    /// Test hook: how often a running recording's size is checked against the quota (5 s).
+    pub recording_quota_check: Duration,
+    /// Test hook: how often expired recordings are looked for (1 h).
+    pub recording_retention_check: Duration,
+    /// Test hook: bytes in one "MB" of a tariff's storage quota (1 MiB; tests shrink it so a
+    /// quota fills within seconds). Not settable from outside.
+    pub storage_megabyte: u64,
 }
 
 impl Default for Config {
@@ -152,6 +178,7 @@ impl Default for Config {
             database_url: "sqlite://parley.db".into(),
             public_url: "http://127.0.0.1:8080".into(),
             jwt_secret: None,
+            secrets_key: None,
             admin_token: None,
             web_root: default_web_root(),
             token_ttl: Duration::from_secs(24 * 3600),
@@ -179,6 +206,14 @@ impl Default for Config {
             outbox_max_delay: Duration::from_secs(30 * 60),
             crm_timeout: Duration::from_secs(10),
             license_events_interval: Duration::from_secs(3600),
+            recordings_dir: None,
+            ffmpeg: None,
+            recording_link_ttl: Duration::from_secs(15 * 60),
+            record_unlicensed: false,
+            recordings_clock: None,
+            recording_quota_check: Duration::from_secs(5),
+            recording_retention_check: Duration::from_secs(3600),
+            storage_megabyte: 1024 * 1024,
         }
     }
 }
@@ -217,6 +252,10 @@ pub struct Cli {
     /// JWT signing secret (generated and stored in the database when absent).
     #[arg(long, env = "PARLEY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+    /// Key for the stored CRM secrets, 32 bytes in base64 (default: a key file generated
+    /// beside the SQLite database).
+    #[arg(long, env = "PARLEY_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<Secret>,
     /// Operator bearer token for listing meetings.
     #[arg(long, env = "PARLEY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
@@ -266,6 +305,18 @@ pub struct Cli {
     /// Believe X-Forwarded-For (only behind a reverse proxy that sets it).
     #[arg(long, env = "PARLEY_TRUSTED_PROXY")]
     pub trusted_proxy: Option<bool>,
+    /// Directory for recordings (default: `recordings/` next to the SQLite file).
+    #[arg(long, env = "PARLEY_RECORDINGS_DIR")]
+    pub recordings_dir: Option<PathBuf>,
+    /// ffmpeg for the composite video of recordings (default: `ffmpeg` from PATH; empty: off).
+    #[arg(long, env = "PARLEY_FFMPEG")]
+    pub ffmpeg: Option<PathBuf>,
+    /// Seconds a signed recording download link stays valid (default 900).
+    #[arg(long, env = "PARLEY_RECORDING_LINK_SECS")]
+    pub recording_link_secs: Option<u64>,
+    /// Allow recording meetings that run without a license (default false).
+    #[arg(long, env = "PARLEY_RECORD_UNLICENSED")]
+    pub record_unlicensed: Option<bool>,
     /// Write the OpenAPI document to this path and exit.
     #[arg(long)]
     pub dump_openapi: Option<PathBuf>,
@@ -282,6 +333,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub public_url: Option<String>,
     pub jwt_secret: Option<Secret>,
+    pub secrets_key: Option<Secret>,
     pub admin_token: Option<Secret>,
     pub web_root: Option<PathBuf>,
     pub token_ttl_secs: Option<u64>,
@@ -298,6 +350,10 @@ pub struct FileConfig {
     pub outbox_base_delay_ms: Option<u64>,
     pub outbox_max_delay_secs: Option<u64>,
     pub crm_timeout_secs: Option<u64>,
+    pub recordings_dir: Option<PathBuf>,
+    pub ffmpeg: Option<PathBuf>,
+    pub recording_link_secs: Option<u64>,
+    pub record_unlicensed: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -400,6 +456,15 @@ impl Config {
                 }
             },
         };
+        let secrets_key = cli.secrets_key.clone().or(file.secrets_key);
+        if let Some(k) = &secrets_key
+            && let Err(e) = crate::secrets::SecretsKey::from_base64(k.expose())
+        {
+            // The message says what is expected, never what was given.
+            return Err(ConfigError::Invalid(format!(
+                "secrets_key (PARLEY_SECRETS_KEY): {e}"
+            )));
+        }
         let secs = |v: Option<u64>, def: Duration| v.map(Duration::from_secs).unwrap_or(def);
         let session_idle = secs(
             cli.session_idle_secs.or(file.session_idle_secs),
@@ -431,6 +496,15 @@ impl Config {
             cli.crm_timeout_secs.or(file.crm_timeout_secs),
             d.crm_timeout,
         );
+        let recording_link_ttl = secs(
+            cli.recording_link_secs.or(file.recording_link_secs),
+            d.recording_link_ttl,
+        );
+        if recording_link_ttl.is_zero() {
+            return Err(ConfigError::Invalid(
+                "recording_link_secs must be positive".into(),
+            ));
+        }
         if outbox_max_attempts == 0 || crm_timeout.is_zero() || outbox_max_delay < outbox_base_delay
         {
             return Err(ConfigError::Invalid(
@@ -450,6 +524,7 @@ impl Config {
             database_url,
             public_url: public_url.trim_end_matches('/').to_owned(),
             jwt_secret: cli.jwt_secret.clone().or(file.jwt_secret),
+            secrets_key,
             admin_token: cli.admin_token.clone().or(file.admin_token),
             web_root: cli.web_root.clone().or(file.web_root).unwrap_or(d.web_root),
             token_ttl: secs(cli.token_ttl_secs.or(file.token_ttl_secs), d.token_ttl),
@@ -479,6 +554,13 @@ impl Config {
             outbox_base_delay,
             outbox_max_delay,
             crm_timeout,
+            recordings_dir: cli.recordings_dir.clone().or(file.recordings_dir),
+            ffmpeg: cli.ffmpeg.clone().or(file.ffmpeg),
+            recording_link_ttl,
+            record_unlicensed: cli
+                .record_unlicensed
+                .or(file.record_unlicensed)
+                .unwrap_or(d.record_unlicensed),
             ..d
         })
     }
@@ -487,9 +569,9 @@ impl Config {
     pub fn describe(&self) -> String {
         format!(
             "http_addr={} udp_addr={} announced_ips={:?} database_url={} public_url={} \
-             jwt_secret={} admin_token={} web_root={} token_ttl={}s resume_grace={}s \
+             jwt_secret={} secrets_key={} admin_token={} web_root={} token_ttl={}s resume_grace={}s \
              require_license={} card_limit={} licensing_database_url={} session_idle={}s \
-             session_max={}s smtp_url={} smtp_from={}{}",
+             session_max={}s smtp_url={} smtp_from={} recordings_dir={} ffmpeg={}{}",
             self.http_addr,
             self.udp_addr,
             self.announced_ips,
@@ -499,6 +581,11 @@ impl Config {
                 "********"
             } else {
                 "<stored in database>"
+            },
+            if self.secrets_key.is_some() {
+                "********"
+            } else {
+                "<key file beside the database>"
             },
             if self.admin_token.is_some() {
                 "********"
@@ -520,6 +607,11 @@ impl Config {
                 "<none: invitation and reset mail disabled>"
             },
             self.smtp_from,
+            self.recordings_dir().display(),
+            match self.ffmpeg_path() {
+                Some(p) => p.display().to_string(),
+                None => "<none: no composite video>".into(),
+            },
             match &self.licensing_clock {
                 Some(c) => format!(" licensing_today={} (test clock)", c.today()),
                 None => String::new(),
@@ -529,12 +621,53 @@ impl Config {
 }
 
 impl Config {
+    /// Where recordings go: the configured directory, else `recordings/` beside the SQLite file
+    /// of `database_url` (the working directory for an in-memory database).
+    pub fn recordings_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.recordings_dir {
+            return dir.clone();
+        }
+        let path = self
+            .database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.database_url.strip_prefix("sqlite:"))
+            .unwrap_or_default();
+        let path = path.split('?').next().unwrap_or_default();
+        let parent = if path.is_empty() || path.starts_with(':') {
+            None
+        } else {
+            std::path::Path::new(path).parent()
+        };
+        parent
+            .unwrap_or(std::path::Path::new(""))
+            .join("recordings")
+    }
+
+    /// The ffmpeg to run for composites: the configured one (empty: none), else `ffmpeg` found
+    /// in `PATH`. A configured path that does not exist counts as none.
+    pub fn ffmpeg_path(&self) -> Option<PathBuf> {
+        match &self.ffmpeg {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) if p.components().count() > 1 => p.is_file().then(|| p.clone()),
+            Some(p) => find_in_path(p),
+            None => find_in_path(std::path::Path::new("ffmpeg")),
+        }
+    }
+
     /// The licensing tables' database: its own URL when configured, else the server's.
     pub fn licensing_database_url(&self) -> &str {
         self.licensing_database_url
             .as_deref()
             .unwrap_or(&self.database_url)
     }
+}
+
+/// `name` in one of the `PATH` directories.
+fn find_in_path(name: &std::path::Path) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Hides a password in `scheme://user:password@host` URLs.
@@ -632,15 +765,74 @@ mod tests {
     }
 
     #[test]
+    fn recordings_go_beside_the_database_unless_configured() {
+        let c = Config {
+            database_url: "sqlite:///var/lib/parley/parley.db?mode=rwc".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.recordings_dir(),
+            PathBuf::from("/var/lib/parley/recordings")
+        );
+        let c = Config {
+            database_url: "sqlite://parley.db".into(),
+            ..Config::default()
+        };
+        assert_eq!(c.recordings_dir(), PathBuf::from("recordings"));
+        let c = Config {
+            recordings_dir: Some("/srv/rec".into()),
+            ..Config::default()
+        };
+        assert_eq!(c.recordings_dir(), PathBuf::from("/srv/rec"));
+        let off = Config {
+            ffmpeg: Some(PathBuf::new()),
+            ..Config::default()
+        };
+        assert_eq!(off.ffmpeg_path(), None);
+        let missing = Config {
+            ffmpeg: Some("/nonexistent/bin/ffmpeg".into()),
+            ..Config::default()
+        };
+        assert_eq!(missing.ffmpeg_path(), None);
+    }
+
+    #[test]
     fn secrets_are_masked() {
         let c = Config {
             jwt_secret: Some(Secret::new("topsecret")),
+            secrets_key: Some(Secret::new("dG9wc2VjcmV0LXRvcHNlY3JldC10b3BzZWNyZXQtMzI=")),
             database_url: "postgres://u:pw@h/db".into(),
             smtp_url: Some(Secret::new("smtps://mailer:topsecret@smtp.example.com:465")),
             ..Config::default()
         };
         let s = c.describe();
         assert!(!s.contains("topsecret") && !s.contains("pw@"), "{s}");
+        assert!(s.contains("secrets_key=********"), "{s}");
+        assert!(!s.contains("dG9wc2Vj"), "{s}");
         assert!(!format!("{c:?}").contains("topsecret"));
+        assert!(!format!("{c:?}").contains("dG9wc2Vj"));
+    }
+
+    #[test]
+    fn a_secrets_key_must_be_32_bytes_of_base64_and_is_never_echoed() {
+        let good = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let cli = Cli {
+            secrets_key: Some(Secret::new(good)),
+            ..Cli::default()
+        };
+        let c = Config::merge(&cli, FileConfig::default()).expect("valid");
+        assert_eq!(c.secrets_key.as_ref().map(Secret::expose), Some(good));
+        for bad in ["short-hunter2", "aHVudGVyMg=="] {
+            let cli = Cli {
+                secrets_key: Some(Secret::new(bad)),
+                ..Cli::default()
+            };
+            match Config::merge(&cli, FileConfig::default()) {
+                Err(ConfigError::Invalid(m)) => {
+                    assert!(m.contains("32 bytes") && !m.contains(bad), "{m}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

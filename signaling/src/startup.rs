@@ -45,11 +45,13 @@ pub struct AppInner {
     pub users: crate::users::Users,
     /// Where the deal card reads deals (the account's CRM connector, when there is one).
     pub card_deals: Arc<dyn crate::card::DealSource>,
-    /// Outbound deliveries (CRM notes and tasks, customer webhooks): enqueue here, one worker
-    /// task delivers.
+    /// Outbound deliveries (CRM notes and tasks, customer webhooks, emails): enqueue here, one
+    /// worker task delivers.
     pub outbox: crate::outbox::Outbox,
     /// CRM connections, customer webhook endpoints and event emission.
     pub integrations: crate::integrations::Integrations,
+    /// Recordings of meetings: the running ones, their settings and their files.
+    pub recordings: crate::recordings::Recordings,
 }
 
 impl Deref for AppState {
@@ -110,6 +112,7 @@ impl RunningServer {
         }
         app.hubs.shutdown().await;
         app.sfu.shutdown().await;
+        app.recordings.drain(Duration::from_secs(10)).await;
         self.events.abort();
         app.store.close().await;
         app.licensing.store().close().await;
@@ -129,6 +132,14 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     if closed > 0 {
         tracing::info!(closed, "closed sessions left open by a previous run");
     }
+    // Before anything else starts: a key that cannot open the stored secrets stops here.
+    let secrets_cipher = crate::secrets::open(
+        config.secrets_key.as_ref().map(|k| k.expose()),
+        &config.database_url,
+        store.pool(),
+    )
+    .await
+    .context("cannot use the stored CRM secrets")?;
     let secret = match &config.jwt_secret {
         Some(s) => s.expose().to_owned(),
         None => store.jwt_secret().await.context("cannot load JWT secret")?,
@@ -142,6 +153,13 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     })
     .with_context(|| format!("cannot start the media plane on UDP {}", config.udp_addr))?;
     let udp_addr = sfu.local_addr();
+    // The one consumer of the media plane's recording events (see `recordings::events`).
+    let recording_events = sfu
+        .take_recording_events()
+        .context("the media plane's recording events are already taken")?;
+    let link_key = crate::recordings::db::link_secret(store.pool())
+        .await
+        .context("cannot load the recording link secret")?;
 
     let outbox = crate::outbox::Outbox::new(
         Arc::new(crate::outbox::SqliteOutboxStore::new(store.pool().clone())),
@@ -160,6 +178,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         outbox.clone(),
         crm_http.clone(),
         config.crm_timeout,
+        secrets_cipher,
     );
 
     let metrics = Arc::new(Metrics::default());
@@ -182,6 +201,12 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
 
     let users = crate::users::Users::new(&config, store.pool().clone())
         .context("cannot set up users (SMTP settings?)")?;
+    let recordings = crate::recordings::Recordings::new(
+        &config,
+        store.pool().clone(),
+        hubs.clone(),
+        link_key.into_bytes(),
+    );
     let app = AppState(Arc::new(AppInner {
         config,
         store,
@@ -199,14 +224,42 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         )),
         outbox: outbox.clone(),
         integrations: integrations.clone(),
+        recordings,
     }));
     // One outbox worker; several processes on one database would each run one (claims keep
     // them apart).
-    let deliveries = integrations.deliveries(crm_http, app.config.crm_timeout);
+    let deliveries = integrations
+        .deliveries(crm_http, app.config.crm_timeout)
+        .with(
+            crate::outbox::email::EMAIL,
+            Arc::new(crate::outbox::email::EmailDelivery::new(
+                app.users.mailer.clone(),
+            )),
+        );
     tokio::spawn(crate::outbox::OutboxWorker::new(outbox, deliveries).run(app.shutdown.clone()));
     tokio::spawn(crate::integrations::license_events::run(
         app.licensing.clone(),
         integrations.events.clone(),
+        app.config.license_events_interval,
+        app.shutdown.clone(),
+    ));
+    crate::recordings::events::recover(&app).await;
+    app.recordings.tasks.spawn(crate::recordings::events::run(
+        recording_events,
+        app.clone(),
+    ));
+    tokio::spawn(crate::recordings::jobs::watch_quota(
+        app.clone(),
+        app.config.recording_quota_check,
+        app.shutdown.clone(),
+    ));
+    tokio::spawn(crate::recordings::jobs::retention(
+        app.clone(),
+        app.config.recording_retention_check,
+        app.shutdown.clone(),
+    ));
+    tokio::spawn(crate::integrations::seat_review::run(
+        app.clone(),
         app.config.license_events_interval,
         app.shutdown.clone(),
     ));

@@ -1,5 +1,7 @@
 // The CRM deal card in a real browser: a CRM-like page on a second local origin frames the signed
-// card URL; the card loads, "Start now" gives the meeting links and the meeting shows among the
+// card URL; the account's CRM connection (a generic webhook CRM: that same local server, which
+// answers the signed `deal.read`) holds that origin, so the card loads with the deal's title and
+// contacts from the CRM; "Start now" gives the meeting links and the meeting shows among the
 // deal's past meetings. A page on a third origin (not the account's CRM) frames a valid card URL
 // too, and Chromium refuses it (frame-ancestors). Screenshot to artifacts/card-*.png.
 
@@ -12,15 +14,53 @@ import path from 'node:path';
 import { ARTIFACTS, freePort, launchBrowser, startServer, tail, waitFor } from './harness.mjs';
 
 const ADMIN = `e2e-admin-${crypto.randomBytes(8).toString('hex')}`;
+/** The generic CRM's webhook secret (both ways: Parley signs its calls with it). */
+const CRM_SECRET = `e2e-crm-${crypto.randomBytes(12).toString('hex')}`;
+const DEAL_TITLE = 'Поставка оборудования для ООО Ромашка';
 let server;
 let browser;
 const crmServers = [];
 const consoleLog = [];
 
-/** A local "CRM": every path answers a page that frames `cardUrl()`. */
+/** Parley's side of the generic CRM contract: `deal.read` signed with CRM_SECRET. */
+function answerCrmCall(req, res) {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    const ts = req.headers['x-parley-timestamp'] || '';
+    const want = `v1=${crypto.createHmac('sha256', CRM_SECRET).update(`${ts}.`).update(body).digest('hex')}`;
+    const got = String(req.headers['x-parley-signature'] || '').split(',');
+    if (!got.includes(want)) {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'bad signature' }));
+      return;
+    }
+    const call = JSON.parse(body.toString('utf8'));
+    if (call.type !== 'deal.read' || call.deal_id !== '42') {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'not found' }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({
+      deal: {
+        id: '42', title: DEAL_TITLE, responsible_user_id: '7',
+        contacts: [{ id: 'c-1', name: 'Анна Смирнова', emails: ['anna@client.example'] }],
+      },
+    }));
+  });
+}
+
+/** A local "CRM": `POST /parley` answers Parley's signed calls; every other path answers a page
+ * that frames `cardUrl()`. */
 async function startCrm(host, cardUrl) {
   const port = await freePort();
   const srv = http.createServer((req, res) => {
+    if (req.method === 'POST' && req.url === '/parley') {
+      answerCrmCall(req, res);
+      return;
+    }
     const src = cardUrl().replace(/&/g, '&amp;').replace(/"/g, '&quot;');
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end(`<!doctype html><html><head><title>Deal 42 — CRM</title></head><body>
@@ -73,7 +113,8 @@ after(async () => {
   await server?.stop().catch(() => {});
 });
 
-/** An account with a paid lot, a member with a seat linked to CRM user 7, and a card secret. */
+/** An account with a paid lot, a member with a seat linked to CRM user 7, the CRM at `crmOrigin`
+ * connected (its web origin frames the card), and a card secret. */
 async function setUpAccount(crmOrigin) {
   must(
     await api('PUT', '/api/v1/tariffs/business-12', ADMIN, {
@@ -107,7 +148,14 @@ async function setUpAccount(crmOrigin) {
   assert.ok(user, JSON.stringify(users));
   must(await api('PUT', `/api/v1/accounts/${id}/users/${user.id}/seat`, key, { lot_id: pay.lot_id }), 201, 'seat');
   must(await api('POST', `/api/v1/accounts/${id}/crm/users`, key, { crm_user_id: '7', user_id: user.id }), 201, 'link');
-  const card = must(await api('POST', `/api/v1/accounts/${id}/crm/card-secret`, key, { crm_origin: crmOrigin }), 201, 'card secret');
+  const crm = must(
+    await api('PUT', `/api/v1/accounts/${id}/crm`, key, {
+      kind: 'webhook', frame_origin: crmOrigin, settings: { url: `${crmOrigin}/parley`, secret: CRM_SECRET },
+    }),
+    200, 'CRM connection');
+  assert.equal(crm.frame_origin, crmOrigin);
+  const card = must(await api('POST', `/api/v1/accounts/${id}/crm/card-secret`, key, {}), 201, 'card secret');
+  assert.equal(card.crm_origin, crmOrigin, 'the card is framed by the connection\'s origin');
   return { id, secret: card.secret };
 }
 
@@ -128,8 +176,10 @@ test('the deal card works inside the CRM and nowhere else', async () => {
       const f = await (await page.$('#card'))?.contentFrame();
       return f && (await f.getAttribute('body', 'data-ready').catch(() => null)) === 'true' ? f : null;
     }, { what: 'the card to load in the CRM iframe' });
-    assert.equal(await frame.textContent('#deal-title'), 'Deal 42');
-    assert.equal(await frame.isVisible('#contacts-empty'), true, 'no CRM connection: empty contacts state');
+    // Read from the CRM through the connection.
+    assert.equal(await frame.textContent('#deal-title'), DEAL_TITLE);
+    assert.equal(await frame.isVisible('#contacts-empty'), false);
+    assert.match(await frame.textContent('#contacts'), /Анна Смирнова <anna@client\.example>/);
 
     // Keyboard: focus Start now and press Enter.
     await frame.focus('#start-now');

@@ -134,12 +134,13 @@ export function tail(file, lines = 60) {
 }
 
 /**
- * A WAV file of continuous "speech" for the fake microphone: a 220 Hz tone with a slow tremolo, loud
- * enough (about -12 dBFS) to count as voice. Chromium's built-in fake microphone only beeps once a
- * second, too little for the SFU's dominant-speaker detector to call anyone a speaker.
+ * A WAV file of continuous "speech" for the fake microphone: a tone (220 Hz unless said otherwise)
+ * with a slow tremolo, loud enough (about -12 dBFS) to count as voice. Chromium's built-in fake
+ * microphone only beeps once a second, too little for the SFU's dominant-speaker detector to call
+ * anyone a speaker. A different tone per browser tells speakers apart in a recording.
  */
-function speechWav() {
-  const file = path.join(os.tmpdir(), 'parley-e2e-speech.wav');
+function speechWav(hz = 220) {
+  const file = path.join(os.tmpdir(), `parley-e2e-speech-${hz}.wav`);
   if (fs.existsSync(file)) return file;
   const rate = 48000;
   const seconds = 4;
@@ -148,7 +149,7 @@ function speechWav() {
   for (let i = 0; i < samples; i++) {
     const t = i / rate;
     const tremolo = 0.75 + 0.25 * Math.sin(2 * Math.PI * 3 * t);
-    const v = 0.25 * tremolo * Math.sin(2 * Math.PI * 220 * t);
+    const v = 0.25 * tremolo * Math.sin(2 * Math.PI * hz * t);
     data.writeInt16LE(Math.round(v * 32767), i * 2);
   }
   const header = Buffer.alloc(44);
@@ -169,11 +170,12 @@ function speechWav() {
   return file;
 }
 
-export function launchBrowser() {
+/** Launches Chromium; every page's fake microphone plays a tone of `toneHz` (default 220 Hz). */
+export function launchBrowser({ toneHz = 220 } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${speechWav()}`],
+    args: [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${speechWav(toneHz)}`],
   });
 }
 

@@ -120,6 +120,9 @@ pub struct AmoState {
     pub tasks: Vec<Value>,
     /// Faults for the next API (non-OAuth) requests, in order.
     pub faults: VecDeque<Fault>,
+    /// The URL a lead's page shows in its widget iframe (Parley's signed deal-card launch), as
+    /// an installed widget would; none: the page has no widget.
+    pub card_launch: Option<String>,
 }
 
 #[derive(Clone)]
@@ -141,6 +144,7 @@ impl AmoStandIn {
             .route("/api/v4/contacts/{id}", get(amo_contact))
             .route("/api/v4/leads/{id}/notes", post(amo_notes))
             .route("/api/v4/tasks", post(amo_tasks))
+            .route("/leads/detail/{id}", get(amo_lead_page))
             .with_state(state.clone());
         AmoStandIn {
             base_url: spawn_router(router).await,
@@ -158,6 +162,11 @@ impl AmoStandIn {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
+    }
+
+    /// The web page of the lead [`AMO_LEAD_ID`], with the widget iframe once `card_launch` is set.
+    pub fn lead_page_url(&self) -> String {
+        format!("{}/leads/detail/{AMO_LEAD_ID}", self.base_url)
     }
 }
 
@@ -306,6 +315,31 @@ async fn amo_lead(
         "_links": {"self": {"href": format!("/api/v4/leads/{AMO_LEAD_ID}")}},
         "_embedded": embedded
     }))
+}
+
+/// The lead's page in amoCRM's web UI (same origin as the API, as on `{subdomain}.amocrm.ru`):
+/// the lead's name and, when a widget is installed, its iframe — where the deal card lives.
+async fn amo_lead_page(State(s): State<AmoShared>, Path(id): Path<String>) -> Response {
+    if id != AMO_LEAD_ID.to_string() {
+        return (StatusCode::NOT_FOUND, "no such lead").into_response();
+    }
+    let launch = s.lock().expect("state").card_launch.clone();
+    let widget = launch.map_or_else(String::new, |src| {
+        let src = src.replace('&', "&amp;").replace('"', "&quot;");
+        format!(
+            "<iframe id=\"card\" title=\"Parley\" src=\"{src}\" width=\"480\" height=\"900\" \
+             allow=\"clipboard-write\"></iframe>"
+        )
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!(
+            "<!doctype html><html><head><title>Сделка {AMO_LEAD_ID} — amoCRM</title></head>\
+             <body><h1>Поставка CRM-лицензий ACME</h1>{widget}</body></html>"
+        ),
+    )
+        .into_response()
 }
 
 async fn amo_contact(
@@ -627,6 +661,8 @@ pub struct ReceivedWebhook {
     /// Whether the signature verified, computed here independently of Parley's code.
     pub signature_ok: bool,
     pub body: Value,
+    /// The body as it arrived (what the signature covers).
+    pub raw_body: Bytes,
 }
 
 #[derive(Default)]
@@ -715,6 +751,7 @@ async fn receive(
             signature,
             signature_ok,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            raw_body: body.clone(),
         });
         f
     };

@@ -2,6 +2,7 @@
 //! SQLite file, talk to it over HTTP and WebSocket, and wait for conditions with deadlines.
 
 pub mod crm_standins;
+pub mod fixtures;
 pub mod media_client;
 
 use std::future::Future;
@@ -75,6 +76,24 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+
+    /// The SQLite file of this app's database, for tests that look at what is stored.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("parley.db")
+    }
+
+    /// Stops the server if it runs and starts it again on the same database directory, with the
+    /// test configuration adjusted by `tweak`; the start's error when the server refuses.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) -> anyhow::Result<()> {
+        self.shutdown().await;
+        let mut config = test_config(&self._dir);
+        tweak(&mut config);
+        let server = parley_signaling::spawn(config).await?;
+        self.base = server.base_url();
+        self.ws_url = format!("ws://{}/api/v1/ws", server.http_addr());
+        self.server = Some(server);
+        Ok(())
     }
 
     /// POST /api/v1/meetings; returns the created meeting JSON.

@@ -14,8 +14,8 @@ use parley_signaling::outbox::crm::note_message;
 use parley_signaling::outbox::webhooks::EventType;
 use parley_signaling::users::{EmailSenderHook, MemoryEmailSender};
 use parley_tests::crm_standins::{
-    AMO_CLIENT_ID, AMO_CLIENT_SECRET, AMO_LEAD_ID, AMO_REDIRECT_URI, AmoStandIn, BITRIX_DEAL_ID,
-    BitrixStandIn, Fault, WebhookReceiver, expected_signature,
+    AMO_CLIENT_ID, AMO_CLIENT_SECRET, AMO_LEAD_ID, AMO_REDIRECT_URI, AmoStandIn, BITRIX_CODE,
+    BITRIX_DEAL_ID, BitrixStandIn, Fault, WebhookReceiver, expected_signature,
 };
 use parley_tests::{ADMIN_TOKEN, TestApp, str_of, wait_for};
 use reqwest::Method;
@@ -46,19 +46,10 @@ impl World {
         tweak: impl FnOnce(&mut parley_signaling::configuration::Config) + Send + 'static,
     ) -> World {
         let mail = MemoryEmailSender::new();
-        let m = mail.clone();
         let clock = LicensingClock::new(NaiveDate::from_ymd_opt(2026, 3, 1).expect("date"));
-        let c = clock.clone();
+        let (m, c) = (mail.clone(), clock.clone());
         let app = TestApp::spawn_with(move |cfg| {
-            cfg.licensing_clock = Some(c);
-            // The reminder mover polls often, so a moved licensing date shows up quickly.
-            cfg.license_events_interval = std::time::Duration::from_millis(50);
-            cfg.email_sender = Some(EmailSenderHook(Arc::new(m)));
-            // Fast retries: tests wait for conditions, not for backoff.
-            cfg.outbox_max_attempts = 2;
-            cfg.outbox_base_delay = std::time::Duration::from_millis(10);
-            cfg.outbox_max_delay = std::time::Duration::from_millis(50);
-            cfg.crm_timeout = std::time::Duration::from_secs(3);
+            configure(cfg, m, c);
             tweak(cfg);
         })
         .await;
@@ -79,6 +70,21 @@ impl World {
             .await;
         assert_eq!(s, 200, "tariff: {v}");
         w
+    }
+
+    /// Stops the server and starts it again on the same database (and key file), configured
+    /// as at spawn and then by `tweak`; the start's error when it refuses to start.
+    async fn restart_with(
+        &mut self,
+        tweak: impl FnOnce(&mut parley_signaling::configuration::Config),
+    ) -> anyhow::Result<()> {
+        let (m, c) = (self.mail.clone(), self.clock.clone());
+        self.app
+            .restart_with(move |cfg| {
+                configure(cfg, m, c);
+                tweak(cfg);
+            })
+            .await
     }
 
     async fn req(
@@ -167,9 +173,14 @@ impl World {
             )
             .await;
         assert_eq!(s, 201, "invite {email}: {v}");
-        let mails = self.mail.sent_to(email);
-        let mail = mails.last().expect("invitation mail");
-        let token = token_in(&mail.text, "inv_").expect("invitation link");
+        // The mail goes out through the outbox: wait for it.
+        let token = wait_for("the invitation mail", || async {
+            self.mail
+                .sent_to(email)
+                .last()
+                .and_then(|m| token_in(&m.text, "inv_"))
+        })
+        .await;
         let (s, v) = self
             .req(
                 Method::POST,
@@ -224,6 +235,23 @@ impl World {
         receiver.lock().secret = Some(secret);
         (receiver, str_of(&v, "id"))
     }
+}
+
+/// The test servers' configuration beyond [`parley_tests::test_config`].
+fn configure(
+    cfg: &mut parley_signaling::configuration::Config,
+    mail: MemoryEmailSender,
+    clock: LicensingClock,
+) {
+    cfg.licensing_clock = Some(clock);
+    // The reminder mover polls often, so a moved licensing date shows up quickly.
+    cfg.license_events_interval = std::time::Duration::from_millis(50);
+    cfg.email_sender = Some(EmailSenderHook(Arc::new(mail)));
+    // Fast retries: tests wait for conditions, not for backoff.
+    cfg.outbox_max_attempts = 2;
+    cfg.outbox_base_delay = std::time::Duration::from_millis(10);
+    cfg.outbox_max_delay = std::time::Duration::from_millis(50);
+    cfg.crm_timeout = std::time::Duration::from_secs(3);
 }
 
 fn token_in(text: &str, prefix: &str) -> Option<String> {
@@ -936,5 +964,408 @@ async fn the_tariffs_meeting_length_warns_everyone_then_ends_the_meeting() {
     assert!(
         !v["ended_at"].is_null(),
         "the meeting is recorded as ended: {v}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets at rest
+
+/// amoCRM at the stand-in, with an expired access token (the first call refreshes).
+fn amo_crm(amo: &AmoStandIn) -> Value {
+    json!({"kind": "amocrm",
+        "settings": {"base_url": amo.base_url, "client_id": AMO_CLIENT_ID,
+            "client_secret": AMO_CLIENT_SECRET, "redirect_uri": AMO_REDIRECT_URI,
+            "access_token": "expired-access-token", "refresh_token": REFRESH}})
+}
+
+/// Every text value of every table in the database file, read with a connection of its own, as
+/// anyone holding the file could: (table.column, value).
+async fn stored_text(db: &std::path::Path) -> Vec<(String, String)> {
+    use sqlx::{Column, Row};
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&pool)
+            .await
+            .expect("tables");
+    let mut out = Vec::new();
+    for t in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM \"{t}\""))
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+        for r in &rows {
+            for (i, c) in r.columns().iter().enumerate() {
+                // Text columns only: numbers and blobs do not decode as text.
+                if let Ok(Some(v)) = r.try_get::<Option<String>, _>(i) {
+                    out.push((format!("{t}.{}", c.name()), v));
+                }
+            }
+        }
+    }
+    pool.close().await;
+    out
+}
+
+/// Asserts no stored value contains any of `secrets`, and that the secret columns hold `v1:`
+/// values only.
+async fn assert_sealed(db: &std::path::Path, secrets: &[&str]) {
+    let rows = stored_text(db).await;
+    assert!(rows.iter().any(|(c, _)| c == "crm_connections.secrets"));
+    for (column, value) in &rows {
+        for secret in secrets {
+            assert!(
+                !value.contains(secret),
+                "{column} holds a secret in plain text: {value}"
+            );
+        }
+    }
+    for column in [
+        "crm_connections.secrets",
+        "crm_connections.amo_access_token",
+        "crm_connections.amo_refresh_token",
+        "webhook_endpoints.secret",
+        "crm_card_settings.secret",
+    ] {
+        let values: Vec<&String> = rows
+            .iter()
+            .filter(|(c, _)| c == column)
+            .map(|(_, v)| v)
+            .collect();
+        assert!(!values.is_empty(), "{column}: nothing stored");
+        assert!(
+            values.iter().all(|v| v.starts_with("v1:")),
+            "{column}: {values:?}"
+        );
+    }
+}
+
+/// Whether the database's files (the file itself, its write-ahead log) hold `needle` anywhere,
+/// free space included.
+fn files_contain(db: &std::path::Path, needle: &str) -> bool {
+    let dir = db.parent().expect("dir");
+    let name = db.file_name().expect("name").to_string_lossy().into_owned();
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n == name || n == format!("{name}-wal")
+        })
+        .any(|e| {
+            let bytes = std::fs::read(e.path()).expect("read");
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+}
+
+/// A signed deal-card launch for `acc` with `secret`: the refusal code of the page. CRM user 7
+/// is linked to nobody, so a good signature gets as far as `crm_user_not_linked`.
+async fn card_launch_code(w: &World, acc: &Account, secret: &str) -> String {
+    let exp = Utc::now().timestamp() + 600;
+    let text = parley_signaling::card::canonical(&acc.id, "42", "7", exp);
+    let sig = parley_signaling::card::sign(secret, &text);
+    let r = w
+        .app
+        .http
+        .get(w.app.url(&format!("/crm/card?{text}&sig={sig}")))
+        .send()
+        .await
+        .expect("launch");
+    let body = r.text().await.expect("body");
+    let start = body.find("data-code=\"").expect("a refusal page") + "data-code=\"".len();
+    body[start..].chars().take_while(|c| *c != '"').collect()
+}
+
+/// What each stored secret is used for, once more: an amoCRM note (the tokens, the client
+/// secret on a refresh), a signed customer webhook (the endpoint secret), an inbound signed
+/// request (the generic CRM's secret) and a card launch (the card secret).
+struct SecretsInUse {
+    amo: AmoStandIn,
+    amo_acc: Account,
+    amo_connection: String,
+    receiver: WebhookReceiver,
+    card_secret: String,
+    generic_acc: Account,
+}
+
+impl SecretsInUse {
+    async fn exercise(&self, w: &World, round: usize) {
+        w.state()
+            .outbox
+            .enqueue(note_message(
+                &self.amo_connection,
+                &AMO_LEAD_ID.to_string(),
+                &format!("Note {round}"),
+                &format!("secrets-{round}:note"),
+            ))
+            .await
+            .expect("enqueue");
+        wait_for("the note at amoCRM", || async {
+            (self.amo.lock().notes.len() == round).then_some(())
+        })
+        .await;
+        let n = parley_signaling::integrations::emit_event(
+            w.state(),
+            &self.amo_acc.id,
+            EventType::OrderPaid,
+            &format!("order-{round}"),
+            json!({"order_id": format!("order-{round}")}),
+        )
+        .await
+        .expect("emit");
+        assert_eq!(n, 1);
+        let got = wait_for("the customer webhook", || async {
+            let st = self.receiver.lock();
+            (st.received.len() == round).then(|| st.received.clone())
+        })
+        .await;
+        assert!(got.iter().all(|r| r.signature_ok), "signed with the secret");
+        let body = serde_json::to_vec(&json!({
+            "deal_id": format!("D-{round}"), "host_user_id": "rep-1"
+        }))
+        .expect("json");
+        let (s, v) = signed_post(
+            w,
+            &self.generic_acc.id,
+            Utc::now().timestamp(),
+            &body,
+            INBOUND_SECRET,
+        )
+        .await;
+        assert_eq!(s, 201, "inbound: {v}");
+        assert_eq!(
+            card_launch_code(w, &self.amo_acc, &self.card_secret).await,
+            "crm_user_not_linked",
+            "the card secret verifies the launch"
+        );
+        assert_eq!(
+            card_launch_code(w, &self.amo_acc, "forged-card-secret").await,
+            "invalid_signature"
+        );
+    }
+
+    /// Every secret the server holds, in plain text.
+    fn plain(&self) -> Vec<String> {
+        let endpoint = self
+            .receiver
+            .lock()
+            .secret
+            .clone()
+            .expect("endpoint secret");
+        let mut all: Vec<String> = [
+            AMO_CLIENT_SECRET,
+            REFRESH,
+            "expired-access-token",
+            INBOUND_SECRET,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        all.extend([endpoint, self.card_secret.clone()]);
+        // The pairs the stand-in issued on refreshes.
+        let generation = self.amo.lock().generation;
+        for g in 1..=generation {
+            all.extend([format!("access-{g}"), format!("refresh-{g}")]);
+        }
+        all
+    }
+}
+
+async fn secrets_in_use(w: &World, tag: &str) -> SecretsInUse {
+    let amo_acc = w.account(&format!("{tag}-amo")).await;
+    let amo = AmoStandIn::start(REFRESH).await;
+    let v = w.put_crm(&amo_acc, amo_crm(&amo)).await;
+    // No frame_origin given: amoCRM's own address frames the deal card.
+    assert_eq!(v["frame_origin"], amo.base_url, "{v}");
+    let (s, card) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/accounts/{}/crm/card-secret", amo_acc.id),
+            Some(&amo_acc.key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 201, "card secret: {card}");
+    assert_eq!(card["crm_origin"], amo.base_url);
+    let (receiver, _) = w.receiver(&amo_acc, &["order.paid"]).await;
+    let generic_acc = w.account(&format!("{tag}-generic")).await;
+    w.put_crm(
+        &generic_acc,
+        json!({"kind": "webhook",
+            "settings": {"url": "https://crm.example/parley", "secret": INBOUND_SECRET}}),
+    )
+    .await;
+    SecretsInUse {
+        amo,
+        amo_connection: str_of(&v, "connection_id"),
+        amo_acc,
+        receiver,
+        card_secret: str_of(&card, "secret"),
+        generic_acc,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_secrets_are_stored_encrypted_and_work_across_restarts_with_their_key_only() {
+    let mut w = World::spawn().await;
+    let used = secrets_in_use(&w, "sealed").await;
+    // A Bitrix24 connection too: its webhook URL's path is the credential.
+    let b24_acc = w.account("sealed-b24").await;
+    let b24 = BitrixStandIn::start().await;
+    let v = w
+        .put_crm(
+            &b24_acc,
+            json!({"kind": "bitrix24", "settings": {"webhook_url": b24.webhook_url()}}),
+        )
+        .await;
+    assert_eq!(v["frame_origin"], b24.origin, "the portal frames the card");
+    w.state()
+        .outbox
+        .enqueue(note_message(
+            &str_of(&v, "connection_id"),
+            &BITRIX_DEAL_ID.to_string(),
+            "Call summary",
+            "sealed-b24:note",
+        ))
+        .await
+        .expect("enqueue");
+    wait_for("the comment at Bitrix24", || async {
+        (!b24.lock().comments.is_empty()).then_some(())
+    })
+    .await;
+    used.exercise(&w, 1).await;
+    assert_eq!(
+        used.amo.lock().refreshes,
+        1,
+        "the expired token was refreshed"
+    );
+
+    let db = w.app.database_path();
+    let key_file = db.with_file_name("parley.db.secrets-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)
+            .expect("a key file beside the database")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is private");
+    }
+    w.app.shutdown().await;
+    let mut plain = used.plain();
+    plain.push(BITRIX_CODE.to_owned());
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    assert_sealed(&db, &plain).await;
+    for secret in &plain {
+        assert!(!files_contain(&db, secret), "{secret} in the database file");
+    }
+
+    // The same key file after a restart: everything still works, and the refreshed tokens
+    // were stored readably (amoCRM would refuse the spent ones: no second refresh).
+    w.restart_with(|_| {}).await.expect("restart");
+    used.exercise(&w, 2).await;
+    assert_eq!(used.amo.lock().refreshes, 1);
+
+    // Another key cannot open them: the server refuses to start, and says why without a secret.
+    let other = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let e = w
+        .restart_with(|cfg| {
+            cfg.secrets_key = Some(parley_signaling::configuration::Secret::new(other));
+        })
+        .await
+        .expect_err("a wrong key must stop the start");
+    let text = format!("{e:#}");
+    assert!(text.contains("cannot be decrypted"), "{text}");
+    assert!(text.contains("PARLEY_SECRETS_KEY"), "{text}");
+    for secret in &plain {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert!(!text.contains(other), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stored_in_plain_text_by_an_earlier_version_are_encrypted_at_start() {
+    let mut w = World::spawn().await;
+    let used = secrets_in_use(&w, "legacy").await;
+    let endpoint_secret = used.receiver.lock().secret.clone().expect("secret");
+    let db = w.app.database_path();
+    w.app.shutdown().await;
+
+    // Write the secrets back in plain text, as the version before encryption stored them.
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+        let statements: [(&str, Vec<String>); 4] = [
+            (
+                "UPDATE crm_connections SET secrets = ?, amo_access_token = ?, \
+                 amo_refresh_token = ? WHERE id = ?",
+                vec![
+                    json!({"client_secret": AMO_CLIENT_SECRET}).to_string(),
+                    "expired-access-token".into(),
+                    REFRESH.into(),
+                    used.amo_connection.clone(),
+                ],
+            ),
+            (
+                "UPDATE crm_connections SET secrets = ? WHERE account_id = ? \
+                 AND deleted_at IS NULL",
+                vec![
+                    json!({"webhook_secret": INBOUND_SECRET}).to_string(),
+                    used.generic_acc.id.clone(),
+                ],
+            ),
+            (
+                "UPDATE webhook_endpoints SET secret = ? WHERE account_id = ?",
+                vec![endpoint_secret.clone(), used.amo_acc.id.clone()],
+            ),
+            (
+                "UPDATE crm_card_settings SET secret = ? WHERE account_id = ?",
+                vec![used.card_secret.clone(), used.amo_acc.id.clone()],
+            ),
+        ];
+        for (sql, binds) in statements {
+            let mut q = sqlx::query(sql);
+            for b in binds {
+                q = q.bind(b);
+            }
+            assert_eq!(q.execute(&pool).await.expect("update").rows_affected(), 1);
+        }
+        pool.close().await;
+    }
+    assert!(
+        files_contain(&db, AMO_CLIENT_SECRET),
+        "the plain text is there"
+    );
+
+    w.restart_with(|_| {}).await.expect("start");
+    w.app.shutdown().await;
+    let plain = used.plain();
+    let plain: Vec<&str> = plain.iter().map(String::as_str).collect();
+    assert_sealed(&db, &plain).await;
+    for secret in &plain {
+        assert!(
+            !files_contain(&db, secret),
+            "{secret} left in the database file"
+        );
+    }
+    let sealed = stored_text(&db).await;
+
+    // Sealed once: another start opens them and changes nothing; every secret works.
+    w.restart_with(|_| {}).await.expect("restart");
+    used.exercise(&w, 1).await;
+    assert_eq!(used.amo.lock().refreshes, 1);
+    let card_column = |rows: &[(String, String)]| {
+        rows.iter()
+            .filter(|(c, _)| c == "crm_card_settings.secret" || c == "webhook_endpoints.secret")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    w.app.shutdown().await;
+    assert_eq!(
+        card_column(&stored_text(&db).await),
+        card_column(&sealed),
+        "not sealed twice"
     );
 }

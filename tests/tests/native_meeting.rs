@@ -174,3 +174,98 @@ async fn three_native_participants_meet_through_the_server() {
     }
     drop(app);
 }
+
+/// Waits until `watcher`'s socket was told that `speaker` is the active speaker.
+async fn heard_speaking(watcher: &Participant, speaker: &str) {
+    let seen = watcher.seen.clone();
+    wait_for("the active speaker", || {
+        let seen = seen.clone();
+        async move {
+            let s = seen.lock().ok()?;
+            s.iter()
+                .any(|m| m["type"] == "active_speaker" && m["participant_id"] == speaker)
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// Waits until `p`'s microphone has sent `frames` more 20 ms frames.
+async fn speak_for_frames(p: &Participant, frames: u64) {
+    let until = p.media.audio_frames_sent() + frames;
+    let media = p.media.clone();
+    wait_for("the microphone frames", || {
+        let media = media.clone();
+        async move { (media.audio_frames_sent() >= until).then_some(()) }
+    })
+    .await;
+}
+
+/// The media plane reports talk time every 5 s; what someone said after the last report reaches
+/// the summary anyway: when they leave, and when the meeting ends with them in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talk_right_before_leaving_and_before_the_end_is_in_the_summary() {
+    let app = TestApp::spawn().await;
+    let meeting = app.create_meeting("Talk time").await;
+    let host_token = app.host_token(&meeting, "Rep").await;
+    let guest_token = app.guest_token(&meeting, "Client").await;
+    let host = enter(&app, host_token).await;
+    let mut guest = enter(&app, guest_token).await;
+
+    // The client speaks (voice-loud levels) until the rep's client highlights her, then about
+    // 2 s more, and leaves at once.
+    let started = std::time::Instant::now();
+    guest.media.set_audio_level(Some(30));
+    heard_speaking(&host, &guest.id).await;
+    speak_for_frames(&guest, 100).await;
+    if let Some(tx) = guest.leave.take() {
+        let _ = tx.send(());
+    }
+    let _ = guest.task.await;
+    let guest_spoke = started.elapsed();
+    guest.media.close().await;
+
+    // The rep speaks, and the meeting is ended while he still does.
+    let started = std::time::Instant::now();
+    host.media.set_audio_level(Some(30));
+    heard_speaking(&host, &host.id).await;
+    speak_for_frames(&host, 75).await;
+    let (s, v) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/meetings/{}/end", meeting.id),
+            Some(&meeting.host_key),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204, "{v}");
+    let host_spoke = started.elapsed();
+
+    let (s, summary) = app
+        .get_json(
+            &format!("/api/v1/meetings/{}/summary", meeting.id),
+            Some(&meeting.host_key),
+        )
+        .await;
+    assert_eq!(s, 200, "{summary}");
+    let talked = |name: &str| {
+        summary["participants"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["talk_time_secs"].as_u64())
+            .unwrap_or_else(|| panic!("{name} in {summary}"))
+    };
+    // At least the 2 s (1.5 s) spoken after being heard; at most the time spent speaking.
+    let (client, rep) = (talked("Client"), talked("Rep"));
+    assert!(
+        (2..=guest_spoke.as_secs() + 1).contains(&client),
+        "the client spoke {guest_spoke:?}, the summary says {client} s: {summary}"
+    );
+    assert!(
+        (1..=host_spoke.as_secs() + 1).contains(&rep),
+        "the rep spoke {host_spoke:?}, the summary says {rep} s: {summary}"
+    );
+    host.media.close().await;
+    host.task.abort();
+    drop(app);
+}

@@ -116,6 +116,13 @@ async fn web_app_is_served_with_a_strict_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("index.html"), "<h1>landing</h1>").expect("write");
     std::fs::write(dir.path().join("meeting.html"), "<h1>meeting</h1>").expect("write");
+    for page in ["sign-in", "forgot-password", "reset-password", "invitation"] {
+        std::fs::write(
+            dir.path().join(format!("{page}.html")),
+            format!("<h1>{page}</h1>"),
+        )
+        .expect("write");
+    }
     std::fs::create_dir(dir.path().join("app")).expect("mkdir");
     std::fs::write(dir.path().join("app/main.js"), "export {};").expect("write");
     let root = dir.path().to_owned();
@@ -145,6 +152,27 @@ async fn web_app_is_served_with_a_strict_policy() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     assert_eq!(r.text().await.expect("text"), "<h1>meeting</h1>");
+
+    // The account pages at the clean URLs the server mails (`/invitation#token=…`,
+    // `/reset-password#token=…`) and links to, with the same headers as the other pages.
+    for page in ["sign-in", "forgot-password", "reset-password", "invitation"] {
+        let r = app
+            .http
+            .get(app.url(&format!("/{page}?next=/x")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "{page}");
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            csp.as_str(),
+            "{page}"
+        );
+        assert_eq!(r.headers()["cache-control"], "no-store", "{page}");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer", "{page}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{page}");
+        assert_eq!(r.text().await.expect("text"), format!("<h1>{page}</h1>"));
+    }
 
     for path in ["/app/main.js", "/static/app/main.js"] {
         let r = app.http.get(app.url(path)).send().await.expect("request");

@@ -227,8 +227,13 @@ async fn bad_input_gets_the_error_shape() {
         .get_json("/api/v1/meetings/abcdefghijkl?invite=x", None)
         .await;
     assert_error(s, &v, 404, "not_found");
-    let (s, v) = app.get_json("/api/v1/meetings/..%2F..%2Fetc", None).await;
+    let (s, v) = app
+        .get_json("/api/v1/meetings/..%2F..%2Fetc?invite=x", None)
+        .await;
     assert_error(s, &v, 404, "not_found");
+    // Without any credential, whether a meeting exists is not told: 401, as for a real one.
+    let (s, v) = app.get_json("/api/v1/meetings/..%2F..%2Fetc", None).await;
+    assert_error(s, &v, 401, "unauthorized");
     let (s, v) = app.get_json("/api/v1/nothing-here", None).await;
     assert_error(s, &v, 404, "not_found");
     let (s, v) = app

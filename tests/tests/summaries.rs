@@ -167,7 +167,14 @@ impl World {
             )
             .await;
         assert_eq!(s, 201, "invite: {v}");
-        let mail = self.mail.sent_to(email).pop().expect("invitation mail");
+        // The mail goes out through the outbox: wait for it.
+        let mail = wait_for("the invitation mail", || async {
+            self.mail
+                .sent_to(email)
+                .into_iter()
+                .rfind(|m| m.text.contains("#token=inv_"))
+        })
+        .await;
         let start = mail.text.find("#token=inv_").expect("link") + "#token=".len();
         let token: String = mail.text[start..]
             .chars()
@@ -628,6 +635,19 @@ async fn erasure_anonymises_the_person_but_keeps_invoices() {
     assert_eq!(report["participant_sessions"], 1);
     assert_eq!(report["chat_messages"], 1);
     assert_eq!(report["summaries"], 1);
+    // Her summary email and her invitation, both through the account's outbox.
+    assert_eq!(report["outbox_emails"], 2);
+    for status in ["pending", "delivered", "failed"] {
+        let (s, list) = w
+            .app
+            .get_json(
+                &format!("/api/v1/accounts/{}/outbox?status={status}", a.id),
+                Some(&a.key),
+            )
+            .await;
+        assert_eq!(s, 200);
+        assert!(!list.to_string().to_lowercase().contains("anna"), "{list}");
+    }
 
     let after = w.summary(&m).await;
     let text = after.to_string().to_lowercase();

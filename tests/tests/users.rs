@@ -134,7 +134,9 @@ impl World {
 
     /// Invites `email` with `role` (by `bearer`: a key, an admin session or the operator);
     /// returns the new user's id.
+    /// The mail goes out through the outbox, so this waits until it has arrived.
     async fn invite(&self, acc: &Account, bearer: &str, email: &str, role: &str) -> String {
+        let before = self.mail.sent_to(email).len();
         let (s, v) = self
             .req(
                 Method::POST,
@@ -145,6 +147,10 @@ impl World {
             .await;
         assert_eq!(s, 201, "invite {email}: {v}");
         assert_eq!(v["user"]["status"], "invited");
+        wait_for("the invitation mail", || async {
+            (self.mail.sent_to(email).len() > before).then_some(())
+        })
+        .await;
         str_of(&v["user"], "id")
     }
 
@@ -1102,4 +1108,110 @@ async fn invitation_mail_reaches_a_real_smtp_server() {
     assert_eq!(s, 200, "{v}");
     app.shutdown().await;
     smtp.stop().await;
+}
+
+/// The invitation page reads whose invitation a token is before accepting: the account's name,
+/// the address and the expiry, and nothing more. It works as long as the token would be
+/// accepted (not after use, replacement or expiry) and is not used up by reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_shows_its_account_and_address_until_it_is_used() {
+    let mut w = World::spawn(|_| {}).await;
+    let a = w.account("U-preview", 1).await;
+    let preview = |token: String| {
+        let w = &w;
+        async move {
+            w.req(
+                Method::POST,
+                "/api/v1/invitations/preview",
+                None,
+                Some(json!({ "token": token })),
+            )
+            .await
+        }
+    };
+    let mailed_token = |n: usize| {
+        let w = &w;
+        async move {
+            wait_for("the invitation mail", || async {
+                let mails = w.mail.sent_to("frank@example.com");
+                (mails.len() >= n)
+                    .then(|| token_in(&mails[n - 1].text, "inv_"))
+                    .flatten()
+            })
+            .await
+        }
+    };
+
+    let before = w.clock.now();
+    w.invite(&a, &a.key, "Frank@Example.com", "member").await;
+    let after = w.clock.now();
+    let first = mailed_token(1).await;
+    let (s, v) = preview(first.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["account_name"], "ООО Ромашка U-preview");
+    assert_eq!(v["email"], "Frank@example.com");
+    let expires: DateTime<Utc> = str_of(&v, "expires_at").parse().expect("a timestamp");
+    let week = chrono::Duration::days(7);
+    assert!(
+        before + week <= expires && expires <= after + week,
+        "{expires}"
+    );
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["account_name", "email", "expires_at"],
+        "nothing else"
+    );
+    // Reading twice is fine: the token is not used up.
+    let (s, _) = preview(first.clone()).await;
+    assert_eq!(s, 200);
+
+    // A fresh invitation voids the first link; the new one reads.
+    w.invite(&a, &a.key, "frank@example.com", "member").await;
+    let second = mailed_token(2).await;
+    let (s, v) = preview(first).await;
+    assert_code(s, &v, 400, "invalid_token");
+    let (s, v) = preview(second.clone()).await;
+    assert_eq!(s, 200, "{v}");
+
+    // Accepted: no longer readable.
+    let (s, v) = w
+        .req(
+            Method::POST,
+            "/api/v1/invitations/accept",
+            None,
+            Some(json!({"token": second, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = preview(second).await;
+    assert_code(s, &v, 400, "invalid_token");
+
+    // Expired, malformed or of another kind: the same refusal.
+    w.invite(&a, &a.key, "gina@example.com", "member").await;
+    let gina = wait_for("gina's invitation", || async {
+        w.mail
+            .sent_to("gina@example.com")
+            .last()
+            .and_then(|m| token_in(&m.text, "inv_"))
+    })
+    .await;
+    w.clock.advance(Duration::from_secs(7 * 24 * 3600 + 1));
+    let (s, v) = preview(gina).await;
+    assert_code(s, &v, 400, "invalid_token");
+    for bad in [
+        "",
+        "inv_short",
+        "rst_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let (s, v) = preview(bad.into()).await;
+        assert_code(s, &v, 400, "invalid_token");
+    }
+    w.app.shutdown().await;
 }

@@ -89,3 +89,56 @@ export function signalingUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/api/v1/ws`;
 }
+
+// ---- users and sessions ----
+// The browser's session is the HttpOnly `parley_session` cookie set by sign-in and by accepting an
+// invitation; same-origin fetches carry it, so the page never sees or stores the token.
+
+/** Signs in; the answer's cookie is the session. Throws the server's 401/429 messages as they are. */
+export function signIn(email, password) {
+  return request('POST', '/api/v1/auth/sign-in', { email, password });
+}
+
+/** Ends this browser's session (always succeeds server-side, even if it had already ended). */
+export function signOut() {
+  return request('POST', '/api/v1/auth/sign-out');
+}
+
+/** The signed-in user and their account; ApiError 401 (`invalid_session`, `session_expired`) otherwise. */
+export function getMe() {
+  return request('GET', '/api/v1/me');
+}
+
+/** Asks for a reset link; the server answers the same whether or not the address is known. */
+export function requestPasswordReset(email) {
+  return request('POST', '/api/v1/auth/password-reset', { email });
+}
+
+/** Sets a new password with the emailed `rst_…` token; every session of the user ends. */
+export function confirmPasswordReset(token, password) {
+  return request('POST', '/api/v1/auth/password-reset/confirm', { token, password });
+}
+
+/** Whose invitation an `inv_…` token is: {account_name, email, expires_at}. */
+export function previewInvitation(token) {
+  return request('POST', '/api/v1/invitations/preview', { token });
+}
+
+/** Accepts an invitation: sets the name and password and signs in (cookie). */
+export function acceptInvitation(token, password, displayName) {
+  return request('POST', '/api/v1/invitations/accept', { token, password, display_name: displayName });
+}
+
+// ---- recordings ----
+// Seen by the meeting's host and the account's admins (session cookie); the files download through
+// short-lived signed links made on demand.
+
+/** A recording with its files: {id, meeting_title, status, started_at, stopped_at, files: [...]}. */
+export function getRecording(id) {
+  return request('GET', `/api/v1/recordings/${encodeURIComponent(id)}`);
+}
+
+/** Fresh signed links, one per file: {expires_at, files: [{name, url, path, ...}]}. */
+export function recordingLinks(id) {
+  return request('POST', `/api/v1/recordings/${encodeURIComponent(id)}/links`);
+}

@@ -1,6 +1,7 @@
-// The landing page: create a meeting, hand out its invite link, open it as the host.
+// The landing page: who is signed in (with sign-out) or a sign-in link; create a meeting, hand out
+// its invite link, open it as the host.
 
-import { createMeeting } from './api.js';
+import { ApiError, createMeeting, getMe, signOut } from './api.js';
 
 const $ = (s) => document.querySelector(s);
 
@@ -53,3 +54,49 @@ for (const btn of document.querySelectorAll('[data-copy]')) {
     status.textContent = btn.dataset.copy === 'invite-link' ? 'Invite link copied.' : 'Host link copied.';
   });
 }
+
+// ---- who is signed in ----
+
+function showSignedIn(me) {
+  const who = me.user.display_name || me.user.email;
+  $('#signed-in-as').textContent = `Signed in as ${who} (${me.user.email}) · ${me.account.name}`;
+  $('#account-loading').hidden = true;
+  $('#signed-out').hidden = true;
+  $('#signed-in').hidden = false;
+}
+
+function showSignedOut(note) {
+  $('#session-note').textContent = note || '';
+  $('#account-loading').hidden = true;
+  $('#signed-in').hidden = true;
+  $('#signed-out').hidden = false;
+}
+
+async function loadAccount() {
+  try {
+    showSignedIn(await getMe());
+  } catch (e) {
+    // 401: no session, or one that expired or was ended elsewhere (the server says which).
+    const ended = e instanceof ApiError && ['session_expired', 'invalid_session'].includes(e.code);
+    showSignedOut(ended ? e.message : e instanceof ApiError && e.status === 401 ? '' : e.message);
+  }
+}
+
+$('#sign-out').addEventListener('click', async () => {
+  const button = $('#sign-out');
+  button.disabled = true;
+  button.textContent = 'Signing out…';
+  try {
+    await signOut();
+    showSignedOut('');
+    $('#account-status').textContent = 'You are signed out.';
+    $('#sign-in-link').focus();
+  } catch (e) {
+    $('#account-status').textContent = e.message || String(e);
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Sign out';
+  }
+});
+
+loadAccount();

@@ -50,6 +50,13 @@ let chat = null;
 let people = null;
 let mediaPending = false; // true from a drop until both connections carry media again
 let ended = false;
+// Recording: the one running ({recording_id, started_at, started_by}) or null; whether our token
+// may start and stop it; a start/stop asked and not yet answered; the recording whose notice was
+// already shown (once per recording, however often the state is repeated).
+let recording = null;
+let canRecord = false;
+let recordPending = false;
+let noticeShownFor = null;
 
 // ---- screens ------------------------------------------------------------------------------------
 
@@ -215,6 +222,7 @@ async function join(choice) {
     displayName: local.name,
   });
 
+  canRecord = !!tokenGrants(token).record;
   signaling = new Signaling(signalingUrl(), token);
   // Everything that can receive a message exists before the socket opens: the server may send
   // `subscribe_offer` right behind `joined`.
@@ -244,6 +252,7 @@ function enterMeeting(joined) {
   participants.clear();
   participants.set(selfId, { ...you, id: selfId });
   for (const p of joined.participants || []) participants.set(p.id, p);
+  setRecording(joined.meeting?.recording || null);
 
   buildMeetingUi();
   showScreen('meeting');
@@ -310,6 +319,28 @@ function wireSignaling() {
     announce(text);
     showToast(text);
   });
+  on('recording', (m) => {
+    recordPending = false;
+    if (m.active) {
+      setRecording(m);
+      announce(`${m.started_by || 'The host'} started recording. This meeting is being recorded.`);
+    } else {
+      setRecording(null);
+      const why = {
+        quota_exceeded: 'Recording stopped: the account’s recording storage is full.',
+        meeting_ended: 'Recording stopped: the meeting ended.',
+        failed: 'Recording stopped: the recording could not be written.',
+      }[m.reason] || 'Recording stopped.';
+      announce(why);
+      showToast(why);
+    }
+    renderRecording();
+  });
+  on('recording_degraded', () => {
+    if (!recording || recording.degraded) return;
+    recording.degraded = true;
+    showToast('The recording is missing some media: the server cannot keep up. The meeting goes on.');
+  });
   on('meeting_locked', (m) => {
     meeting.locked = !!m.locked;
     announce(meeting.locked ? 'The meeting is now locked' : 'The meeting is now unlocked');
@@ -318,6 +349,13 @@ function wireSignaling() {
   on('error', (m) => {
     console.warn('server error', m);
     if (m.code && /chat/.test(m.code)) chat?.system(`Message not sent: ${m.message}`);
+    if (recordPending) {
+      // The answer to our record/stop request: the server says why it refused, in its words.
+      recordPending = false;
+      showToast(m.message || 'The recording could not be started.');
+      announce(m.message || 'The recording could not be started.');
+      renderRecording();
+    }
   });
 
   signaling.addEventListener('reconnecting', () => {
@@ -357,6 +395,7 @@ async function onResumed(joined) {
     if (!participants.has(pid)) grid.removePerson(pid);
   }
   meeting = { ...meeting, ...(joined.meeting || {}) };
+  setRecording(joined.meeting?.recording || null);
   renderAll();
   try {
     await publisher.rebuild();
@@ -519,6 +558,7 @@ function renderMedia() {
 function renderMeetingState() {
   $('#meeting-title').textContent = meeting.title || 'Meeting';
   $('#locked-badge').hidden = !meeting.locked;
+  renderRecording();
   const isHost = role === 'host';
   for (const el of document.querySelectorAll('.host-only')) el.hidden = !isHost;
   const lockBtn = $('#btn-lock');
@@ -630,6 +670,68 @@ async function stopScreen() {
   await publisher.stopScreen();
 }
 
+// ---- recording -------------------------------------------------------------------------------
+
+/** The grants of our join token (its payload is plain base64url JSON; the server checks it anyway). */
+function tokenGrants(token) {
+  try {
+    const part = String(token).split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part.padEnd(Math.ceil(part.length / 4) * 4, '='))).grants || {};
+  } catch {
+    return {};
+  }
+}
+
+/** Takes the server's recording state; a recording we have not yet told about gets its notice. */
+function setRecording(state) {
+  const active = state && state.active !== false ? state : null;
+  recording = active
+    ? { recording_id: active.recording_id, started_at: active.started_at, started_by: active.started_by }
+    : null;
+  if (recording && noticeShownFor !== recording.recording_id) {
+    noticeShownFor = recording.recording_id;
+    $('#rec-notice-text').textContent = recording.started_by
+      ? `This meeting is being recorded (started by ${recording.started_by}).`
+      : 'This meeting is being recorded.';
+    $('#rec-notice').hidden = false;
+  }
+  if (!recording) $('#rec-notice').hidden = true;
+  renderRecording();
+}
+
+function renderRecording() {
+  $('#rec-indicator').hidden = !recording;
+  const btn = $('#btn-record');
+  btn.hidden = !canRecord;
+  btn.disabled = recordPending;
+  setToggle(btn, !!recording, 'Record', recording ? icons.recordStop : icons.record);
+  btn.title = recording ? 'Stop recording' : 'Record the meeting';
+}
+
+function toggleRecording() {
+  if (recordPending) return;
+  const action = recording ? 'stop' : 'start';
+  if (action === 'stop' && !confirm('Stop recording the meeting?')) return;
+  requestRecording(action);
+}
+
+/** Asks the server to start or stop; the answer is the `recording` broadcast or an `error`. */
+function requestRecording(action) {
+  if (!signaling?.send({ type: 'recording', action })) {
+    showToast('Not connected. Try again in a moment.');
+    return;
+  }
+  recordPending = true;
+  renderRecording();
+  // No answer (a lost socket): let the person try again.
+  setTimeout(() => {
+    if (recordPending) {
+      recordPending = false;
+      renderRecording();
+    }
+  }, 10000);
+}
+
 function hostAction(action, participantId, source) {
   const msg = { type: 'host', action };
   if (participantId) msg.participant_id = participantId;
@@ -689,6 +791,11 @@ function wireControls() {
     });
   }
   $('#btn-leave').addEventListener('click', leave);
+  $('#btn-record').addEventListener('click', toggleRecording);
+  $('#rec-notice-ok').addEventListener('click', () => {
+    $('#rec-notice').hidden = true;
+    $('#btn-mic').focus();
+  });
   $('#btn-end').addEventListener('click', () => {
     if (confirm('End the meeting for everyone?')) hostAction('end');
   });
@@ -782,6 +889,21 @@ window.parley = {
   /** Shares a screen; pass a MediaStreamTrack to publish it instead of calling getDisplayMedia. */
   startScreenShare: (track) => startScreen(track),
   stopScreenShare: () => stopScreen(),
+  /** The running recording ({recording_id, started_at, started_by}) or null. */
+  get recording() {
+    return recording;
+  },
+  get canRecord() {
+    return canRecord;
+  },
+  /** What the person sees of it: the top-bar indicator and the notice banner. */
+  recordingUi: () => ({
+    indicator: !$('#rec-indicator').hidden,
+    notice: !$('#rec-notice').hidden,
+    button: !$('#btn-record').hidden,
+  }),
+  startRecording: () => requestRecording('start'),
+  stopRecording: () => requestRecording('stop'),
   sendChat: (text) => sendChat(text),
   leave: () => leave(),
   /** Drops the signaling socket as a network failure would (tests the resume path). */

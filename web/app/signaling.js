@@ -26,10 +26,17 @@ export class SignalingClosed extends Error {
  *  - `closed`       for good (detail: {code, reason})
  */
 export class Signaling extends EventTarget {
-  constructor(url, token) {
+  /**
+   * @param {string} url the WebSocket URL (`ws(s)://host/api/v1/ws`)
+   * @param {string} token the join token
+   * @param {{meetingId?: string}} [options] `meetingId`: sent in `join`; the server refuses a
+   *   token for another meeting (the JS SDK passes what the embedding page asked for)
+   */
+  constructor(url, token, { meetingId = null } = {}) {
     super();
     this.url = url;
     this.token = token;
+    this.meetingId = meetingId;
     this.ws = null;
     this.participantId = null;
     this.resumeToken = null;
@@ -90,6 +97,7 @@ export class Signaling extends EventTarget {
 
       ws.onopen = () => {
         const msg = { type: 'join', token: this.token };
+        if (this.meetingId) msg.meeting_id = this.meetingId;
         if (resume) msg.resume = resume;
         ws.send(JSON.stringify(msg));
       };

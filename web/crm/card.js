@@ -31,6 +31,27 @@ async function api(path, { method = 'GET', body } = {}) {
   return data;
 }
 
+/** Adds invited contacts to the meeting with its host key (the card's user created it). */
+async function addContacts(meeting, people) {
+  let res;
+  try {
+    res = await fetch(`/api/v1/meetings/${encodeURIComponent(meeting.id)}/contacts`, {
+      method: 'POST',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/json', Authorization: `Bearer ${meeting.host_key}` },
+      body: JSON.stringify({ contacts: people }),
+    });
+  } catch {
+    throw Object.assign(new Error('Parley cannot be reached; check your connection and try again.'), { code: 'network' });
+  }
+  if (!res.ok) {
+    const data = await res.json().catch(() => null);
+    throw Object.assign(new Error(data?.error?.message || `The contacts could not be added (HTTP ${res.status}).`), {
+      code: data?.error?.code || `http_${res.status}`,
+    });
+  }
+  return res.json();
+}
+
 function showError(e) {
   const box = $('error');
   box.textContent = '';
@@ -96,6 +117,87 @@ function selectedContacts() {
   return [...document.querySelectorAll('#contacts input:checked')].map((b) => ({ name: b.dataset.name, email: b.value }));
 }
 
+/** 75 → "1 min 15 s", 3725 → "1 h 02 min": a summary's durations, to the second when short. */
+function clock(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  if (h) return `${h} h ${String(m).padStart(2, '0')} min`;
+  return m ? `${m} min ${s} s` : `${s} s`;
+}
+
+/** Chat lines shown in the card; the whole chat is in the summary email and the CRM note. */
+const CHAT_EXCERPT = 5;
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+/** The summary of a past meeting, as the API gives it, inside `box`. */
+function renderSummary(box, s) {
+  box.textContent = '';
+  const share = s.talk_ratio.rep_share;
+  const ratio =
+    share == null ? 'Nobody spoke.' : `Talk ratio: rep ${Math.round(share * 100)}% / client ${100 - Math.round(share * 100)}%`;
+  box.append(
+    el('h3', { className: 'summary-title', textContent: s.title }),
+    el('p', { className: 'muted', textContent: `${when(s.started_at)} – ${when(s.ended_at)} · ${clock(s.duration_secs)}` }),
+    el('p', { className: 'summary-ratio', textContent: ratio }),
+  );
+  const people = el('ul', { className: 'plain summary-participants' });
+  for (const p of s.participants) {
+    const li = el('li', { className: 'summary-participant' });
+    Object.assign(li.dataset, { name: p.name, side: p.side, talkSecs: String(p.talk_time_secs) });
+    li.append(el('strong', { textContent: p.name }), ` (${p.side}) · talked ${clock(p.talk_time_secs)}`);
+    people.append(li);
+  }
+  box.append(el('h4', { textContent: 'Participants' }), people);
+  if (s.chat.length) {
+    const chat = el('ul', { className: 'plain summary-chat' });
+    for (const c of s.chat.slice(0, CHAT_EXCERPT)) {
+      chat.append(el('li', {}, el('span', { className: 'muted', textContent: `${when(c.at)} ` }), el('strong', { textContent: `${c.from}: ` }), c.text));
+    }
+    if (s.chat.length > CHAT_EXCERPT) chat.append(el('li', { className: 'muted', textContent: `… and ${s.chat.length - CHAT_EXCERPT} more` }));
+    box.append(el('h4', { textContent: 'Chat' }), chat);
+  }
+  if (s.recording_url) {
+    box.append(el('p', {}, el('a', { href: s.recording_url, target: '_blank', rel: 'noopener noreferrer', textContent: 'Recording' })));
+  }
+}
+
+/** The "Summary" button of a past meeting: loads the summary with the card session, shows it. */
+function summaryToggle(m, li) {
+  const box = el('div', { className: 'summary', id: `summary-${m.id}`, hidden: true });
+  box.setAttribute('aria-live', 'polite');
+  const button = el('button', { type: 'button', className: 'summary-toggle', textContent: 'Summary' });
+  button.setAttribute('aria-expanded', 'false');
+  button.setAttribute('aria-controls', box.id);
+  let loaded = false;
+  button.addEventListener('click', async () => {
+    if (loaded) {
+      box.hidden = !box.hidden;
+      button.setAttribute('aria-expanded', String(!box.hidden));
+      return;
+    }
+    button.disabled = true;
+    box.hidden = false;
+    box.textContent = 'Loading the summary…';
+    try {
+      renderSummary(box, await api(`meetings/${encodeURIComponent(m.id)}/summary`));
+      loaded = true;
+      button.setAttribute('aria-expanded', 'true');
+    } catch (e) {
+      box.textContent = '';
+      box.append(el('p', { className: 'error', textContent: e.message }));
+    } finally {
+      button.disabled = false;
+    }
+  });
+  li.append(' ', button, box);
+}
+
 function renderPast(meetings) {
   const list = $('past');
   list.textContent = '';
@@ -115,7 +217,7 @@ function renderPast(meetings) {
     if (m.duration_seconds != null) parts.push(duration(m.duration_seconds));
     info.textContent = parts.join(' · ');
     li.append(title, info);
-    for (const [key, label] of [['summary_url', 'Summary'], ['recording_url', 'Recording'], ['invite_link', 'Invite link']]) {
+    for (const [key, label] of [['recording_url', 'Recording'], ['invite_link', 'Invite link']]) {
       if (!m[key]) continue;
       const a = document.createElement('a');
       a.href = m[key];
@@ -124,6 +226,8 @@ function renderPast(meetings) {
       a.textContent = label;
       li.append(' ', a);
     }
+    // The summary API wants the card session, which a plain link would not send: shown here.
+    if (m.summary_url) summaryToggle(m, li);
     list.append(li);
   }
 }
@@ -202,20 +306,30 @@ function wire() {
     if (!state.current) return;
     copyWithMessage(`Host: ${state.current.host_link}\nGuests: ${state.current.invite_link}`, null);
   });
-  $('invite-contacts').addEventListener('click', () => {
+  $('invite-contacts').addEventListener('click', async () => {
     clearError();
     if (!state.current) {
       showError({ message: 'Start or schedule a meeting first; then its invite link can be sent.', code: 'no_meeting' });
       return;
     }
     const people = selectedContacts();
-    // Kept on this page only: there is no server endpoint for invited contacts yet.
+    setBusy(true);
+    try {
+      // The meeting keeps its invited contacts: they get the summary by email when it ends
+      // (if the account's tariff sends results to recipients).
+      await addContacts(state.current, people);
+    } catch (e) {
+      showError(e);
+      return;
+    } finally {
+      setBusy(false);
+    }
     state.invited = [...new Map([...state.invited, ...people].map((p) => [p.email.toLowerCase(), p])).values()];
     const to = people.map((p) => `${p.name} <${p.email}>`).join(', ');
     $('invitation-text').value = `To: ${to}\n\nHello,\n\nplease join our meeting "${state.current.title}":\n${state.current.invite_link}\n`;
     $('invitation').hidden = false;
     $('invitation-text').focus();
-    say(`Invitation prepared for ${people.length} contact(s).`);
+    say(`Invitation prepared for ${people.length} contact(s); they are added to the meeting.`);
   });
   $('copy-invitation').addEventListener('click', () => copyWithMessage($('invitation-text').value, $('invitation-text')));
 }

@@ -438,21 +438,24 @@ impl Sfu {
         }
     }
 
-    pub fn leave(&mut self, now: Instant, room: &str, participant: &str) {
-        if let Ok(key) = self.key(room, participant) {
-            self.remove_participant(now, key);
-        }
+    /// Takes a participant out of its room. Returns its whole talk time there (see
+    /// [`TalkTimeTotal`]): no `SfuEvent::TalkTime` comes for it any more.
+    pub fn leave(&mut self, now: Instant, room: &str, participant: &str) -> Option<TalkTimeTotal> {
+        let key = self.key(room, participant).ok()?;
+        self.remove_participant(now, key)
     }
 
-    pub fn close_room(&mut self, now: Instant, room: &str) {
+    /// Takes everyone out of a room; returns their whole talk times, as [`Sfu::leave`] does.
+    pub fn close_room(&mut self, now: Instant, room: &str) -> Vec<TalkTimeTotal> {
         let members = self
             .rooms
             .get(room)
             .map(|r| r.members.clone())
             .unwrap_or_default();
-        for key in members {
-            self.remove_participant(now, key);
-        }
+        members
+            .into_iter()
+            .filter_map(|key| self.remove_participant(now, key))
+            .collect()
     }
 
     /// Starts recording `room` into `<dir>/<room>/` (one file per published track plus the
@@ -482,6 +485,26 @@ impl Sfu {
             dir: tap.dir().clone(),
         });
         r.recording = Some(tap);
+        // A video file can only begin at a keyframe: ask every video publisher of the room for
+        // one now instead of waiting seconds for its next periodic keyframe.
+        let members = r.members.clone();
+        for key in members {
+            let wanted: Vec<(String, usize)> = self
+                .participants
+                .get(&key)
+                .into_iter()
+                .flat_map(|p| p.published.iter())
+                .filter(|(_, t)| t.kind == MediaKind::Video)
+                .flat_map(|(id, t)| {
+                    (0..t.layer_ssrcs.len())
+                        .filter(|&l| t.layer_ssrcs[l].is_some())
+                        .map(move |l| (id.clone(), l))
+                })
+                .collect();
+            for (track, layer) in wanted {
+                self.request_keyframe(now, key, &track, layer);
+            }
+        }
         Ok(())
     }
 
@@ -521,12 +544,16 @@ impl Sfu {
         }
     }
 
-    /// Closes every connection (on shutdown).
-    pub fn close_all(&mut self, now: Instant) {
+    /// Closes every connection (on shutdown); returns everyone's whole talk time, as
+    /// [`Sfu::leave`] does.
+    pub fn close_all(&mut self, now: Instant) -> Vec<(RoomId, TalkTimeTotal)> {
         let keys: Vec<PKey> = self.participants.keys().copied().collect();
-        for key in keys {
-            self.remove_participant(now, key);
-        }
+        keys.into_iter()
+            .filter_map(|key| {
+                let room = self.participants.get(&key)?.room.clone();
+                Some((room, self.remove_participant(now, key)?))
+            })
+            .collect()
     }
 
     // ----- input -----
@@ -1053,18 +1080,15 @@ impl Sfu {
         });
     }
 
-    fn remove_participant(&mut self, now: Instant, key: PKey) {
-        let Some(p) = self.participants.get(&key) else {
-            return;
-        };
+    /// Removes a participant with its connections and tracks; returns its whole talk time.
+    fn remove_participant(&mut self, now: Instant, key: PKey) -> Option<TalkTimeTotal> {
+        let p = self.participants.get(&key)?;
         let room = p.room.clone();
         let track_ids: Vec<String> = p.published.keys().cloned().collect();
         for t in track_ids {
             self.unpublish(now, key, &t);
         }
-        let Some(mut p) = self.participants.remove(&key) else {
-            return;
-        };
+        let mut p = self.participants.remove(&key)?;
         self.by_name.remove(&(p.room.clone(), p.id.clone()));
         for role in [PeerRole::Publisher, PeerRole::Subscriber] {
             let peer = p.peer_mut(role);
@@ -1081,9 +1105,14 @@ impl Sfu {
                 });
             }
         }
+        let mut talk = None;
         if let Some(r) = self.rooms.get_mut(&room) {
             r.members.retain(|k| *k != key);
-            r.speakers.remove(key);
+            let total = r.speakers.remove(key, now);
+            talk = Some(TalkTimeTotal {
+                participant: p.id.clone(),
+                speaking_ms: u64::try_from(total.as_millis()).unwrap_or(u64::MAX),
+            });
             if r.active_speaker == Some(key) {
                 r.active_speaker = None;
                 self.events.push_back(SfuEvent::ActiveSpeaker {
@@ -1107,6 +1136,7 @@ impl Sfu {
             self.participants.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        talk
     }
 
     /// Relays a chat/reaction message to everyone else in the room, stamped with who sent it.
@@ -1459,6 +1489,14 @@ impl Sfu {
                 }
             }
             let mut wanted: Vec<(PKey, TrackSource, usize)> = Vec::new();
+            // The recorder's files wait for keyframes too (to begin, after a loss, to change
+            // layers); its requests go through the same per-layer limiter.
+            if let Some(tap) = &r.recording {
+                wanted.extend(
+                    tap.keyframe_wants()
+                        .map(|((k, source), layer)| (k, source, usize::from(layer))),
+                );
+            }
             for sub in &members {
                 let Some(s) = self.participants.get_mut(sub) else {
                     continue;

@@ -44,8 +44,11 @@ impl RoomSpeakers {
         self.detector.tick(now).map(|c| c.dominant)
     }
 
-    pub fn remove(&mut self, key: PKey) {
-        self.detector.remove(&key);
+    /// Forgets a participant who left; returns their whole talk time in the room, including
+    /// what was never reported in an increment (the last seconds before leaving).
+    pub fn remove(&mut self, key: PKey, now: Instant) -> Duration {
+        self.reported.remove(&key);
+        self.detector.remove_with_talk_time(&key, now)
     }
 
     /// Talk time gained since the last report, per participant, when a report is due.

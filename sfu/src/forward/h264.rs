@@ -6,18 +6,18 @@
 //! fragments of which only the first (S=1) marks the start.
 
 /// NAL unit type of a coded slice of an IDR picture.
-const NAL_IDR: u8 = 5;
+pub(crate) const NAL_IDR: u8 = 5;
 /// NAL unit type of a sequence parameter set.
-const NAL_SPS: u8 = 7;
+pub(crate) const NAL_SPS: u8 = 7;
 /// Single-time aggregation packet.
-const NAL_STAP_A: u8 = 24;
+pub(crate) const NAL_STAP_A: u8 = 24;
 /// Fragmentation unit without DON.
-const NAL_FU_A: u8 = 28;
+pub(crate) const NAL_FU_A: u8 = 28;
 
 /// The forbidden_zero_bit: set means the NAL unit is known to be corrupt (RFC 6184 §5.3).
-const F_BIT: u8 = 0x80;
+pub(crate) const F_BIT: u8 = 0x80;
 
-fn nal_type(header: u8) -> u8 {
+pub(crate) fn nal_type(header: u8) -> u8 {
     header & 0x1F
 }
 

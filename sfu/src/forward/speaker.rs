@@ -153,6 +153,23 @@ impl<K: Clone + Eq + Hash> SpeakerDetector<K> {
         }
     }
 
+    /// Forgets a participant who left and returns their whole talk time, including the voice
+    /// buckets no tick has counted yet: those up to `now`, the current one too (nothing more
+    /// will be added to it), so the last words before leaving are not lost.
+    pub fn remove_with_talk_time(&mut self, who: &K, now: Instant) -> Duration {
+        let cur = self.bucket_id(now);
+        let total = self.participants.get(who).map_or(Duration::ZERO, |p| {
+            let voice = p
+                .buckets
+                .iter()
+                .filter(|b| b.samples > 0 && b.id >= p.counted_upto && b.id <= cur && b.is_voice())
+                .count();
+            p.talk_time + Duration::from_millis(BUCKET_MS * voice as u64)
+        });
+        self.remove(who);
+        total
+    }
+
     /// Smoothed loudness (127 - level) and whether speaking, over the window ending at `now`.
     fn measure(p: &Participant, cur: u64, cfg: &SpeakerConfig) -> (u32, bool) {
         let mut loud_sum = 0u32;
@@ -457,6 +474,32 @@ mod tests {
         assert_eq!(d.speaking_time(&"a"), Duration::from_secs(3));
         assert_eq!(d.speaking_time(&"b"), Duration::ZERO);
         assert_eq!(d.speaking_times().count(), 2);
+    }
+
+    #[test]
+    fn leaving_counts_the_talk_no_tick_has_counted_yet() {
+        let t0 = Instant::now();
+        let mut d = SpeakerDetector::default();
+        // 2 s of voice with the usual ticks, then 250 ms more with no tick (the participant
+        // leaves between ticks, in the middle of a bucket).
+        run(&mut d, t0, 0, &[("a", &repeat(Some(30), 20))]);
+        assert_eq!(d.speaking_time(&"a"), Duration::from_millis(1900));
+        for ms in (2000..2250).step_by(20) {
+            let level = AudioLevel {
+                voice: true,
+                level: 30,
+            };
+            d.on_level(&"a", level, t0 + Duration::from_millis(ms));
+        }
+        let total = d.remove_with_talk_time(&"a", t0 + Duration::from_millis(2250));
+        // Bucket 19 (counted at no tick yet), 20 and 21 complete, 22 partly: 2.3 s.
+        assert_eq!(total, Duration::from_millis(2300));
+        assert_eq!(d.speaking_time(&"a"), Duration::ZERO, "forgotten");
+        // Someone never heard has no talk time.
+        assert_eq!(
+            d.remove_with_talk_time(&"nobody", t0 + Duration::from_secs(3)),
+            Duration::ZERO
+        );
     }
 
     #[test]

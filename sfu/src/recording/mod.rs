@@ -3,18 +3,21 @@
 //!
 //! The engine hands every forwarded publisher packet of a recorded room to a [`tap::RecordingTap`]
 //! (a bounded queue, never blocking); a writer thread owns the files and turns packets into Ogg
-//! Opus ([`ogg`]) and WebM VP8 ([`webm`]) files.
+//! Opus ([`ogg`]), WebM VP8 ([`webm`]) and MP4 H.264 ([`h264`], [`mp4`]) files.
 
-// Real Opus packets for the ffprobe check come from libopus, so it needs `mixdown`.
-#[cfg(all(test, feature = "mixdown"))]
+pub mod composite;
+#[cfg(test)]
 mod ffprobe_tests;
+pub mod h264;
 #[cfg(feature = "mixdown")]
 pub mod mixer;
 #[cfg(not(feature = "mixdown"))]
 #[path = "mixer_disabled.rs"]
 pub mod mixer;
+pub mod mp4;
 pub mod ogg;
 pub mod opus_toc;
+pub mod reorder;
 pub mod tap;
 pub mod track;
 pub mod webm;

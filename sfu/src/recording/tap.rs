@@ -7,7 +7,7 @@
 //! media, never the meeting its forwarding.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +24,10 @@ const DEGRADED_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A track of the room, identified inside the recording by its participant key and source.
 pub type TrackKey = (PKey, TrackSource);
+
+/// The writer asks for a keyframe on this layer of a video track: its file cannot go on (or
+/// begin, or move to another layer) without one. The writer rate-limits these itself.
+pub type KeyframeWant = (TrackKey, u8);
 
 /// One queued packet: what the writer needs of it and no more.
 #[derive(Debug, Clone)]
@@ -74,12 +78,16 @@ pub struct RecordingTap {
     dropped: u64,
     last_report: Option<Instant>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Keyframe requests from the writer, read by the engine's periodic tick.
+    wants: Receiver<KeyframeWant>,
+    wants_tx: Sender<KeyframeWant>,
 }
 
 impl RecordingTap {
     /// A tap whose queue is read by the caller: the writer thread's constructor and tests.
     pub fn with_queue(room: &str, dir: PathBuf, capacity: usize) -> (Self, Receiver<TapMessage>) {
         let (tx, rx) = sync_channel(capacity);
+        let (wants_tx, wants) = channel();
         let tap = Self {
             room: room.to_owned(),
             dir,
@@ -88,6 +96,8 @@ impl RecordingTap {
             dropped: 0,
             last_report: None,
             writer: None,
+            wants,
+            wants_tx,
         };
         (tap, rx)
     }
@@ -103,7 +113,7 @@ impl RecordingTap {
         let dir = base.join(super::writer::file_name(room));
         std::fs::create_dir_all(&dir)?;
         let (mut tap, rx) = Self::with_queue(room, dir.clone(), capacity);
-        let writer = super::writer::Writer::new(room, dir, now, events);
+        let writer = super::writer::Writer::new(room, dir, now, events, tap.wants_tx.clone());
         tap.writer = Some(
             std::thread::Builder::new()
                 .name(format!("rec-{}", super::writer::file_name(room)))
@@ -114,6 +124,11 @@ impl RecordingTap {
 
     pub fn dir(&self) -> &PathBuf {
         &self.dir
+    }
+
+    /// Keyframes the writer is waiting for (drained; never blocks).
+    pub fn keyframe_wants(&self) -> impl Iterator<Item = KeyframeWant> + '_ {
+        self.wants.try_iter()
     }
 
     /// Packets left out so far because the writer fell behind.

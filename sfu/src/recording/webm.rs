@@ -167,6 +167,12 @@ impl<W: Write + Seek> WebmWriter<W> {
         self.size
     }
 
+    /// Milliseconds from the file's time zero (the recording's start) to the end of the last
+    /// frame written so far: the Duration that close writes.
+    pub fn duration_ms(&self) -> u64 {
+        self.last_ms.map_or(0, |l| l + self.last_step_ms)
+    }
+
     /// Appends one complete VP8 frame at `ms` (relative to the recording's start). Frames before
     /// the first keyframe are skipped (nothing could decode them); a timestamp earlier than the
     /// previous frame's is moved up to it so block times never go backwards.
@@ -226,7 +232,7 @@ impl<W: Write + Seek> WebmWriter<W> {
             self.out.write_all(&el)?;
         }
         let end = self.out.stream_position()?;
-        let duration = self.last_ms.map_or(0, |l| l + self.last_step_ms) as f64;
+        let duration = self.duration_ms() as f64;
         self.out.seek(SeekFrom::Start(self.duration_at))?;
         self.out.write_all(&duration.to_be_bytes())?;
         let mut size = Vec::new();

@@ -1,21 +1,24 @@
 //! The writer thread of one room's recording: owns its files, fed by the tap's queue.
 //!
-//! Files, per track: `<dir>/<participant>-<source>.ogg` (Opus) or `.webm` (VP8) with a sidecar
-//! `<participant>-<source>.json` holding the wall-clock start, so tracks can be lined up; and
-//! `<dir>/mixed.ogg`, all audio of the room mixed down. WebM block times already count from the
-//! recording's start; Ogg files start at their first packet and the sidecar says when that was.
+//! Files, per track: `<dir>/<participant>-<source>.ogg` (Opus), `.webm` (VP8) or `.mp4` (H.264)
+//! with a sidecar `<participant>-<source>.json` holding the wall-clock start, so tracks can be
+//! lined up; and `<dir>/mixed.ogg`, all audio of the room mixed down. WebM block times already
+//! count from the recording's start; Ogg and MP4 files start at their first packet or frame and
+//! the sidecar says when that was.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::mixer::Mixer;
+use super::mp4::Mp4Writer;
 use super::ogg::{OggOpusWriter, PRE_SKIP};
-use super::tap::{MediaPacket, TapMessage, TrackKey};
-use super::track::{OpusTrack, RtpIn, TrackStats, Vp8Track};
+use super::reorder::Reorder;
+use super::tap::{KeyframeWant, MediaPacket, TapMessage, TrackKey};
+use super::track::{H264Track, OpusTrack, RtpIn, TrackStats, Vp8Track};
 use super::webm::WebmWriter;
 use crate::api::{RecordingEvent, RoomId};
 use crate::engine::participant::Codec;
@@ -42,12 +45,15 @@ pub fn file_name(id: &str) -> String {
 enum Recorder {
     Opus(OpusTrack<Out>),
     Vp8(Vp8Track<Out>),
-    /// A codec without a file writer yet (H.264): packets are ignored.
+    H264(H264Track<Out>),
+    /// A track whose file is closed: packets are ignored.
     Skipped,
 }
 
 struct Track {
     recorder: Recorder,
+    /// Video only: packets of each simulcast layer put back in sequence order.
+    reorder: Vec<Reorder>,
     media: PathBuf,
     sidecar: PathBuf,
     participant: String,
@@ -69,6 +75,10 @@ struct Sidecar<'a> {
     start_unix_ms: u64,
     /// The same instant as milliseconds since the recording started.
     start_offset_ms: u64,
+    /// Length of the file's timeline from its time zero (for WebM, from the recording's start
+    /// to the end of the last frame), so `start_offset_ms + duration_ms` is where the track ends
+    /// on the recording's timeline. 0 until the file is complete.
+    duration_ms: u64,
     /// Ogg Opus decoders discard this many samples at 48 kHz at the start (RFC 7845 §4.2).
     pre_skip: Option<u16>,
     width: Option<u16>,
@@ -93,10 +103,18 @@ pub struct Writer {
     files: Vec<PathBuf>,
     failed: bool,
     next_serial: u32,
+    /// Keyframe requests to the engine (see [`super::track::VideoTrack::keyframe_wanted`]).
+    wants: Sender<KeyframeWant>,
 }
 
 impl Writer {
-    pub fn new(room: &str, dir: PathBuf, origin: Instant, events: Sender<RecordingEvent>) -> Self {
+    pub fn new(
+        room: &str,
+        dir: PathBuf,
+        origin: Instant,
+        events: Sender<RecordingEvent>,
+        wants: Sender<KeyframeWant>,
+    ) -> Self {
         Self {
             room: room.to_owned(),
             dir,
@@ -110,6 +128,7 @@ impl Writer {
             files: Vec::new(),
             failed: false,
             next_serial: 1,
+            wants,
         }
     }
 
@@ -192,7 +211,7 @@ impl Writer {
         let (ext, codec_name) = match codec {
             Codec::Opus => ("ogg", "opus"),
             Codec::Vp8 => ("webm", "vp8"),
-            Codec::H264 => ("h264", "h264"),
+            Codec::H264 => ("mp4", "h264"),
         };
         let (media, sidecar) = self.unique(&stem, ext);
         let recorder = match codec {
@@ -223,20 +242,22 @@ impl Writer {
                 let webm = WebmWriter::new(BufWriter::new(File::create(&media)?));
                 Recorder::Vp8(Vp8Track::new(webm, self.origin))
             }
-            Codec::H264 => Recorder::Skipped,
+            Codec::H264 => {
+                let mp4 = Mp4Writer::new(BufWriter::new(File::create(&media)?));
+                Recorder::H264(H264Track::new(mp4, self.origin))
+            }
         };
         let _ = arrival;
         let track = Track {
             recorder,
+            reorder: Vec::new(),
             media,
             sidecar,
             participant: participant.to_owned(),
             source: key.1.as_str(),
             codec: codec_name,
         };
-        if !matches!(track.recorder, Recorder::Skipped) {
-            write_sidecar(&self.room, &track, self.origin, self.origin_wall, false)?;
-        }
+        write_sidecar(&self.room, &track, self.origin, self.origin_wall, false)?;
         self.tracks.insert(key, track);
         Ok(())
     }
@@ -245,22 +266,25 @@ impl Writer {
         let Some(track) = self.tracks.get_mut(&p.track) else {
             return Ok(());
         };
-        let rtp = RtpIn {
-            layer: p.layer,
-            seq: p.seq,
-            ts: p.ts,
-            marker: p.marker,
-            payload: &p.payload,
-            arrival: p.arrival,
-        };
         match &mut track.recorder {
             Recorder::Opus(t) => {
+                let rtp = rtp_of(p);
                 if let Some(m) = &mut self.mixer {
                     m.on_packet(p.track, &rtp)?;
                 }
                 t.on_packet(&rtp)
             }
-            Recorder::Vp8(t) => t.on_packet(&rtp),
+            Recorder::Vp8(_) | Recorder::H264(_) => {
+                let layer = usize::from(p.layer);
+                if track.reorder.len() <= layer {
+                    track.reorder.resize_with(layer + 1, Reorder::default);
+                }
+                track.reorder[layer].push(p.clone());
+                while let Some(q) = track.reorder[layer].pop() {
+                    video_packet(&mut track.recorder, &q, &self.wants)?;
+                }
+                Ok(())
+            }
             Recorder::Skipped => Ok(()),
         }
     }
@@ -268,39 +292,51 @@ impl Writer {
     fn finish(mut self, stop_at: Option<Instant>) {
         let tracks: Vec<Track> = self.tracks.drain().map(|(_, t)| t).collect();
         for mut track in tracks {
+            // What the reorder buffers still hold goes in before the files close.
+            for reorder in &mut track.reorder {
+                reorder.flush();
+                while let Some(q) = reorder.pop() {
+                    let r = video_packet(&mut track.recorder, &q, &self.wants);
+                    self.check(r);
+                }
+            }
             let recorder = std::mem::replace(&mut track.recorder, Recorder::Skipped);
             let r = match recorder {
                 Recorder::Opus(t) => {
                     let first = t.first_arrival;
-                    t.close().and_then(|(out, stats, _)| {
+                    t.close().and_then(|(out, stats, granule)| {
                         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                        let mut track = track;
-                        track.recorder = Recorder::Skipped;
-                        finish_sidecar(
-                            &self.room,
-                            &track,
+                        let timing = Timing {
                             first,
-                            self.origin,
-                            self.origin_wall,
-                            stats,
-                            None,
-                        )?;
+                            duration_ms: granule.saturating_sub(u64::from(PRE_SKIP)) / 48,
+                            size: None,
+                        };
+                        self.finish_sidecar(&track, timing, stats)?;
                         Ok(track.media)
                     })
                 }
                 Recorder::Vp8(t) => {
-                    let size = t.size();
+                    let timing = Timing {
+                        first: Some(self.origin),
+                        duration_ms: t.sink().duration_ms(),
+                        size: t.size(),
+                    };
                     t.close().and_then(|(out, stats)| {
                         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                        finish_sidecar(
-                            &self.room,
-                            &track,
-                            Some(self.origin),
-                            self.origin,
-                            self.origin_wall,
-                            stats,
-                            size,
-                        )?;
+                        self.finish_sidecar(&track, timing, stats)?;
+                        Ok(track.media)
+                    })
+                }
+                Recorder::H264(t) => {
+                    let first = t.sink().first_ms().map(Duration::from_millis);
+                    let timing = Timing {
+                        first: Some(self.origin + first.unwrap_or_default()),
+                        duration_ms: t.sink().duration_ms(),
+                        size: t.size(),
+                    };
+                    t.close().and_then(|(out, stats)| {
+                        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                        self.finish_sidecar(&track, timing, stats)?;
                         Ok(track.media)
                     })
                 }
@@ -345,6 +381,7 @@ fn write_sidecar(
         file: file_of(&track.media),
         start_unix_ms: unix_ms(origin_wall),
         start_offset_ms: 0,
+        duration_ms: 0,
         pre_skip: None,
         width: None,
         height: None,
@@ -354,35 +391,73 @@ fn write_sidecar(
     std::fs::write(&track.sidecar, serde_json::to_vec_pretty(&sidecar)?)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish_sidecar(
-    room: &str,
-    track: &Track,
+/// Where a closed file lies on the recording's timeline, and its picture size.
+struct Timing {
+    /// The instant of the file's time zero.
     first: Option<Instant>,
-    origin: Instant,
-    origin_wall: SystemTime,
-    stats: TrackStats,
+    duration_ms: u64,
     size: Option<(u16, u16)>,
+}
+
+impl Writer {
+    fn finish_sidecar(&self, track: &Track, timing: Timing, stats: TrackStats) -> io::Result<()> {
+        let offset = timing.first.map_or(0, |f| {
+            f.saturating_duration_since(self.origin).as_millis() as u64
+        });
+        let is_ogg = track.codec == "opus";
+        let sidecar = Sidecar {
+            room: &self.room,
+            participant: &track.participant,
+            source: track.source,
+            codec: track.codec,
+            file: file_of(&track.media),
+            start_unix_ms: unix_ms(self.origin_wall) + offset,
+            start_offset_ms: offset,
+            duration_ms: timing.duration_ms,
+            pre_skip: is_ogg.then_some(PRE_SKIP),
+            width: timing.size.map(|s| s.0),
+            height: timing.size.map(|s| s.1),
+            complete: true,
+            stats,
+        };
+        std::fs::write(&track.sidecar, serde_json::to_vec_pretty(&sidecar)?)
+    }
+}
+
+fn rtp_of(p: &MediaPacket) -> RtpIn<'_> {
+    RtpIn {
+        layer: p.layer,
+        seq: p.seq,
+        ts: p.ts,
+        marker: p.marker,
+        payload: &p.payload,
+        arrival: p.arrival,
+    }
+}
+
+/// One packet, in sequence order, to a video recorder; its keyframe request, if it has one, to
+/// the engine.
+fn video_packet(
+    recorder: &mut Recorder,
+    p: &MediaPacket,
+    wants: &Sender<KeyframeWant>,
 ) -> io::Result<()> {
-    let offset = first.map_or(0, |f| {
-        f.saturating_duration_since(origin).as_millis() as u64
-    });
-    let is_ogg = track.codec == "opus";
-    let sidecar = Sidecar {
-        room,
-        participant: &track.participant,
-        source: track.source,
-        codec: track.codec,
-        file: file_of(&track.media),
-        start_unix_ms: unix_ms(origin_wall) + offset,
-        start_offset_ms: offset,
-        pre_skip: is_ogg.then_some(PRE_SKIP),
-        width: size.map(|s| s.0),
-        height: size.map(|s| s.1),
-        complete: true,
-        stats,
+    let rtp = rtp_of(p);
+    let wanted = match recorder {
+        Recorder::Vp8(t) => {
+            t.on_packet(&rtp)?;
+            t.keyframe_wanted(p.arrival)
+        }
+        Recorder::H264(t) => {
+            t.on_packet(&rtp)?;
+            t.keyframe_wanted(p.arrival)
+        }
+        Recorder::Opus(_) | Recorder::Skipped => None,
     };
-    std::fs::write(&track.sidecar, serde_json::to_vec_pretty(&sidecar)?)
+    if let Some(layer) = wanted {
+        let _ = wants.send((p.track, layer));
+    }
+    Ok(())
 }
 
 fn file_of(p: &Path) -> String {

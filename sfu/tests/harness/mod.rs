@@ -26,12 +26,14 @@ use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability,
+    RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 pub const SFU_ADDR: &str = "127.0.0.1:7000";
+const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// What a client received on its subscriber connection.
 #[derive(Debug, Default, Clone)]
@@ -81,6 +83,15 @@ pub struct Net {
 fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
     let mut me = MediaEngine::default();
     me.register_default_codecs().expect("codecs");
+    // As browsers do: microphone packets may carry their level (RFC 6464).
+    me.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_owned(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )
+    .expect("audio level extension");
     let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -279,6 +290,58 @@ impl Net {
                 ..Default::default()
             },
             payload: Bytes::from(payload),
+        };
+        if let Some(mut s) = c.publisher.rtp_sender(sender) {
+            let _ = s.write_rtp(self.now, packet);
+        }
+        self.pump();
+    }
+
+    /// Sends one 20 ms microphone packet of `client` carrying its level (RFC 6464: -dBov, 0 is
+    /// the loudest, 127 silence), as a browser does.
+    pub fn send_audio_level(&mut self, client: usize, level: u8) {
+        let c = &mut self.clients[client];
+        let Some((sender, ssrc)) = c.audio else {
+            return;
+        };
+        c.audio_seq = c.audio_seq.wrapping_add(1);
+        let seq = c.audio_seq;
+        let (pt, ext) = c
+            .publisher
+            .rtp_sender(sender)
+            .map(|mut s| {
+                let params = s.get_parameters();
+                let pt = params
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map_or(111, |c| c.payload_type);
+                let ext = params
+                    .rtp_parameters
+                    .header_extensions
+                    .iter()
+                    .find(|e| e.uri == AUDIO_LEVEL_URI)
+                    .map(|e| e.id as u8);
+                (pt, ext)
+            })
+            .unwrap_or((111, None));
+        let mut header = Header {
+            version: 2,
+            marker: true,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: u32::from(seq).wrapping_mul(960),
+            ssrc,
+            ..Default::default()
+        };
+        let ext = ext.expect("the audio-level extension was negotiated");
+        // The voice-activity bit set, as a sender's VAD would for speech.
+        header
+            .set_extension(ext, Bytes::from(vec![0x80 | level.min(127)]))
+            .expect("extension");
+        let packet = Packet {
+            header,
+            payload: Bytes::from(vec![0xF8u8; 80]),
         };
         if let Some(mut s) = c.publisher.rtp_sender(sender) {
             let _ = s.write_rtp(self.now, packet);

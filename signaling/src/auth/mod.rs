@@ -1,10 +1,10 @@
 //! Who may do what: join tokens (JWT), the host credential of the REST API, and the operator
-//! token and account API keys of the licensing API.
+//! token, account API keys and account admins' sessions of the licensing API.
 
 mod api_key;
 mod host;
 mod token;
 
-pub use api_key::{Caller, IssuedKey, issue_key};
+pub use api_key::{Caller, IssuedKey, ServiceCredential, issue_key};
 pub use host::{HostCredential, bearer_token};
 pub use token::{Claims, Grants, TokenError, Tokens};

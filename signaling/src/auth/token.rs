@@ -47,6 +47,10 @@ pub struct Claims {
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
+    /// The SDK key a developer's backend minted this token for: the WebSocket then admits it
+    /// only from that key's allowed origins (docs/protocol.md, "SDK tokens").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk: Option<String>,
 }
 
 /// Why a token was refused; `Display` is the short reason sent to clients.
@@ -113,13 +117,27 @@ impl Tokens {
         grants: Grants,
         valid_until_at_least: Option<chrono::DateTime<Utc>>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign(&self.claims(meeting, identity, name, role, grants, valid_until_at_least))
+    }
+
+    /// The claims [`Tokens::issue_with_grants`] signs, for callers that add to them (the SDK
+    /// key of a token minted for embedding).
+    pub fn claims(
+        &self,
+        meeting: &MeetingId,
+        identity: &str,
+        name: &str,
+        role: Role,
+        grants: Grants,
+        valid_until_at_least: Option<chrono::DateTime<Utc>>,
+    ) -> Claims {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let mut exp = now.saturating_add(ttl);
         if let Some(t) = valid_until_at_least {
             exp = exp.max(t.timestamp().saturating_add(ttl));
         }
-        let claims = Claims {
+        Claims {
             sub: identity.to_owned(),
             meeting: meeting.to_string(),
             name: name.to_owned(),
@@ -128,8 +146,8 @@ impl Tokens {
             exp,
             iat: now,
             jti: random_token(16),
-        };
-        self.sign(&claims)
+            sdk: None,
+        }
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {

@@ -6,6 +6,9 @@
 //! `account=<id>&deal=<deal>&crm_user=<crm user>&exp=<unix seconds>` (those four, that order).
 //! Deal and CRM user ids are restricted to `[A-Za-z0-9_.:-]{1,64}` so the canonical text needs
 //! no percent-encoding rules: what the CRM signs is exactly what it puts in the URL.
+//!
+//! The card is framable only by the CRM's web origin, which is the account's CRM connection's
+//! `frame_origin` (given, or derived from the amoCRM / Bitrix24 address): one place for it.
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::crm::{CrmConnector, Deal};
+use crate::secrets::{Field, SecretsCipher};
 use crate::store::DbPool;
 
 /// Launch URLs may be minted at most this far ahead: a leaked URL stays usable for a bounded time.
@@ -129,10 +133,17 @@ pub async fn read_deal(
     }
 }
 
-#[derive(Debug, Clone, FromRow)]
+/// The account's card settings. `Debug` hides the secret.
+#[derive(Clone)]
 pub struct CardSettings {
+    /// The HMAC key of launch URLs (stored sealed: the server must recompute HMACs with it).
     pub secret: String,
-    pub crm_origin: String,
+}
+
+impl std::fmt::Debug for CardSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardSettings { secret: \"***\" }")
+    }
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -144,41 +155,49 @@ pub struct CardSession {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The card's tables (see migration `20260421000000_crm_card.sql`).
+/// The card's tables (see migrations `20260421000000_crm_card.sql` and
+/// `20260506120000_crm_frame_origin.sql`).
 #[derive(Clone)]
 pub struct CardStore {
     pool: DbPool,
+    cipher: SecretsCipher,
 }
 
 impl CardStore {
-    pub fn new(pool: DbPool) -> Self {
-        CardStore { pool }
+    pub fn new(pool: DbPool, cipher: SecretsCipher) -> Self {
+        CardStore { pool, cipher }
     }
 
     pub async fn settings(&self, account: &str) -> sqlx::Result<Option<CardSettings>> {
-        sqlx::query_as("SELECT secret, crm_origin FROM crm_card_settings WHERE account_id = ?")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await
+        let sealed: Option<String> =
+            sqlx::query_scalar("SELECT secret FROM crm_card_settings WHERE account_id = ?")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?;
+        sealed
+            .map(|s| {
+                self.cipher
+                    .open(Field::CardSecret, account, &s)
+                    .map(|secret| CardSettings { secret })
+                    .map_err(|e| sqlx::Error::Decode(e.into()))
+            })
+            .transpose()
     }
 
-    /// Creates or replaces (rotates) the account's secret and origin.
+    /// Creates or replaces (rotates) the account's secret.
     pub async fn put_settings(
         &self,
         account: &str,
         secret: &str,
-        origin: &str,
         now: DateTime<Utc>,
     ) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO crm_card_settings (account_id, secret, crm_origin, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET \
-             secret = excluded.secret, crm_origin = excluded.crm_origin, \
-             created_at = excluded.created_at",
+            "INSERT INTO crm_card_settings (account_id, secret, created_at) \
+             VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET \
+             secret = excluded.secret, created_at = excluded.created_at",
         )
         .bind(account)
-        .bind(secret)
-        .bind(origin)
+        .bind(self.cipher.seal(Field::CardSecret, account, secret))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -293,6 +312,23 @@ impl CardStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Whether `meeting` was made for this deal of this account (what a card session may read).
+    pub async fn is_deal_meeting(
+        &self,
+        account: &str,
+        deal: &str,
+        meeting: &str,
+    ) -> sqlx::Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 FROM meetings WHERE id = ? AND account_id = ? AND deal_id = ?")
+                .bind(meeting)
+                .bind(account)
+                .bind(deal)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
     }
 
     /// Whether a summary is stored for the meeting. The summaries table belongs to the

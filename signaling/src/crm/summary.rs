@@ -63,7 +63,32 @@ impl TalkRatio {
     }
 }
 
+/// A title without a leading "Meeting:" or "Meeting summary:" label (any case), which the note
+/// ("Meeting: …") and the email's subject ("Meeting summary: …") put in front themselves: a
+/// meeting titled "Meeting: deal 7" gets the note "Meeting: deal 7", not "Meeting: Meeting:
+/// deal 7". A title that is nothing but the label stays as it is.
+pub fn bare_title(title: &str) -> &str {
+    let t = title.trim();
+    for label in ["meeting summary:", "meeting:"] {
+        // `get` is `None` when the cut would split a character: then it is no label.
+        if let Some(head) = t.get(..label.len())
+            && head.eq_ignore_ascii_case(label)
+        {
+            let rest = t[label.len()..].trim_start();
+            if !rest.is_empty() {
+                return rest;
+            }
+        }
+    }
+    t
+}
+
 impl MeetingSummary {
+    /// The title for after a label such as "Meeting: " (see [`bare_title`]).
+    pub fn bare_title(&self) -> &str {
+        bare_title(&self.title)
+    }
+
     pub fn duration(&self) -> Duration {
         (self.ended_at - self.started_at)
             .to_std()
@@ -98,7 +123,7 @@ impl MeetingSummary {
     /// of the email.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "Meeting: {}", self.title);
+        let _ = writeln!(s, "Meeting: {}", self.bare_title());
         let _ = writeln!(
             s,
             "When: {} – {} UTC ({})",
@@ -284,6 +309,33 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"));
         assert!(html.contains("Demo &lt;for&gt; ACME &amp; Co"));
+    }
+
+    #[test]
+    fn labels_are_not_doubled() {
+        let cases = [
+            ("Поставка CRM-лицензий ACME", "Поставка CRM-лицензий ACME"),
+            ("Meeting: deal 7", "deal 7"),
+            ("meeting:deal 7", "deal 7"),
+            ("MEETING SUMMARY: Q3 review", "Q3 review"),
+            ("  Meeting:   pricing  ", "pricing"),
+            // Nothing after the label, or no label: kept.
+            ("Meeting:", "Meeting:"),
+            ("Meetings: weekly", "Meetings: weekly"),
+            ("Meeting about the deal", "Meeting about the deal"),
+            ("Встреча: сделка", "Встреча: сделка"),
+            ("Meetin", "Meetin"),
+        ];
+        for (title, bare) in cases {
+            assert_eq!(bare_title(title), bare, "{title:?}");
+        }
+        let mut s = sample();
+        s.title = "Meeting: deal 7".into();
+        assert!(
+            s.to_text().starts_with("Meeting: deal 7\n"),
+            "{}",
+            s.to_text()
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! An account's CRM connection in the database, and the connectors built from it.
 //!
 //! The stored row has the connection's kind, its non-secret settings (JSON), its secret
-//! settings (JSON, stored as given until encryption at rest arrives), amoCRM's OAuth tokens in
-//! their own columns (rewritten on every refresh), the CRM's web origin for the deal card, and
-//! the outcome of the last CRM call (the status an admin sees).
+//! settings (JSON) and amoCRM's OAuth tokens in their own columns (rewritten on every refresh) —
+//! those three sealed with the server's [`SecretsCipher`] for this row —, the CRM's web origin
+//! (the deal card's only frame ancestor), and the outcome of the last CRM call (the status an
+//! admin sees).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use crate::crm::bitrix24::{Bitrix24, Bitrix24Config};
 use crate::crm::webhook::{WebhookCrm, WebhookCrmConfig, WebhookVerifier};
 use crate::crm::{CreatedId, CrmConnector, CrmError, Deal, FollowUpTask, SecretString};
 use crate::outbox::crm::ConnectorResolver;
+use crate::secrets::{Field, SecretsCipher};
 use crate::store::DbPool;
 
 /// amoCRM's task type for follow-ups ("Follow-up").
@@ -93,7 +95,24 @@ pub struct NewConnection {
     pub settings: PublicSettings,
     pub secrets: SecretSettings,
     pub tokens: Option<AmoTokens>,
+    /// Normalised (see [`crate::card::normalise_origin`]); `None`: derived from the settings.
     pub frame_origin: Option<String>,
+}
+
+/// The CRM's web origin when the admin gave none: amoCRM's web UI is served from the account's
+/// API host (`https://{subdomain}.amocrm.ru`), Bitrix24's from the portal. A generic CRM's UI
+/// may live anywhere, so it has none until one is given.
+pub fn derived_frame_origin(kind: Kind, settings: &PublicSettings) -> Option<String> {
+    let url = match kind {
+        Kind::Amocrm => settings.base_url.as_deref(),
+        Kind::Bitrix24 => settings.portal.as_deref(),
+        Kind::Webhook => None,
+    }?;
+    let origin = reqwest::Url::parse(url)
+        .ok()?
+        .origin()
+        .ascii_serialization();
+    crate::card::normalise_origin(&origin)
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -122,6 +141,7 @@ pub struct Connection {
     pub kind: Kind,
     pub settings: PublicSettings,
     pub secrets: SecretSettings,
+    /// The CRM's web origin: as given, else derived (see [`derived_frame_origin`]).
     pub frame_origin: Option<String>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -130,17 +150,26 @@ pub struct Connection {
     pub updated_at: DateTime<Utc>,
 }
 
-impl TryFrom<Row> for Connection {
-    type Error = sqlx::Error;
-    fn try_from(r: Row) -> Result<Self, Self::Error> {
+impl Connection {
+    /// The stored row, its secrets opened with `cipher`. A value the key cannot open is a
+    /// decode error naming the column and row, never the value.
+    fn decode(r: Row, cipher: &SecretsCipher) -> sqlx::Result<Connection> {
         let bad = |what: &str| sqlx::Error::Decode(format!("crm_connections.{what}").into());
+        let kind = Kind::parse(&r.kind).ok_or_else(|| bad("kind"))?;
+        let settings: PublicSettings =
+            serde_json::from_str(&r.settings).map_err(|_| bad("settings"))?;
+        let secrets = cipher
+            .open(Field::CrmSecrets, &r.id, &r.secrets)
+            .map_err(|e| sqlx::Error::Decode(e.into()))?;
         Ok(Connection {
-            kind: Kind::parse(&r.kind).ok_or_else(|| bad("kind"))?,
-            settings: serde_json::from_str(&r.settings).map_err(|_| bad("settings"))?,
-            secrets: serde_json::from_str(&r.secrets).map_err(|_| bad("secrets"))?,
+            secrets: serde_json::from_str(&secrets).map_err(|_| bad("secrets"))?,
+            frame_origin: r
+                .frame_origin
+                .or_else(|| derived_frame_origin(kind, &settings)),
+            kind,
+            settings,
             id: r.id,
             account_id: r.account_id,
-            frame_origin: r.frame_origin,
             last_success_at: r.last_success_at,
             last_error: r.last_error,
             last_error_at: r.last_error_at,
@@ -176,6 +205,7 @@ pub struct Connections {
     /// Inbound verifiers by account, with the secret they check: one per secret so the replay
     /// memory is shared by every request signed with it.
     verifiers: Mutex<HashMap<String, (SecretString, Arc<WebhookVerifier>)>>,
+    cipher: SecretsCipher,
 }
 
 fn now() -> DateTime<Utc> {
@@ -183,13 +213,19 @@ fn now() -> DateTime<Utc> {
 }
 
 impl Connections {
-    pub fn new(pool: DbPool, http: reqwest::Client, timeout: Duration) -> Self {
+    pub fn new(
+        pool: DbPool,
+        http: reqwest::Client,
+        timeout: Duration,
+        cipher: SecretsCipher,
+    ) -> Self {
         Connections {
             pool,
             http,
             timeout,
             connectors: Mutex::new(HashMap::new()),
             verifiers: Mutex::new(HashMap::new()),
+            cipher,
         }
     }
 
@@ -202,7 +238,7 @@ impl Connections {
             .bind(account_id)
             .fetch_optional(&self.pool)
             .await?
-            .map(Connection::try_from)
+            .map(|r| Connection::decode(r, &self.cipher))
             .transpose()
     }
 
@@ -214,16 +250,34 @@ impl Connections {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .map(Connection::try_from)
+            .map(|r| Connection::decode(r, &self.cipher))
             .transpose()
     }
 
     /// The CRM's web origin for the deal card's `frame-ancestors`, when the account has one.
     pub async fn frame_origin(&self, account_id: &str) -> sqlx::Result<Option<String>> {
+        // Normalised again on the way out: it goes into a CSP header, and rows from before the
+        // stricter check may hold an origin it would refuse.
         Ok(self
             .for_account(account_id)
             .await?
-            .and_then(|c| c.frame_origin))
+            .and_then(|c| c.frame_origin)
+            .and_then(|o| crate::card::normalise_origin(&o)))
+    }
+
+    /// Sets the live connection's web origin (normalised by the caller); false when the account
+    /// has no connection. `updated_at` stays: the origin is not part of the connector, whose
+    /// cached instance (and amoCRM refresh lock) remains valid.
+    pub async fn set_frame_origin(&self, account_id: &str, origin: &str) -> sqlx::Result<bool> {
+        let r = sqlx::query(
+            "UPDATE crm_connections SET frame_origin = ? WHERE account_id = ? \
+             AND deleted_at IS NULL",
+        )
+        .bind(origin)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Sets the account's connection. An existing one keeps its id (messages waiting for it
@@ -235,15 +289,11 @@ impl Connections {
             serde_json::to_string(&c.settings).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let secrets =
             serde_json::to_string(&c.secrets).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let access = c
-            .tokens
-            .as_ref()
-            .map(|t| t.access_token.expose().to_owned());
-        let refresh = c
-            .tokens
-            .as_ref()
-            .map(|t| t.refresh_token.expose().to_owned());
         let expires = c.tokens.as_ref().and_then(|t| t.expires_at);
+        let frame_origin = c
+            .frame_origin
+            .clone()
+            .or_else(|| derived_frame_origin(c.kind, &c.settings));
         let mut tx = self.pool.begin().await?;
         let existing: Option<(String,)> = sqlx::query_as(
             "SELECT id FROM crm_connections WHERE account_id = ? AND deleted_at IS NULL",
@@ -251,8 +301,22 @@ impl Connections {
         .bind(account_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let id = match existing {
-            Some((id,)) => {
+        // Sealed for the row they go to: the id is part of each value's associated data.
+        let id = existing
+            .as_ref()
+            .map(|(id,)| id.clone())
+            .unwrap_or_else(|| format!("crm_{}", crate::domain::random_token(20)));
+        let secrets = self.cipher.seal(Field::CrmSecrets, &id, &secrets);
+        let access = c.tokens.as_ref().map(|t| {
+            self.cipher
+                .seal(Field::CrmAccessToken, &id, t.access_token.expose())
+        });
+        let refresh = c.tokens.as_ref().map(|t| {
+            self.cipher
+                .seal(Field::CrmRefreshToken, &id, t.refresh_token.expose())
+        });
+        match existing {
+            Some(_) => {
                 sqlx::query(
                     "UPDATE crm_connections SET kind = ?, settings = ?, secrets = ?, \
                      amo_access_token = ?, amo_refresh_token = ?, amo_expires_at = ?, \
@@ -265,15 +329,13 @@ impl Connections {
                 .bind(access)
                 .bind(refresh)
                 .bind(expires)
-                .bind(c.frame_origin)
+                .bind(&frame_origin)
                 .bind(t)
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-                id
             }
             None => {
-                let id = format!("crm_{}", crate::domain::random_token(20));
                 sqlx::query(
                     "INSERT INTO crm_connections (id, account_id, kind, settings, secrets, \
                      amo_access_token, amo_refresh_token, amo_expires_at, frame_origin, \
@@ -287,14 +349,13 @@ impl Connections {
                 .bind(access)
                 .bind(refresh)
                 .bind(expires)
-                .bind(c.frame_origin)
+                .bind(&frame_origin)
                 .bind(t)
                 .bind(t)
                 .execute(&mut *tx)
                 .await?;
-                id
             }
-        };
+        }
         tx.commit().await?;
         self.by_id(&id).await?.ok_or(sqlx::Error::RowNotFound)
     }
@@ -381,7 +442,7 @@ impl Connections {
                     task_type_id: AMO_FOLLOW_UP_TASK,
                 },
                 self.http.clone(),
-                Arc::new(DbTokenStore::new(self.pool.clone())),
+                Arc::new(DbTokenStore::new(self.pool.clone(), self.cipher.clone())),
             )),
             Kind::Bitrix24 => Arc::new(
                 Bitrix24::new(
@@ -484,17 +545,18 @@ impl CrmConnector for Recording {
     }
 }
 
-/// amoCRM tokens in `crm_connections`. `save` returns only after the UPDATE is committed: the
-/// old refresh token is already spent at amoCRM, so a new pair lost here would lock the
-/// connection out until someone authorises it again.
+/// amoCRM tokens in `crm_connections`, sealed for their row. `save` returns only after the
+/// UPDATE is committed: the old refresh token is already spent at amoCRM, so a new pair lost
+/// here would lock the connection out until someone authorises it again.
 #[derive(Clone)]
 pub struct DbTokenStore {
     pool: DbPool,
+    cipher: SecretsCipher,
 }
 
 impl DbTokenStore {
-    pub fn new(pool: DbPool) -> Self {
-        DbTokenStore { pool }
+    pub fn new(pool: DbPool, cipher: SecretsCipher) -> Self {
+        DbTokenStore { pool, cipher }
     }
 }
 
@@ -509,10 +571,16 @@ impl TokenStore for DbTokenStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| CrmError::TokenStore(e.to_string()))?;
+        let open = |field, value: &str| {
+            self.cipher
+                .open(field, connection_id, value)
+                .map(SecretString::new)
+                .map_err(|e| CrmError::TokenStore(e.to_string()))
+        };
         Ok(match row {
             Some((Some(access), Some(refresh), expires_at)) => Some(AmoTokens {
-                access_token: SecretString::new(access),
-                refresh_token: SecretString::new(refresh),
+                access_token: open(Field::CrmAccessToken, &access)?,
+                refresh_token: open(Field::CrmRefreshToken, &refresh)?,
                 expires_at,
             }),
             _ => None,
@@ -525,8 +593,16 @@ impl TokenStore for DbTokenStore {
             "UPDATE crm_connections SET amo_access_token = ?, amo_refresh_token = ?, \
              amo_expires_at = ? WHERE id = ?",
         )
-        .bind(tokens.access_token.expose())
-        .bind(tokens.refresh_token.expose())
+        .bind(self.cipher.seal(
+            Field::CrmAccessToken,
+            connection_id,
+            tokens.access_token.expose(),
+        ))
+        .bind(self.cipher.seal(
+            Field::CrmRefreshToken,
+            connection_id,
+            tokens.refresh_token.expose(),
+        ))
         .bind(tokens.expires_at)
         .bind(connection_id)
         .execute(&self.pool)
@@ -578,5 +654,135 @@ impl crate::card::DealSource for AccountConnectors {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_origin_is_derived_from_the_crms_address() {
+        let amo = |base: &str| PublicSettings {
+            base_url: Some(base.into()),
+            ..PublicSettings::default()
+        };
+        assert_eq!(
+            derived_frame_origin(Kind::Amocrm, &amo("https://romashka.amocrm.ru")).as_deref(),
+            Some("https://romashka.amocrm.ru")
+        );
+        assert_eq!(
+            derived_frame_origin(Kind::Amocrm, &amo("https://Romashka.amocrm.com/api/v4"))
+                .as_deref(),
+            Some("https://romashka.amocrm.com")
+        );
+        // Never a CSP source the card's own checks would refuse.
+        assert_eq!(
+            derived_frame_origin(Kind::Amocrm, &amo("http://crm.example")),
+            None
+        );
+        let portal = PublicSettings {
+            portal: Some("https://acme.bitrix24.ru".into()),
+            ..PublicSettings::default()
+        };
+        assert_eq!(
+            derived_frame_origin(Kind::Bitrix24, &portal).as_deref(),
+            Some("https://acme.bitrix24.ru")
+        );
+        let webhook = PublicSettings {
+            url: Some("https://crm.example/parley".into()),
+            ..PublicSettings::default()
+        };
+        assert_eq!(derived_frame_origin(Kind::Webhook, &webhook), None);
+    }
+
+    /// The migration that made the connection the one place of the CRM origin, run on the
+    /// schema the earlier migration files build.
+    #[tokio::test]
+    async fn the_cards_origin_moves_to_a_connection_that_has_none() {
+        const MIGRATION: &str = "20260506120000_crm_frame_origin.sql";
+        let dir = tempfile::tempdir().expect("dir");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("m.db"))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("pool");
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut files: Vec<String> = std::fs::read_dir(&folder)
+            .expect("migrations")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        assert!(files.iter().any(|f| f == MIGRATION));
+        let run = |name: String| {
+            let pool = pool.clone();
+            let text = std::fs::read_to_string(folder.join(&name)).expect("read");
+            async move {
+                sqlx::raw_sql(&text)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        };
+        for f in files.iter().filter(|f| f.as_str() < MIGRATION) {
+            run(f.clone()).await;
+        }
+        for (id, account, origin, deleted) in [
+            ("crm_a", "acc-a", None, None),
+            ("crm_b", "acc-b", Some("https://b-own.example"), None),
+            ("crm_c", "acc-c", None, Some("2026-02-01T00:00:00Z")),
+            ("crm_d", "acc-d", None, None),
+        ] {
+            sqlx::query(
+                "INSERT INTO crm_connections (id, account_id, kind, settings, secrets, \
+                 frame_origin, created_at, updated_at, deleted_at) \
+                 VALUES (?, ?, 'webhook', '{}', '{}', ?, '2026-01-01T00:00:00Z', \
+                 '2026-01-01T00:00:00Z', ?)",
+            )
+            .bind(id)
+            .bind(account)
+            .bind(origin)
+            .bind(deleted)
+            .execute(&pool)
+            .await
+            .expect("connection");
+        }
+        for account in ["acc-a", "acc-b", "acc-c"] {
+            sqlx::query(
+                "INSERT INTO crm_card_settings (account_id, secret, crm_origin, created_at) \
+                 VALUES (?, 'k', ?, '2026-01-01T00:00:00Z')",
+            )
+            .bind(account)
+            .bind(format!("https://{account}-card.example"))
+            .execute(&pool)
+            .await
+            .expect("card");
+        }
+        run(MIGRATION.to_owned()).await;
+
+        let origins: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, frame_origin FROM crm_connections ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .expect("select");
+        let expect = |o: Option<&str>| o.map(str::to_owned);
+        assert_eq!(
+            origins,
+            vec![
+                ("crm_a".into(), expect(Some("https://acc-a-card.example"))),
+                ("crm_b".into(), expect(Some("https://b-own.example"))),
+                ("crm_c".into(), None),
+                ("crm_d".into(), None),
+            ],
+            "copied only where the live connection had none"
+        );
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('crm_card_settings')")
+                .fetch_all(&pool)
+                .await
+                .expect("columns");
+        assert!(!columns.iter().any(|c| c == "crm_origin"), "{columns:?}");
+        assert!(columns.iter().any(|c| c == "secret"));
+        pool.close().await;
     }
 }

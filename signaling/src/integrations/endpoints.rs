@@ -1,7 +1,8 @@
 //! Customer webhook endpoints and the events they receive.
 //!
-//! An account registers endpoints (URL, events, a secret we generate and show once); each event
-//! becomes one outbox message per subscribed endpoint, delivered signed by the outbox worker.
+//! An account registers endpoints (URL, events, a secret we generate, show once and store
+//! sealed); each event becomes one outbox message per subscribed endpoint, delivered signed by
+//! the outbox worker.
 //! The endpoint is looked up again at send time ([`DbEndpoints`]), so a deleted endpoint's
 //! waiting messages fail cleanly instead of going out.
 
@@ -16,15 +17,15 @@ use crate::outbox::webhooks::{
     EventType, WebhookEndpoint, WebhookEndpoints, customer_webhook_message,
 };
 use crate::outbox::{Outbox, OutboxError};
+use crate::secrets::{Field, SecretsCipher};
 use crate::store::DbPool;
 
-/// A stored endpoint. `Debug` masks the secret.
+/// A stored endpoint, without its secret (only the delivery opens that: [`DbEndpoints`]).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub id: String,
     pub account_id: String,
     pub url: String,
-    pub secret: SecretString,
     pub events: Vec<EventType>,
     pub created_at: DateTime<Utc>,
 }
@@ -34,7 +35,6 @@ struct Row {
     id: String,
     account_id: String,
     url: String,
-    secret: String,
     events: String,
     created_at: DateTime<Utc>,
 }
@@ -52,20 +52,21 @@ impl From<Row> for Endpoint {
             id: r.id,
             account_id: r.account_id,
             url: r.url,
-            secret: SecretString::new(r.secret),
             created_at: r.created_at,
         }
     }
 }
 
-const COLUMNS: &str = "id, account_id, url, secret, events, created_at";
+const COLUMNS: &str = "id, account_id, url, events, created_at";
 
+/// Registers an endpoint with a fresh secret, stored sealed; returns the secret to show once.
 pub async fn insert(
     pool: &DbPool,
+    cipher: &SecretsCipher,
     account_id: &str,
     url: &str,
     events: &[EventType],
-) -> sqlx::Result<Endpoint> {
+) -> sqlx::Result<(Endpoint, SecretString)> {
     let id = format!("whe_{}", crate::domain::random_token(20));
     let secret = format!("whsec_{}", crate::domain::random_token(40));
     let events_json = serde_json::to_string(events).map_err(|e| sqlx::Error::Encode(e.into()))?;
@@ -77,12 +78,12 @@ pub async fn insert(
         .bind(&id)
         .bind(account_id)
         .bind(url)
-        .bind(&secret)
+        .bind(cipher.seal(Field::WebhookEndpointSecret, &id, &secret))
         .bind(events_json)
         .bind(Utc::now())
         .fetch_one(pool)
         .await?;
-    Ok(row.into())
+    Ok((row.into(), SecretString::new(secret)))
 }
 
 pub async fn list(pool: &DbPool, account_id: &str) -> sqlx::Result<Vec<Endpoint>> {
@@ -113,15 +114,16 @@ pub async fn delete(pool: &DbPool, account_id: &str, id: &str) -> sqlx::Result<b
     Ok(r.rows_affected() > 0)
 }
 
-/// Endpoints for the outbox's customer webhook delivery.
+/// Endpoints for the outbox's customer webhook delivery, secrets opened at send time.
 #[derive(Clone)]
 pub struct DbEndpoints {
     pool: DbPool,
+    cipher: SecretsCipher,
 }
 
 impl DbEndpoints {
-    pub fn new(pool: DbPool) -> Self {
-        DbEndpoints { pool }
+    pub fn new(pool: DbPool, cipher: SecretsCipher) -> Self {
+        DbEndpoints { pool, cipher }
     }
 }
 
@@ -135,10 +137,17 @@ impl WebhookEndpoints for DbEndpoints {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| e.to_string())?;
-        Ok(row.map(|(url, secret)| WebhookEndpoint {
-            url,
-            secret: SecretString::new(secret),
-        }))
+        row.map(|(url, secret)| {
+            Ok(WebhookEndpoint {
+                url,
+                secret: SecretString::new(
+                    self.cipher
+                        .open(Field::WebhookEndpointSecret, id, &secret)
+                        .map_err(|e| e.to_string())?,
+                ),
+            })
+        })
+        .transpose()
     }
 }
 

@@ -6,14 +6,17 @@
 //! - [`endpoints`]: customer webhook endpoints (`webhook_endpoints`) and [`Events::emit`], which
 //!   enqueues one outbox message per endpoint subscribed to an event.
 //! - [`license_events`]: moves the licensing module's due reminder events into customer webhooks.
+//! - [`seat_review`]: the monthly inactive-seat review as a `seats.review` webhook and an email
+//!   to the account's admins.
 //!
-//! Secrets are stored as given (encryption at rest is a later step), never returned by the API
-//! and never logged: they travel as [`SecretString`](crate::crm::SecretString), whose `Debug`
-//! is masked.
+//! Secrets are stored sealed (see [`crate::secrets`]), never returned by the API (except an
+//! endpoint's generated secret, once) and never logged: they travel as
+//! [`SecretString`](crate::crm::SecretString), whose `Debug` is masked.
 
 pub mod connections;
 pub mod endpoints;
 pub mod license_events;
+pub mod seat_review;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,7 @@ pub use endpoints::{DbEndpoints, Events};
 use crate::outbox::crm::{CRM_NOTE, CRM_TASK, CrmDelivery};
 use crate::outbox::webhooks::{CUSTOMER_WEBHOOK, CustomerWebhookDelivery, EventType};
 use crate::outbox::{Deliveries, Outbox, OutboxError};
+use crate::secrets::SecretsCipher;
 use crate::startup::AppState;
 use crate::store::DbPool;
 
@@ -34,6 +38,8 @@ use crate::store::DbPool;
 pub struct Integrations {
     pub connections: Arc<Connections>,
     pub events: Events,
+    /// Seals and opens the stored secrets (connections, endpoints, deal-card secrets).
+    pub cipher: SecretsCipher,
 }
 
 /// One HTTP client for every CRM and webhook call: connection pooling across deliveries, a
@@ -48,10 +54,22 @@ pub fn http_client(request_timeout: Duration) -> anyhow::Result<reqwest::Client>
 }
 
 impl Integrations {
-    pub fn new(pool: DbPool, outbox: Outbox, http: reqwest::Client, timeout: Duration) -> Self {
+    pub fn new(
+        pool: DbPool,
+        outbox: Outbox,
+        http: reqwest::Client,
+        timeout: Duration,
+        cipher: SecretsCipher,
+    ) -> Self {
         Integrations {
-            connections: Arc::new(Connections::new(pool.clone(), http, timeout)),
+            connections: Arc::new(Connections::new(
+                pool.clone(),
+                http,
+                timeout,
+                cipher.clone(),
+            )),
             events: Events::new(pool, outbox),
+            cipher,
         }
     }
 
@@ -59,7 +77,10 @@ impl Integrations {
     pub fn deliveries(&self, http: reqwest::Client, timeout: Duration) -> Deliveries {
         let webhooks = Arc::new(CustomerWebhookDelivery::new(
             http,
-            Arc::new(DbEndpoints::new(self.events.pool().clone())),
+            Arc::new(DbEndpoints::new(
+                self.events.pool().clone(),
+                self.cipher.clone(),
+            )),
             timeout,
         ));
         let crm = Arc::new(CrmDelivery::new(Arc::new(self.connections.clone())));

@@ -43,6 +43,8 @@ pub fn note_message(connection_id: &str, deal_id: &str, text: &str, key: &str) -
         destination: connection_id.into(),
         payload: json!({"deal_id": deal_id, "text": text}),
         idempotency_key: Some(key.into()),
+        // The connection names the account.
+        account_id: None,
     }
 }
 
@@ -58,6 +60,7 @@ pub fn task_message(
         destination: connection_id.into(),
         payload: json!({"deal_id": deal_id, "task": task}),
         idempotency_key: Some(key.into()),
+        account_id: None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use super::{
     AttemptRecord, Claimed, NewMessage, OutboxError, OutboxMessage, OutboxStore, Settle, Status,
@@ -78,6 +79,7 @@ impl OutboxStore for MemoryOutboxStore {
             last_error: None,
             created_at: now,
             delivered_at: None,
+            account_id: message.account_id,
         };
         g.by_key.insert(key, m.id.clone());
         g.messages.insert(
@@ -154,6 +156,16 @@ impl OutboxStore for MemoryOutboxStore {
             .or_default()
             .push(record.clone());
         Ok(true)
+    }
+
+    async fn replace_payload(&self, id: &str, payload: &Value) -> Result<(), OutboxError> {
+        let mut g = self.lock();
+        let entry = g
+            .messages
+            .get_mut(id)
+            .ok_or_else(|| OutboxError::NotFound(id.to_owned()))?;
+        entry.message.payload = payload.clone();
+        Ok(())
     }
 
     async fn retry(

@@ -1,4 +1,4 @@
-//! Reliable outbound delivery: CRM notes and tasks, customer webhooks (and email later) are
+//! Reliable outbound delivery: CRM notes and tasks, customer webhooks and emails are
 //! written to an outbox first and delivered by workers, so a CRM that is down, slow or
 //! rate-limiting us delays a message instead of losing it.
 //!
@@ -16,6 +16,7 @@
 //! - Every attempt is logged (number, time, outcome, HTTP status) for the admin console.
 
 pub mod crm;
+pub mod email;
 pub mod memory;
 pub mod sqlite;
 pub mod webhooks;
@@ -72,6 +73,10 @@ pub struct NewMessage {
     /// Enqueuing twice with the same key yields the one message (the caller's retry of an
     /// enqueue is safe). A random key is made when `None`.
     pub idempotency_key: Option<String>,
+    /// The account whose message it is, when the destination does not say (an email goes
+    /// through the one mail relay): its outbox lists the message. `None` for a message of no
+    /// account (the summary of an unlicensed meeting).
+    pub account_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +94,7 @@ pub struct OutboxMessage {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    pub account_id: Option<String>,
 }
 
 /// The result of one delivery attempt.
@@ -158,6 +164,12 @@ impl DeliveryReport {
 #[async_trait]
 pub trait Delivery: Send + Sync {
     async fn deliver(&self, message: &OutboxMessage) -> DeliveryReport;
+
+    /// What to keep of a message's payload once it is delivered; `None` keeps all of it. Lets
+    /// a kind drop what must not outlive the delivery (an email's body and one-time link).
+    fn retained_payload(&self, _message: &OutboxMessage) -> Option<Value> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +270,9 @@ pub trait OutboxStore: Send + Sync {
         record: &AttemptRecord,
         next: Settle,
     ) -> Result<bool, OutboxError>;
+
+    /// Replaces a message's payload (see [`Delivery::retained_payload`]).
+    async fn replace_payload(&self, id: &str, payload: &Value) -> Result<(), OutboxError>;
 
     /// Puts a failed message back: due at `now`, with `extra_attempts` more attempts.
     async fn retry(

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -21,7 +22,8 @@ use super::{
 use crate::store::DbPool;
 
 const COLUMNS: &str = "id, kind, destination, payload, idempotency_key, status, attempts, \
-                       max_attempts, next_attempt_at, last_error, created_at, delivered_at";
+                       max_attempts, next_attempt_at, last_error, created_at, delivered_at, \
+                       account_id";
 
 #[derive(Clone)]
 pub struct SqliteOutboxStore {
@@ -69,6 +71,7 @@ fn row_to_message(r: &SqliteRow) -> Result<OutboxMessage, OutboxError> {
         last_error: r.try_get("last_error")?,
         created_at: from_ms(r.try_get("created_at")?)?,
         delivered_at: delivered_at.map(from_ms).transpose()?,
+        account_id: r.try_get("account_id")?,
     })
 }
 
@@ -85,8 +88,8 @@ impl OutboxStore for SqliteOutboxStore {
             .map_err(|e| OutboxError::Storage(format!("payload does not encode: {e}")))?;
         sqlx::query(
             "INSERT INTO outbox_messages (id, kind, destination, payload, idempotency_key, status, \
-             attempts, max_attempts, next_attempt_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) \
+             attempts, max_attempts, next_attempt_at, created_at, account_id) \
+             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(new_id())
@@ -97,6 +100,7 @@ impl OutboxStore for SqliteOutboxStore {
         .bind(i64::from(max_attempts.max(1)))
         .bind(ms(now))
         .bind(ms(now))
+        .bind(&message.account_id)
         .execute(&self.pool)
         .await?;
         let row = sqlx::query(&format!(
@@ -191,6 +195,17 @@ impl OutboxStore for SqliteOutboxStore {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn replace_payload(&self, id: &str, payload: &Value) -> Result<(), OutboxError> {
+        let payload = serde_json::to_string(payload)
+            .map_err(|e| OutboxError::Storage(format!("payload does not encode: {e}")))?;
+        sqlx::query("UPDATE outbox_messages SET payload = ? WHERE id = ?")
+            .bind(payload)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn retry(

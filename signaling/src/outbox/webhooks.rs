@@ -34,10 +34,13 @@ pub enum EventType {
     OrderPaid,
     #[serde(rename = "recording.ready")]
     RecordingReady,
+    /// The monthly review of seats unused for 30 days or more (licensing 6.2).
+    #[serde(rename = "seats.review")]
+    SeatsReview,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::MeetingStarted,
         EventType::MeetingEnded,
         EventType::ParticipantJoined,
@@ -45,6 +48,7 @@ impl EventType {
         EventType::LicenseExpiring,
         EventType::OrderPaid,
         EventType::RecordingReady,
+        EventType::SeatsReview,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl EventType {
             EventType::LicenseExpiring => "license.expiring",
             EventType::OrderPaid => "order.paid",
             EventType::RecordingReady => "recording.ready",
+            EventType::SeatsReview => "seats.review",
         }
     }
 }
@@ -82,6 +87,7 @@ pub fn customer_webhook_message(
             "data": data,
         }),
         idempotency_key: Some(format!("{endpoint_id}:{event_id}")),
+        account_id: Some(account_id.into()),
     }
 }
 
@@ -216,7 +222,8 @@ mod tests {
                 "participant.left",
                 "license.expiring",
                 "order.paid",
-                "recording.ready"
+                "recording.ready",
+                "seats.review"
             ]
         );
         for e in EventType::ALL {

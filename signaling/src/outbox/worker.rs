@@ -163,6 +163,14 @@ impl OutboxWorker {
         }
         if !store.settle(&claimed, &record, next).await? {
             tracing::warn!(message = %m.id, "outbox: lease lost before settling; another worker owns the message now");
+        } else if next == Settle::Delivered
+            && let Some(kept) = self
+                .deliveries
+                .by_kind
+                .get(&m.kind)
+                .and_then(|d| d.retained_payload(m))
+        {
+            store.replace_payload(&m.id, &kept).await?;
         }
         Ok(true)
     }
@@ -253,6 +261,7 @@ mod tests {
             destination: "dest".into(),
             payload: json!({"n": 1}),
             idempotency_key: None,
+            account_id: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Erasure of a person's data on request (agreement 12.5): the person, named by email, is
 //! anonymised in the account's users, in the invited contacts, participant sessions and chat of
-//! the account's meetings, and in their stored summaries. Financial records (orders, invoices,
+//! the account's meetings, in their stored summaries, and in the account's email messages in
+//! the outbox. Financial records (orders, invoices,
 //! payments, documents: the licensing tables) are kept untouched, as the law on accounting
 //! requires. The audit entry names the person only by a salted hash of the address.
 
@@ -40,6 +41,9 @@ pub struct ErasureReport {
     pub participant_sessions: u64,
     pub chat_messages: u64,
     pub summaries: u64,
+    /// Email messages in the outbox (pending, failed or delivered) whose recipient was the
+    /// person: address and body removed, the undelivered ones failed.
+    pub outbox_emails: u64,
 }
 
 /// Erase a person's data in the account (account admin session or the operator). Invoices and
@@ -66,7 +70,10 @@ pub async fn erase(
         .map_err(|_| ApiError::invalid("invalid_email", "email is not a valid address."))?;
     let account_id = account.to_string();
     let pool = app.store.pool();
-    let (report, meetings) = anonymise(pool, &account_id, email.key()).await?;
+    // Messages of no account (the summary of an unlicensed meeting) are nobody's to erase but
+    // the operator's.
+    let unowned = matches!(manager, Manager::Operator);
+    let (report, meetings) = anonymise(pool, &account_id, email.key(), unowned).await?;
     let mut report = report;
     for meeting in meetings {
         report.summaries += u64::from(rebuild_summary(&app, &meeting).await?);
@@ -108,6 +115,7 @@ async fn anonymise(
     pool: &DbPool,
     account: &str,
     key: &str,
+    unowned: bool,
 ) -> sqlx::Result<(ErasureReport, BTreeSet<String>)> {
     let mut report = ErasureReport::default();
     let mut touched = BTreeSet::new();
@@ -220,8 +228,53 @@ async fn anonymise(
             report.chat_messages += 1;
         }
     }
+    report.outbox_emails = scrub_outbox(&mut tx, account, key, unowned).await?;
     tx.commit().await?;
     Ok((report, touched))
+}
+
+/// The person's address out of the account's email messages (and, for the operator, those of
+/// no account). Matched in Rust: the address is inside the JSON payload.
+async fn scrub_outbox(
+    tx: &mut sqlx::SqliteConnection,
+    account: &str,
+    key: &str,
+    unowned: bool,
+) -> sqlx::Result<u64> {
+    use crate::outbox::email::{EMAIL, erased_payload, recipient_key};
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, payload FROM outbox_messages WHERE kind = ? \
+         AND (account_id = ? OR (? AND account_id IS NULL))",
+    )
+    .bind(EMAIL)
+    .bind(account)
+    .bind(unowned)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut n = 0;
+    for (id, payload) in rows {
+        let Ok(payload) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            continue;
+        };
+        if recipient_key(&payload).as_deref() != Some(key) {
+            continue;
+        }
+        // An undelivered message can no longer go out: it fails, visibly, and drops its lease
+        // (a worker mid-send then cannot settle it as anything else).
+        sqlx::query(
+            "UPDATE outbox_messages SET payload = ?, \
+             status = CASE status WHEN 'delivered' THEN 'delivered' ELSE 'failed' END, \
+             last_error = CASE status WHEN 'delivered' THEN last_error \
+                          ELSE 'the recipient was erased' END, \
+             lease_token = NULL, lease_until = NULL WHERE id = ?",
+        )
+        .bind(erased_payload(&payload).to_string())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// `text` with every occurrence of the address (any case) replaced.
@@ -263,7 +316,7 @@ async fn rebuild_summary(app: &AppState, meeting: &str) -> Result<bool, ApiError
     let Some(row) = app.store.meeting(&id).await? else {
         return Ok(false);
     };
-    let summary = crate::summaries::build(pool, &row).await?;
+    let summary = crate::summaries::build(pool, &row, &app.config.public_url).await?;
     let json = serde_json::to_string(&summary).map_err(|e| ApiError::Internal(e.into()))?;
     crate::summaries::db::replace_summary(pool, meeting, &json).await?;
     Ok(true)

@@ -116,6 +116,7 @@ impl Actor {
             crate::auth::Caller::Anonymous => Actor::anonymous(),
             crate::auth::Caller::Operator => Actor::operator(),
             crate::auth::Caller::Account(a) => Actor::account_key(a),
+            crate::auth::Caller::User { user_id, .. } => Actor::user(user_id),
         }
     }
 }

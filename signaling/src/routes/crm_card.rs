@@ -2,10 +2,12 @@
 //!
 //! - `GET /crm/card?account&deal&crm_user&exp&sig`: the signed launch (see [`crate::card`]).
 //!   A valid one opens a one-hour card session and answers the widget page, framable only by
-//!   the account's CRM origin. Refusals are small HTML pages with a 4xx status and no session.
+//!   the account's CRM origin (its CRM connection's `frame_origin`). Refusals are small HTML
+//!   pages with a 4xx status and no session.
 //! - `/api/v1/crm/card/…`: what the widget calls with its card session (`Bearer cs_…`, or the
 //!   `parley_card` cookie). The session fixes account, user and deal, so these calls take no
-//!   account or deal parameter: there is nothing to point at another account's data.
+//!   account or deal parameter: there is nothing to point at another account's data. A
+//!   meeting's summary is read by meeting id, and only for a meeting of the session's deal.
 //! - `/api/v1/accounts/{account}/crm/…`: the account's card secret and CRM-user links, managed
 //!   like the account's users (admin session, the account's API key, the operator).
 
@@ -28,12 +30,14 @@ use crate::card::{
     CARD_COOKIE, CARD_SESSION_SECS, CARD_TOKEN_PREFIX, CardSession, CardStore,
     MAX_LAUNCH_AHEAD_SECS, canonical, normalise_origin, valid_external_id, verify,
 };
-use crate::domain::{MeetingTitle, constant_time_eq, random_token};
+use crate::domain::{MeetingId, MeetingTitle, constant_time_eq, random_token};
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::privacy::{Actor, Target, record};
 use crate::routes::meetings::{MeetingCreated, create_with_license, parse_scheduled_start};
 use crate::routes::users::manager;
 use crate::startup::AppState;
 use crate::store::MeetingLicense;
+use crate::summaries::http::SummaryView;
 use crate::users::{UserStatus, hash_token, new_token, well_formed};
 
 /// Path of the card API; the card cookie is scoped to it (a cookie scoped to `/crm` would never
@@ -56,10 +60,11 @@ pub fn api_routes() -> Router<AppState> {
         )
         .route("/crm/card/deal", get(deal))
         .route("/crm/card/meetings", get(meetings).post(create))
+        .route("/crm/card/meetings/{id}/summary", get(summary))
 }
 
 fn store(app: &AppState) -> CardStore {
-    CardStore::new(app.store.pool().clone())
+    CardStore::new(app.store.pool().clone(), app.integrations.cipher.clone())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -86,7 +91,7 @@ impl Refusal {
     }
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -237,7 +242,13 @@ async fn launch_inner(app: &AppState, q: HashMap<String, String>) -> Result<Resp
         .await
         .map_err(sql)?
         .ok_or_else(not_configured)?;
-    let origin = Some(settings.crm_origin.clone());
+    // The one place the CRM's origin lives: the account's CRM connection.
+    let origin = app
+        .integrations
+        .connections
+        .frame_origin(&account)
+        .await
+        .map_err(sql)?;
     let refuse = |status, code, message: &str| Refusal {
         origin: origin.clone(),
         ..Refusal::new(status, code, message)
@@ -270,6 +281,14 @@ async fn launch_inner(app: &AppState, q: HashMap<String, String>) -> Result<Resp
             "launch_expiry_too_far",
             "The card link is valid for more than 24 hours, which Parley does not accept. The \
              CRM must sign links that expire sooner.",
+        ));
+    }
+    if origin.is_none() {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "crm_not_connected",
+            "This Parley account has no CRM connection with a web address, so the card cannot \
+             be shown inside the CRM. Ask your Parley account admin to connect the CRM.",
         ));
     }
     let unmapped = || {
@@ -476,10 +495,10 @@ pub struct CardMeeting {
     pub duration_seconds: Option<i64>,
     /// The guest link, while the meeting has not ended.
     pub invite_link: Option<String>,
-    /// The meeting's summary, when one is stored.
+    /// The meeting's summary, when one is stored: read it with the card session
+    /// (`GET /api/v1/crm/card/meetings/{id}/summary`).
     pub summary_url: Option<String>,
-    /// The recording, when there is one (recordings are not linked to meetings yet: always
-    /// absent for now).
+    /// The page of the meeting's recording, when it was recorded.
     pub recording_url: Option<String>,
 }
 
@@ -509,7 +528,7 @@ pub async fn meetings(
         let summary_url = cards
             .has_summary(&r.id)
             .await
-            .then(|| format!("{base}/api/v1/meetings/{}/summary", r.id));
+            .then(|| format!("{base}{CARD_API_PATH}/meetings/{}/summary", r.id));
         meetings.push(CardMeeting {
             duration_seconds: match (r.started_at, r.ended_at) {
                 (Some(a), Some(b)) => Some((b - a).num_seconds().max(0)),
@@ -520,7 +539,8 @@ pub async fn meetings(
                 .is_none()
                 .then(|| format!("{base}/m/{}?invite={}", r.id, r.invite_secret)),
             summary_url,
-            recording_url: None,
+            recording_url: crate::recordings::meeting_page_url(app.store.pool(), base, &r.id)
+                .await?,
             id: r.id,
             title: r.title,
             scheduled_start: r.scheduled_start,
@@ -532,15 +552,73 @@ pub async fn meetings(
     Ok(Json(CardMeetings { meetings }))
 }
 
+/// The summary of one of the deal's meetings, for the card to show. The card session is the
+/// credential, and it reaches only meetings made for its own deal of its own account: any other
+/// meeting is 404, as if it did not exist.
+#[utoipa::path(get, path = "/api/v1/crm/card/meetings/{id}/summary", tag = "crm card",
+    params(("id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = SummaryView),
+        (status = 401, description = "No or expired card session", body = ErrorBody),
+        (status = 404, description = "Not a meeting of this deal, or no summary yet (`no_summary`)", body = ErrorBody)))]
+pub async fn summary(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SummaryView>, ApiError> {
+    let s = card_session(&app, &headers).await?;
+    let not_found = || crate::routes::meetings::no_such_meeting(&id);
+    let meeting = MeetingId::parse(&id).map_err(|_| not_found())?;
+    if !store(&app)
+        .is_deal_meeting(&s.account_id, &s.deal_id, meeting.as_str())
+        .await?
+    {
+        return Err(not_found());
+    }
+    let view = crate::summaries::http::stored_view(&app, meeting.as_str()).await?;
+    record(
+        &app,
+        &headers,
+        Actor::user(&s.user_id),
+        Some(&s.account_id),
+        "summary.read",
+        Target::new("meeting", meeting.as_str()),
+    )
+    .await;
+    Ok(Json(view))
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardCreateMeeting {
-    /// 1 to 200 characters; default `Meeting: <deal title or id>`.
+    /// 1 to 200 characters; default: the deal's title in the CRM, or `Deal <id>` when the CRM
+    /// has none (not connected, unreadable).
     #[serde(default)]
     pub title: Option<String>,
     /// RFC 3339; absent: start now.
     #[serde(default)]
     pub scheduled_start: Option<String>,
+}
+
+/// The default title of a meeting started from the card: the deal's title in the CRM as a valid
+/// meeting title (control characters and runs of spaces made one space, at most 200
+/// characters); `Deal <id>` when the CRM gave none. The summary's note and email put their own
+/// "Meeting:" label in front, so none is added here.
+fn deal_meeting_title(crm_title: Option<&str>, deal_id: &str) -> String {
+    let words: Vec<&str> = crm_title
+        .unwrap_or_default()
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        return format!("Deal {deal_id}");
+    }
+    words
+        .join(" ")
+        .chars()
+        .take(MeetingTitle::MAX_CHARS)
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
 }
 
 /// Start now or schedule a meeting for the deal, hosted by the card's user on their seat.
@@ -556,13 +634,24 @@ pub async fn create(
     ApiJson(req): ApiJson<CardCreateMeeting>,
 ) -> Result<(StatusCode, Json<MeetingCreated>), ApiError> {
     let s = card_session(&app, &headers).await?;
-    let title = req
-        .title
-        .unwrap_or_else(|| format!("Meeting: deal {}", s.deal_id));
-    let title = MeetingTitle::parse(&title).map_err(|e| ApiError::invalid("invalid_title", e.0))?;
-    let scheduled_start = parse_scheduled_start(req.scheduled_start.as_deref())?;
     let account = Uuid::parse_str(&s.account_id)
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored card session account")))?;
+    let title = match req.title {
+        Some(t) => t,
+        None => {
+            let crm = crate::card::read_deal(app.card_deals.as_ref(), account, &s.deal_id).await;
+            let crm_title = match &crm {
+                Ok(d) => d.as_ref().map(|d| d.title.as_str()),
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e, "deal card: CRM read failed");
+                    None
+                }
+            };
+            deal_meeting_title(crm_title, &s.deal_id)
+        }
+    };
+    let title = MeetingTitle::parse(&title).map_err(|e| ApiError::invalid("invalid_title", e.0))?;
+    let scheduled_start = parse_scheduled_start(req.scheduled_start.as_deref())?;
     let user = app.users.store.by_id(&s.user_id).await?;
     let who = user.map(|u| u.email).unwrap_or_else(|| s.user_id.clone());
     // The same enforcement as any meeting: the mapped user must hold a seat on an active lot.
@@ -591,13 +680,15 @@ pub async fn create(
 // ---------------------------------------------------------------------------------------------
 // Account administration
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The body may be empty (`{}`): the card is framed by the CRM connection's `frame_origin`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutCardSecret {
-    /// The CRM's origin, `https://host[:port]` (plain http only on loopback): the only site
-    /// allowed to show the card in a frame. Absent: the `frame_origin` of the account's CRM
-    /// connection.
+    /// Deprecated (removed in the next version): set `frame_origin` on the CRM connection
+    /// instead (`PUT /api/v1/accounts/{account}/crm`). When given it is written to the
+    /// connection's `frame_origin`, so the account must have a CRM connection.
     #[serde(default)]
+    #[schema(deprecated)]
     pub crm_origin: Option<String>,
 }
 
@@ -605,18 +696,23 @@ pub struct PutCardSecret {
 pub struct CardSecret {
     /// The HMAC-SHA256 key for launch URLs. Shown only here; creating again replaces it.
     pub secret: String,
+    /// Deprecated: the CRM connection's `frame_origin`, which frames the card (read it from
+    /// `GET /api/v1/accounts/{account}/crm`).
+    #[schema(deprecated)]
     pub crm_origin: String,
     /// The canonical text to sign, as a template.
     pub signed_text: String,
 }
 
-/// Create or rotate the account's deal-card secret and set its CRM origin.
+/// Create or rotate the account's deal-card secret. The card is framed only by the CRM
+/// connection's `frame_origin`, so the account's CRM must be connected first.
 #[utoipa::path(post, path = "/api/v1/accounts/{account}/crm/card-secret", tag = "crm card",
     params(("account" = String, Path)), request_body = PutCardSecret, security(("bearer" = [])),
     responses((status = 201, body = CardSecret), (status = 401, body = ErrorBody),
         (status = 403, description = "A member of the account", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 422, description = "invalid_origin", body = ErrorBody)))]
+        (status = 409, description = "crm_not_connected: connect the CRM first", body = ErrorBody),
+        (status = 422, description = "invalid_origin, frame_origin_required (the connection has no web origin)", body = ErrorBody)))]
 pub async fn put_secret(
     State(app): State<AppState>,
     Path(account): Path<String>,
@@ -626,27 +722,48 @@ pub async fn put_secret(
     let (_, account_id) = manager(&app, &headers, &account).await?;
     // The operator passes `manager` for any id; the account must exist.
     app.licensing.account(account_id).await?;
-    let given = match req.crm_origin {
-        Some(o) => Some(o),
-        None => {
-            app.integrations
-                .connections
-                .frame_origin(&account_id.to_string())
-                .await?
-        }
+    let account = account_id.to_string();
+    let connections = &app.integrations.connections;
+    let not_connected = || ApiError::Conflict {
+        code: "crm_not_connected",
+        message: "Connect the account's CRM first (PUT /api/v1/accounts/{account}/crm): the \
+                  card is shown only inside the CRM whose web origin the connection holds."
+            .into(),
     };
-    let origin = given.as_deref().and_then(normalise_origin).ok_or_else(|| {
-        ApiError::invalid(
-            "invalid_origin",
-            "crm_origin must be an origin such as https://crm.example.com (https; no path, no \
-             wildcard); it may be left out only when the CRM connection has a frame origin.",
-        )
-    })?;
+    // Deprecated input, kept for one version: the origin belongs to the CRM connection.
+    if let Some(given) = req.crm_origin {
+        let origin = normalise_origin(&given).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_origin",
+                "crm_origin must be an origin such as https://crm.example.com (https; no path, \
+                 no wildcard).",
+            )
+        })?;
+        if !connections.set_frame_origin(&account, &origin).await? {
+            return Err(not_connected());
+        }
+        tracing::info!(account = %account, origin = %origin, "CRM frame origin set through the deprecated crm_origin");
+    }
+    let connection = connections
+        .for_account(&account)
+        .await?
+        .ok_or_else(not_connected)?;
+    let origin = connection
+        .frame_origin
+        .as_deref()
+        .and_then(normalise_origin)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "frame_origin_required",
+                "The CRM connection has no web origin for the card's frame: set frame_origin \
+                 on it (PUT /api/v1/accounts/{account}/crm), e.g. https://crm.example.com.",
+            )
+        })?;
     let secret = random_token(48);
     store(&app)
-        .put_settings(&account_id.to_string(), &secret, &origin, app.users.now())
+        .put_settings(&account, &secret, app.users.now())
         .await?;
-    tracing::info!(account = %account_id, origin = %origin, "deal card secret set");
+    tracing::info!(account = %account, origin = %origin, "deal card secret set");
     Ok((
         StatusCode::CREATED,
         Json(CardSecret {
@@ -725,4 +842,31 @@ pub async fn unlink_user(
         return Err(ApiError::NotFound("No such CRM user link.".into()));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_title_is_the_deals_own() {
+        let cases = [
+            (
+                Some("Поставка CRM-лицензий ACME"),
+                "Поставка CRM-лицензий ACME",
+            ),
+            (Some("  Renewal\n2026\t(ACME) "), "Renewal 2026 (ACME)"),
+            (Some(""), "Deal 42"),
+            (Some(" \r\n"), "Deal 42"),
+            (None, "Deal 42"),
+        ];
+        for (crm, title) in cases {
+            assert_eq!(deal_meeting_title(crm, "42"), title, "{crm:?}");
+        }
+        // A long CRM title is cut to what a meeting title may hold (characters, not bytes).
+        let long = "Сделка ".repeat(50);
+        let t = deal_meeting_title(Some(&long), "42");
+        assert!(t.chars().count() <= MeetingTitle::MAX_CHARS);
+        assert!(MeetingTitle::parse(&t).is_ok(), "{t}");
+    }
 }

@@ -87,16 +87,16 @@ fn url_setting(field: &str, v: &str) -> Result<String, ApiError> {
         .map_err(|e| invalid("invalid_url", format!("{field} {e}.")))
 }
 
-/// `scheme://host[:port]` only: what a CSP `frame-ancestors` source needs.
+/// `scheme://host[:port]` only, https (plain http on loopback), no wildcard: it becomes the
+/// deal card's CSP `frame-ancestors` source, so it must never widen that.
 fn origin(v: &str) -> Result<String, ApiError> {
-    let u = allowed_url(v).map_err(|e| invalid("invalid_origin", format!("frame_origin {e}.")))?;
-    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-        return Err(invalid(
+    crate::card::normalise_origin(v).ok_or_else(|| {
+        invalid(
             "invalid_origin",
-            "frame_origin must be an origin such as https://example.amocrm.ru (no path).",
-        ));
-    }
-    Ok(u.origin().ascii_serialization())
+            "frame_origin must be an origin such as https://example.amocrm.ru (https; no path, \
+             no wildcard).",
+        )
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,7 +112,9 @@ pub struct PutCrm {
     /// `default_responsible_id`?. Webhook: `url`, `secret` (16+ characters).
     #[schema(value_type = Object)]
     pub settings: Value,
-    /// The CRM's web origin (`https://host`), the deal card's only frame ancestor.
+    /// The CRM's web origin (`https://host`), the deal card's only frame ancestor. Absent:
+    /// amoCRM's account address (`https://{subdomain}.amocrm.ru`), Bitrix24's portal; a
+    /// generic webhook CRM has none until given (its card cannot be framed without one).
     #[serde(default)]
     pub frame_origin: Option<String>,
 }
@@ -255,6 +257,7 @@ pub struct CrmView {
     /// Which secrets are stored, masked.
     #[schema(value_type = Object)]
     pub secrets: Value,
+    /// The CRM's web origin that frames the deal card: as given, else derived (see `PutCrm`).
     pub frame_origin: Option<String>,
     /// `connected` or `error` (the last CRM call failed).
     pub status: String,
@@ -438,13 +441,14 @@ pub async fn create_webhook(
             message: format!("An account may register at most {MAX_ENDPOINTS} endpoints."),
         });
     }
-    let e = endpoints::insert(pool, &account, &url, &events).await?;
+    let (e, secret) =
+        endpoints::insert(pool, &app.integrations.cipher, &account, &url, &events).await?;
     tracing::info!(account = %account_id, endpoint = %e.id, "webhook endpoint registered");
     Ok((
         StatusCode::CREATED,
         Json(WebhookCreated {
             endpoint: (&e).into(),
-            secret: e.secret.expose().to_owned(),
+            secret: secret.expose().to_owned(),
         }),
     ))
 }
@@ -502,9 +506,9 @@ pub struct AttemptView {
 #[derive(Serialize, ToSchema)]
 pub struct OutboxMessageView {
     pub id: String,
-    /// `customer_webhook`, `crm_note` or `crm_task`.
+    /// `customer_webhook`, `crm_note`, `crm_task` or `email`.
     pub kind: String,
-    /// The webhook endpoint or CRM connection id.
+    /// The webhook endpoint or CRM connection id; `mail_relay` for an email.
     pub destination: String,
     pub status: String,
     pub attempts: u32,
@@ -513,13 +517,16 @@ pub struct OutboxMessageView {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// What is sent. For an email only `purpose` (`invitation`, `password_reset`,
+    /// `meeting_summary`, `seat_review`), `to` (masked) and `subject`: never the body.
     #[schema(value_type = Object)]
     pub payload: Value,
     pub attempt_log: Vec<AttemptView>,
 }
 
-/// Ids of the account's messages: those addressed to its webhook endpoints or CRM connections
-/// (deleted ones included, which is why those rows are only soft-deleted).
+/// Ids of the account's messages: those it owns (its emails) and those addressed to its webhook
+/// endpoints or CRM connections (deleted ones included, which is why those rows are only
+/// soft-deleted).
 async fn account_message_ids(
     app: &AppState,
     account: &str,
@@ -528,7 +535,8 @@ async fn account_message_ids(
 ) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM outbox_messages WHERE \
-         (destination IN (SELECT id FROM webhook_endpoints WHERE account_id = ?1) \
+         (account_id = ?1 \
+          OR destination IN (SELECT id FROM webhook_endpoints WHERE account_id = ?1) \
           OR destination IN (SELECT id FROM crm_connections WHERE account_id = ?1)) \
          AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id = ?3) \
          ORDER BY seq DESC LIMIT ?4",
@@ -561,6 +569,12 @@ async fn view(app: &AppState, id: &str) -> Result<Option<OutboxMessageView>, Api
         return Ok(None);
     };
     let log = app.outbox.attempts(id).await.map_err(outbox_error)?;
+    // An email's body may hold a one-time link meant for its recipient alone.
+    let payload = if m.kind == crate::outbox::email::EMAIL {
+        crate::outbox::email::public_payload(&m.payload)
+    } else {
+        m.payload
+    };
     Ok(Some(OutboxMessageView {
         id: m.id,
         kind: m.kind,
@@ -572,7 +586,7 @@ async fn view(app: &AppState, id: &str) -> Result<Option<OutboxMessageView>, Api
         last_error: m.last_error,
         created_at: m.created_at,
         delivered_at: m.delivered_at,
-        payload: m.payload,
+        payload,
         attempt_log: log
             .into_iter()
             .map(|a| AttemptView {
@@ -586,7 +600,9 @@ async fn view(app: &AppState, id: &str) -> Result<Option<OutboxMessageView>, Api
     }))
 }
 
-/// The account's outbox messages (newest first, at most 100) with their delivery logs.
+/// The account's outbox messages (newest first, at most 100) with their delivery logs: its
+/// webhooks, CRM writes and emails (invitations, its users' password resets, the summaries of
+/// its meetings, seat reviews; summaries of meetings of no account belong to no outbox).
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/outbox", tag = "integrations",
     params(("account" = String, Path), OutboxParams), security(("bearer" = [])),
     responses((status = 200, body = Vec<OutboxMessageView>), (status = 400, body = ErrorBody),

@@ -10,12 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 use parley_licensing::LicensingError;
 use uuid::Uuid;
 
-use crate::auth::{Caller, Grants, HostCredential, bearer_token};
+use crate::auth::{Grants, HostCredential, ServiceCredential, bearer_token};
 use crate::domain::{DisplayName, MeetingId, MeetingTitle, Role, constant_time_eq, random_token};
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::metrics::Metrics;
 use crate::routes::licensing::bounded_text;
 use crate::routes::licensing::lots::MAX_USER_ID;
+use crate::routes::meeting_access::{identify, require_credential};
 use crate::startup::AppState;
 use crate::store::{MeetingLicense, MeetingRow};
 use crate::ws::HostCommand;
@@ -146,9 +147,15 @@ pub struct ChatMessage {
     pub sent_at: DateTime<Utc>,
 }
 
+/// The answer for a meeting that does not exist, and for one the caller may not know of (of
+/// another account): the same words, so that the two cannot be told apart.
+pub(crate) fn no_such_meeting(id: &str) -> ApiError {
+    ApiError::NotFound(format!("No meeting with id {id:.40?}."))
+}
+
 /// Loads a meeting by its path id; a malformed id is just "not found".
 pub async fn load(app: &AppState, id: &str) -> Result<(MeetingId, MeetingRow), ApiError> {
-    let not_found = || ApiError::NotFound(format!("No meeting with id {id:.40?}."));
+    let not_found = || no_such_meeting(id);
     let id = MeetingId::parse(id).map_err(|_| not_found())?;
     let row = app.store.meeting(&id).await?.ok_or_else(not_found)?;
     Ok((id, row))
@@ -168,7 +175,7 @@ pub(crate) fn parse_scheduled_start(s: Option<&str>) -> Result<Option<DateTime<U
 }
 
 /// The grants of a role in this meeting: a licensed meeting narrows them to its tariff.
-fn grants_for(role: Role, row: &MeetingRow) -> Grants {
+pub(crate) fn grants_for(role: Role, row: &MeetingRow) -> Grants {
     let mut g = Grants::for_role(role);
     g.screen_share &= row.screen_share_allowed();
     g.record &= row.recording_allowed.unwrap_or(true);
@@ -189,13 +196,13 @@ async fn license_for(
     {
         return Ok(Some(license));
     }
-    let caller = Caller::from_headers(app, headers).await?;
+    let caller = ServiceCredential::from_headers(app, headers).await?;
     let user = host_user_id
         .map(|u| bounded_text("host_user_id", u, MAX_USER_ID))
         .transpose()?;
     let account = match (caller, user) {
-        (Caller::Account(account), Some(user)) => (account, user),
-        (Caller::Account(_), None) => {
+        (ServiceCredential::AccountKey(account), Some(user)) => (account, user),
+        (ServiceCredential::AccountKey(_), None) => {
             return Err(LicensingError::InvalidRequest {
                 field: "host_user_id",
                 reason: "required with an account API key: the user whose seat hosts the meeting"
@@ -203,15 +210,15 @@ async fn license_for(
             }
             .into());
         }
-        (Caller::Anonymous, Some(_)) => {
+        (ServiceCredential::None, Some(_)) => {
             return Err(ApiError::Unauthorized(
                 "host_user_id needs the account's API key (Authorization: Bearer <key_id>.<secret>)."
                     .into(),
             ));
         }
         // The platform operator's own meetings are not sold seats.
-        (Caller::Operator, _) => return Ok(None),
-        (Caller::Anonymous, None) if app.config.require_license => {
+        (ServiceCredential::Operator, _) => return Ok(None),
+        (ServiceCredential::None, None) if app.config.require_license => {
             return Err(ApiError::Status {
                 status: StatusCode::FORBIDDEN,
                 code: "license_required",
@@ -220,7 +227,7 @@ async fn license_for(
                     .into(),
             });
         }
-        (Caller::Anonymous, None) => return Ok(None),
+        (ServiceCredential::None, None) => return Ok(None),
     };
     let (account_id, user) = account;
     let e = app
@@ -377,23 +384,22 @@ pub async fn list(
     }))
 }
 
-/// A meeting's public information; needs the invitation (`?invite=`) or any credential for it.
+/// A meeting's public information: for its invitation (`?invite=`) or any credential of it,
+/// the session of the user who hosts it, its account's admins and API key, the operator. A
+/// member of the account who does not host it gets 403; another account's users and keys
+/// 404.
 #[utoipa::path(get, path = "/api/v1/meetings/{id}", tag = "meetings",
     params(("id" = String, Path), InviteParam), security(("bearer" = [])),
-    responses((status = 200, body = MeetingInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = MeetingInfo), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<InviteParam>,
 ) -> Result<Json<MeetingInfo>, ApiError> {
-    let (_, row) = load(&app, &id).await?;
-    HostCredential::check(
-        &app.tokens,
-        &row,
-        bearer_token(&headers),
-        q.invite.as_deref(),
-    )?;
+    let (_, row, caller) = identify(&app, &headers, &id, q.invite.as_deref()).await?;
+    caller.require_reader()?;
     Ok(Json(MeetingInfo::from(&row)))
 }
 
@@ -410,6 +416,8 @@ pub async fn join(
     headers: HeaderMap,
     ApiJson(req): ApiJson<JoinMeeting>,
 ) -> Result<Json<JoinToken>, ApiError> {
+    // Whether the meeting exists is nobody's business without a credential.
+    require_credential(&headers, req.invite.as_deref().or(req.host_key.as_deref()))?;
     let (id, row) = load(&app, &id).await?;
     let name = DisplayName::parse(&req.display_name)
         .map_err(|e| ApiError::invalid("invalid_display_name", e.0))?;
@@ -496,7 +504,8 @@ async fn check_license_on_join(
     Ok(())
 }
 
-/// End the meeting for everyone (host only). Idempotent.
+/// End the meeting for everyone: its host (host credential or the hosting user's session),
+/// its account's admins and API key, the operator. Idempotent.
 #[utoipa::path(post, path = "/api/v1/meetings/{id}/end", tag = "meetings",
     params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "Ended"), (status = 401, body = ErrorBody),
@@ -506,17 +515,27 @@ pub async fn end(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let (id, row) = load(&app, &id).await?;
-    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    let (id, row, caller) = identify(&app, &headers, &id, None).await?;
+    let actor = caller.require_overseer()?;
     // Written before the hub is told, so that a hub starting concurrently loads the end.
     app.store.end_meeting(&id).await?;
     let _ = app.hubs.host(&id, HostCommand::End).await;
     // Also when no hub was running (nobody in the meeting); a no-op if the hub did it first.
     crate::summaries::meeting_ended(&app, &id).await;
+    crate::privacy::record(
+        &app,
+        &headers,
+        actor,
+        row.account_id.as_deref(),
+        "meeting.end",
+        crate::privacy::Target::new("meeting", id.as_str()),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The meeting's chat, oldest first (host only).
+/// The meeting's chat, oldest first: its host (host credential or the hosting user's
+/// session), its account's admins and API key, the operator. Each read is audited.
 #[utoipa::path(get, path = "/api/v1/meetings/{id}/chat", tag = "meetings",
     params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Vec<ChatMessage>), (status = 401, body = ErrorBody),
@@ -526,9 +545,18 @@ pub async fn chat(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ChatMessage>>, ApiError> {
-    let (id, row) = load(&app, &id).await?;
-    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    let (id, row, caller) = identify(&app, &headers, &id, None).await?;
+    let actor = caller.require_overseer()?;
     let rows = app.store.chat(&id).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        actor,
+        row.account_id.as_deref(),
+        "chat.read",
+        crate::privacy::Target::new("meeting", id.as_str()),
+    )
+    .await;
     Ok(Json(
         rows.into_iter()
             .map(|r| ChatMessage {

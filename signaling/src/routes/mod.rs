@@ -5,8 +5,10 @@ pub(crate) mod crm_card;
 mod health;
 pub(crate) mod integrations;
 pub(crate) mod licensing;
+pub(crate) mod meeting_access;
 pub(crate) mod meetings;
 mod participants;
+pub(crate) mod sdk;
 pub(crate) mod users;
 pub(crate) mod web;
 
@@ -51,12 +53,33 @@ pub fn router(app: AppState) -> Router {
             "/meetings/{id}/contacts",
             post(crate::summaries::http::add_contacts),
         )
+        .route(
+            "/meetings/{id}/recording",
+            post(crate::recordings::http::start).delete(crate::recordings::http::stop),
+        )
+        .route(
+            "/meetings/{id}/recordings",
+            get(crate::recordings::http::of_meeting),
+        )
+        .route(
+            "/recordings/{rid}",
+            get(crate::recordings::http::get).delete(crate::recordings::http::delete),
+        )
+        .route(
+            "/recordings/{rid}/links",
+            post(crate::recordings::http::links),
+        )
+        .route(
+            "/accounts/{account}/recordings",
+            get(crate::recordings::http::of_account),
+        )
         .route("/accounts/{account}/audit", get(crate::privacy::list))
         .route(
             "/accounts/{account}/erasure",
             post(crate::privacy::erasure::erase),
         )
         .merge(crm_card::api_routes())
+        .merge(sdk::api_routes())
         .fallback(api_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
@@ -65,7 +88,13 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        // Signed download links of recording files (the page is `/recordings/{rid}`).
+        .route(
+            "/recordings/{rid}/{file}",
+            get(crate::recordings::http::download),
+        )
         .merge(crm_card::page_routes())
+        .merge(sdk::page_routes(&app.config.web_root))
         .merge(web::router(&app.config.web_root))
         // The caller's address for the audit log (see `privacy::client_ip`).
         .layer(axum::middleware::from_fn_with_state(

@@ -1,4 +1,5 @@
-//! A meeting's participants (host only): history, mute, remove.
+//! A meeting's participants: history (its host and overseers, see
+//! [`super::meeting_access`]), mute and remove (its host).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,8 +9,7 @@ use parley_sfu::TrackSource;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::meetings::load;
-use crate::auth::{HostCredential, bearer_token};
+use super::meeting_access::identify;
 use crate::domain::{ParticipantId, Role};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::startup::AppState;
@@ -56,7 +56,8 @@ pub struct MuteParticipant {
     pub source: Source,
 }
 
-/// Current and past participants, in joining order (host only).
+/// Current and past participants, in joining order: the meeting's host (host credential or
+/// the hosting user's session), its account's admins and API key, the operator.
 #[utoipa::path(get, path = "/api/v1/meetings/{id}/participants", tag = "participants",
     params(("id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Vec<ParticipantRecord>), (status = 401, body = ErrorBody),
@@ -66,8 +67,8 @@ pub async fn list(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ParticipantRecord>>, ApiError> {
-    let (id, row) = load(&app, &id).await?;
-    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    let (id, _, caller) = identify(&app, &headers, &id, None).await?;
+    caller.require_overseer()?;
     let rows = app.store.sessions(&id).await?;
     Ok(Json(
         rows.into_iter()
@@ -96,7 +97,8 @@ fn host_error(e: HostError) -> ApiError {
     })
 }
 
-/// Mutes a participant's source: they get `mute_request`, the SFU stops forwarding it.
+/// Mutes a participant's source: they get `mute_request`, the SFU stops forwarding it. The
+/// meeting's host only (host credential or the hosting user's session).
 #[utoipa::path(post, path = "/api/v1/meetings/{id}/participants/{pid}/mute", tag = "participants",
     params(("id" = String, Path), ("pid" = String, Path)), request_body = MuteParticipant,
     security(("bearer" = [])),
@@ -108,8 +110,8 @@ pub async fn mute(
     headers: HeaderMap,
     ApiJson(req): ApiJson<MuteParticipant>,
 ) -> Result<StatusCode, ApiError> {
-    let (id, row) = load(&app, &id).await?;
-    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    let (id, _, caller) = identify(&app, &headers, &id, None).await?;
+    caller.require_host()?;
     let target = participant(&pid)?;
     app.hubs
         .host(
@@ -124,7 +126,8 @@ pub async fn mute(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Removes a participant: their socket closes with 4000, others see `participant_left`.
+/// Removes a participant: their socket closes with 4000, others see `participant_left`. The
+/// meeting's host only (host credential or the hosting user's session).
 #[utoipa::path(delete, path = "/api/v1/meetings/{id}/participants/{pid}", tag = "participants",
     params(("id" = String, Path), ("pid" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "Removed"), (status = 401, body = ErrorBody),
@@ -134,8 +137,8 @@ pub async fn remove(
     Path((id, pid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let (id, row) = load(&app, &id).await?;
-    HostCredential::check(&app.tokens, &row, bearer_token(&headers), None)?.require_host()?;
+    let (id, _, caller) = identify(&app, &headers, &id, None).await?;
+    caller.require_host()?;
     let target = participant(&pid)?;
     app.hubs
         .host(&id, HostCommand::Remove { target })

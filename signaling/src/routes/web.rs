@@ -11,7 +11,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::startup::AppState;
 
 /// Scripts, styles and connections only from this origin; media from the camera and WebRTC;
-/// no framing (embedding comes with the SDK work), no plugins, no inline code.
+/// no framing (the embed page and the deal card set their own frame-ancestors), no plugins,
+/// no inline code.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self'; \
     font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
@@ -27,6 +28,14 @@ pub fn router(web_root: &Path) -> Router<AppState> {
         .route_service("/", html("index.html"))
         .route_service("/index.html", html("index.html"))
         .route_service("/m/{id}", html("meeting.html"))
+        // A recording's page: its files and download buttons, for who may see it.
+        .route_service("/recordings/{rid}", html("recording.html"))
+        // Account pages. `/invitation` and `/reset-password` are the links the server mails
+        // (token in the fragment); keep these paths in step with `routes::users`.
+        .route_service("/sign-in", html("sign-in.html"))
+        .route_service("/forgot-password", html("forgot-password.html"))
+        .route_service("/reset-password", html("reset-password.html"))
+        .route_service("/invitation", html("invitation.html"))
         .layer(no_store)
         .nest_service("/static", ServeDir::new(web_root))
         .fallback_service(ServeDir::new(web_root))

@@ -143,14 +143,20 @@ pub async fn contacts(pool: &DbPool, meeting: &str) -> sqlx::Result<Vec<ContactR
 
 /// Stores the first summary of a meeting; `false` when one exists already (the meeting's end
 /// was handled before: nothing more to do, in particular no second email).
-pub async fn insert_summary(pool: &DbPool, meeting: &str, json: &str) -> sqlx::Result<bool> {
+pub async fn insert_summary(
+    pool: &DbPool,
+    meeting: &str,
+    json: &str,
+    emailed_to: usize,
+) -> sqlx::Result<bool> {
     let now = Utc::now();
     let r = sqlx::query(
-        "INSERT OR IGNORE INTO meeting_summaries (meeting_id, summary, created_at, updated_at) \
-         VALUES (?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO meeting_summaries (meeting_id, summary, emailed_to, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?)",
     )
     .bind(meeting)
     .bind(json)
+    .bind(i64::try_from(emailed_to).unwrap_or(i64::MAX))
     .bind(now)
     .bind(now)
     .execute(pool)
@@ -184,13 +190,4 @@ pub async fn summary_with_recipients(
         .bind(meeting)
         .fetch_optional(pool)
         .await
-}
-
-pub async fn set_emailed_to(pool: &DbPool, meeting: &str, n: usize) -> sqlx::Result<()> {
-    sqlx::query("UPDATE meeting_summaries SET emailed_to = ? WHERE meeting_id = ?")
-        .bind(i64::try_from(n).unwrap_or(i64::MAX))
-        .bind(meeting)
-        .execute(pool)
-        .await?;
-    Ok(())
 }

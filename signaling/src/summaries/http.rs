@@ -199,7 +199,7 @@ async fn summary_reader(
         Principal::User(u) if same(&u.account_id) => Err(ApiError::Forbidden(
             "Only the meeting's host and its account's admins may read the summary.".into(),
         )),
-        _ => Err(ApiError::NotFound("No meeting with this id.".into())),
+        _ => Err(crate::routes::meetings::no_such_meeting(&row.id)),
     }
 }
 
@@ -216,17 +216,7 @@ pub async fn get_summary(
 ) -> Result<Json<SummaryView>, ApiError> {
     let (id, row) = crate::routes::meetings::load(&app, &id).await?;
     let actor = summary_reader(&app, &headers, &row).await?;
-    let Some((json, emailed_to)) =
-        db::summary_with_recipients(app.store.pool(), id.as_str()).await?
-    else {
-        return Err(ApiError::Status {
-            status: StatusCode::NOT_FOUND,
-            code: "no_summary",
-            message: "The meeting has no summary yet: it is made when the meeting ends.".into(),
-        });
-    };
-    let summary: MeetingSummary =
-        serde_json::from_str(&json).map_err(|e| ApiError::Internal(e.into()))?;
+    let view = stored_view(&app, id.as_str()).await?;
     record(
         &app,
         &headers,
@@ -236,7 +226,23 @@ pub async fn get_summary(
         Target::new("meeting", id.as_str()),
     )
     .await;
-    Ok(Json(SummaryView::new(id.to_string(), summary, emailed_to)))
+    Ok(Json(view))
+}
+
+/// The stored summary of `meeting` as the API shows it; `no_summary` (404) before it ends. The
+/// caller has checked who may read it.
+pub(crate) async fn stored_view(app: &AppState, meeting: &str) -> Result<SummaryView, ApiError> {
+    let Some((json, emailed_to)) = db::summary_with_recipients(app.store.pool(), meeting).await?
+    else {
+        return Err(ApiError::Status {
+            status: StatusCode::NOT_FOUND,
+            code: "no_summary",
+            message: "The meeting has no summary yet: it is made when the meeting ends.".into(),
+        });
+    };
+    let summary: MeetingSummary =
+        serde_json::from_str(&json).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(SummaryView::new(meeting.to_owned(), summary, emailed_to))
 }
 
 /// Add invited contacts (host only, before the meeting ends). They get the summary by email

@@ -1,6 +1,6 @@
 //! The after-meeting summary: built from the meeting's stored sessions (with their talk time)
 //! and chat when the meeting ends, kept as JSON, readable by the host and the account's admins,
-//! and emailed to the invited contacts when the results rule allows it.
+//! and emailed to the invited contacts (through the outbox) when the results rule allows it.
 //!
 //! The results rule (agreement 1.12): a licensed meeting sends results to its invited contacts
 //! when its license includes "results to recipients" (copied at creation) unless the host said
@@ -16,13 +16,10 @@ use chrono::Utc;
 
 use crate::crm::summary::{ChatLine, MeetingSummary, ParticipantSummary, Side};
 use crate::domain::{Email, MeetingId};
+use crate::outbox::email::{Purpose, email_message};
 use crate::startup::AppState;
 use crate::store::{DbPool, MeetingRow};
-use crate::users::{EmailSender, OutgoingEmail};
-
-/// Delivery attempts per recipient, and the pause before the second one (doubled after).
-const MAIL_ATTEMPTS: u32 = 4;
-const MAIL_FIRST_BACKOFF: Duration = Duration::from_secs(2);
+use crate::users::OutgoingEmail;
 
 /// Copies the license's "results to recipients" (agreement 1.12) onto a new licensed meeting,
 /// like the other tariff limits, so a later tariff change never alters a meeting. Asked of the
@@ -74,8 +71,12 @@ pub fn side_of(role: &str) -> Side {
     }
 }
 
-/// The summary of `meeting` from what the store holds now.
-pub async fn build(pool: &DbPool, meeting: &MeetingRow) -> sqlx::Result<MeetingSummary> {
+/// The summary of `meeting` from what the store holds now; links start with `public_url`.
+pub async fn build(
+    pool: &DbPool,
+    meeting: &MeetingRow,
+    public_url: &str,
+) -> sqlx::Result<MeetingSummary> {
     let sessions = db::talk_sessions(pool, &meeting.id).await?;
     let chat = chat_lines(pool, &meeting.id).await?;
     // The first join: `started_at` is written just after the first session, so it can be a
@@ -101,8 +102,9 @@ pub async fn build(pool: &DbPool, meeting: &MeetingRow) -> sqlx::Result<MeetingS
             })
             .collect(),
         chat,
-        // Filled once recordings are stored and linkable.
-        recording_url: None,
+        // The recording's page exists from its start: a summary made at the meeting's end links
+        // it even while the files are still being processed.
+        recording_url: crate::recordings::meeting_page_url(pool, public_url, &meeting.id).await?,
     })
 }
 
@@ -136,8 +138,22 @@ async fn finish(app: &AppState, id: &MeetingId) -> anyhow::Result<()> {
     if meeting.ended_at.is_none() {
         return Ok(());
     }
-    let summary = build(pool, &meeting).await?;
-    if !db::insert_summary(pool, id.as_str(), &serde_json::to_string(&summary)?).await? {
+    let summary = build(pool, &meeting, &app.config.public_url).await?;
+    // Who gets the results is settled before the summary is stored, so a reader of the summary
+    // never sees it without its recipient count.
+    let (allowed, asked) = db::results_rule(pool, id.as_str()).await?;
+    let recipients: Vec<Email> = if results_to_recipients(allowed, asked) {
+        // Stored addresses were validated on the way in; one that no longer parses is skipped.
+        db::contacts(pool, id.as_str())
+            .await?
+            .iter()
+            .filter_map(|c| Email::parse(&c.email).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let json = serde_json::to_string(&summary)?;
+    if !db::insert_summary(pool, id.as_str(), &json, recipients.len()).await? {
         return Ok(());
     }
     tracing::info!(meeting = %id, "meeting summary stored");
@@ -145,38 +161,32 @@ async fn finish(app: &AppState, id: &MeetingId) -> anyhow::Result<()> {
         // The summary is stored; the CRM copy is retried by hand from the outbox if need be.
         tracing::error!(meeting = %id, error = %e, "cannot queue the summary for the CRM");
     }
-    let (allowed, asked) = db::results_rule(pool, id.as_str()).await?;
-    if !results_to_recipients(allowed, asked) {
+    if recipients.is_empty() {
         return Ok(());
     }
-    let contacts = db::contacts(pool, id.as_str()).await?;
-    if contacts.is_empty() {
-        return Ok(());
-    }
-    let subject = format!("Meeting summary: {}", summary.title);
+    let subject = format!("Meeting summary: {}", summary.bare_title());
     let (text, html) = (summary.to_text(), summary.to_html());
-    let mut emails = Vec::new();
-    for c in contacts {
-        // Stored addresses were validated on the way in; one that no longer parses is skipped.
-        if let Ok(to) = Email::parse(&c.email) {
-            emails.push(OutgoingEmail {
-                to,
-                subject: subject.clone(),
-                text: text.clone(),
-                html: Some(html.clone()),
-            });
-        }
+    for to in recipients {
+        // One message per meeting and recipient, however often the end is handled. A meeting
+        // of no account queues its mail with no owner: no account's outbox lists it (the
+        // operator's erasure still scrubs it).
+        let key = format!("summary:{}:{}", id.as_str(), to.key());
+        let email = OutgoingEmail {
+            to,
+            subject: subject.clone(),
+            text: text.clone(),
+            html: Some(html.clone()),
+        };
+        app.outbox
+            .enqueue(email_message(
+                Purpose::MeetingSummary,
+                &email,
+                meeting.account_id.as_deref(),
+                Some(key),
+            ))
+            .await?;
     }
-    tracing::info!(meeting = %id, recipients = emails.len(), "sending the summary");
-    db::set_emailed_to(pool, id.as_str(), emails.len()).await?;
-    let mailer = app.users.mailer.clone();
-    let meeting = id.clone();
-    // Off the caller's path: SMTP may be slow, and the host's "end" must not wait for it.
-    tokio::spawn(async move {
-        for email in emails {
-            send_with_retries(mailer.as_ref(), email, &meeting).await;
-        }
-    });
+    tracing::info!(meeting = %id, "summary queued for the contacts");
     Ok(())
 }
 
@@ -211,7 +221,7 @@ async fn to_crm(
         ))
         .await?;
     let task = crate::crm::FollowUpTask {
-        title: format!("Follow up: {}", summary.title),
+        title: format!("Follow up: {}", summary.bare_title()),
         description: format!(
             "After the meeting of {}: send the materials and agree the next step.",
             summary.started_at.format("%Y-%m-%d %H:%M UTC")
@@ -230,35 +240,6 @@ async fn to_crm(
         .await?;
     tracing::info!(meeting = %meeting.id, "summary queued for the CRM deal");
     Ok(())
-}
-
-/// A few attempts with doubling pauses; the recipient's address never reaches the log.
-async fn send_with_retries(mailer: &dyn EmailSender, email: OutgoingEmail, meeting: &MeetingId) {
-    let mut pause = MAIL_FIRST_BACKOFF;
-    for attempt in 1..=MAIL_ATTEMPTS {
-        match mailer.send(email.clone()).await.map_err(|e| redacted(&e)) {
-            Ok(()) => return,
-            Err(e) if attempt == MAIL_ATTEMPTS => {
-                tracing::error!(%meeting, attempt, error = %e, "summary email failed; giving up");
-            }
-            Err(e) => {
-                tracing::warn!(%meeting, attempt, error = %e, "summary email failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-        }
-    }
-}
-
-/// An SMTP server's answer may quote the recipient ("550 <anna@…>: no such user"); such an
-/// error is logged without its text.
-fn redacted(e: &anyhow::Error) -> String {
-    let text = e.to_string();
-    if text.contains('@') {
-        "the mail server refused (its answer names an address, not logged)".into()
-    } else {
-        text
-    }
 }
 
 #[cfg(test)]
@@ -334,7 +315,9 @@ mod tests {
         );
         store.end_meeting(&id).await.expect("end");
         let row = store.meeting(&id).await.expect("load").unwrap_or(row);
-        let s = build(pool, &row).await.expect("build");
+        let s = build(pool, &row, "http://parley.test")
+            .await
+            .expect("build");
         assert_eq!(s.participants.len(), 2);
         assert_eq!(s.participants[0].talk_time, Duration::from_secs(15));
         assert_eq!(s.participants[1].talk_time, Duration::from_secs(45));

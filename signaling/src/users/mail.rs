@@ -1,7 +1,8 @@
-//! Outgoing mail of the user flows (invitations, password resets) behind [`EmailSender`]:
-//! SMTP through lettre (rustls on tokio) in production, an in-memory outbox in tests, and a
-//! sender that refuses when no SMTP server is configured (so an invitation is never reported
-//! as sent when it was not).
+//! Outgoing mail behind [`EmailSender`]: SMTP through lettre (rustls on tokio) in production,
+//! an in-memory mailbox in tests, and a sender that refuses when no SMTP server is configured
+//! (so a message is never reported as sent when it was not). Nothing calls a sender directly:
+//! every email goes through the outbox ([`crate::outbox::email`]), which retries what
+//! [`MailError::Transient`] says is worth retrying.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -33,9 +34,36 @@ impl fmt::Debug for OutgoingEmail {
     }
 }
 
+/// Why a message did not go out. The text may quote the mail server, whose answers can name
+/// the recipient: callers redact it before logging (see [`crate::outbox::email::redacted`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// Worth another try later: a 4xx reply ("mailbox busy", greylisting), a connection
+    /// refused, reset or timed out, a TLS handshake that failed.
+    #[error("{0}")]
+    Transient(String),
+    /// Will fail the same way every time until someone changes something: a 5xx reply (no such
+    /// user, relaying denied), an address or message that cannot be written, no SMTP server.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl MailError {
+    /// An SMTP transport failure, classified by its reply code when the server gave one.
+    fn from_smtp(e: &lettre::transport::smtp::Error) -> Self {
+        let text = format!("SMTP: {e}");
+        if e.is_permanent() || e.is_client() {
+            MailError::Permanent(text)
+        } else {
+            // Transient replies, and no reply at all (refused, reset, timed out, TLS).
+            MailError::Transient(text)
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait EmailSender: Send + Sync {
-    async fn send(&self, email: OutgoingEmail) -> anyhow::Result<()>;
+    async fn send(&self, email: OutgoingEmail) -> Result<(), MailError>;
 }
 
 /// Keeps messages in memory; tests read the links from it.
@@ -66,10 +94,10 @@ impl MemoryEmailSender {
 
 #[async_trait::async_trait]
 impl EmailSender for MemoryEmailSender {
-    async fn send(&self, email: OutgoingEmail) -> anyhow::Result<()> {
+    async fn send(&self, email: OutgoingEmail) -> Result<(), MailError> {
         self.sent
             .lock()
-            .map_err(|_| anyhow::anyhow!("memory mailbox poisoned"))?
+            .map_err(|_| MailError::Transient("memory mailbox poisoned".into()))?
             .push(email);
         Ok(())
     }
@@ -98,12 +126,12 @@ impl SmtpEmailSender {
 
 #[async_trait::async_trait]
 impl EmailSender for SmtpEmailSender {
-    async fn send(&self, email: OutgoingEmail) -> anyhow::Result<()> {
+    async fn send(&self, email: OutgoingEmail) -> Result<(), MailError> {
         let to = email
             .to
             .as_str()
             .parse::<Mailbox>()
-            .map_err(|e| anyhow::anyhow!("recipient address: {e}"))?;
+            .map_err(|e| MailError::Permanent(format!("recipient address: {e}")))?;
         let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -111,15 +139,16 @@ impl EmailSender for SmtpEmailSender {
         let message = match email.html {
             Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
                 email.text, html,
-            ))?,
+            )),
             None => builder
                 .header(lettre::message::header::ContentType::TEXT_PLAIN)
-                .body(email.text)?,
-        };
+                .body(email.text),
+        }
+        .map_err(|e| MailError::Permanent(format!("the message cannot be written: {e}")))?;
         self.transport
             .send(message)
             .await
-            .map_err(|e| anyhow::anyhow!("SMTP: {e}"))?;
+            .map_err(|e| MailError::from_smtp(&e))?;
         Ok(())
     }
 }
@@ -129,8 +158,12 @@ pub struct NoEmailSender;
 
 #[async_trait::async_trait]
 impl EmailSender for NoEmailSender {
-    async fn send(&self, _email: OutgoingEmail) -> anyhow::Result<()> {
-        anyhow::bail!("no SMTP server is configured (PARLEY_SMTP_URL)")
+    async fn send(&self, _email: OutgoingEmail) -> Result<(), MailError> {
+        // Permanent: nothing changes until the operator configures a server (and then retries
+        // the failed messages by hand).
+        Err(MailError::Permanent(
+            "no SMTP server is configured (PARLEY_SMTP_URL)".into(),
+        ))
     }
 }
 
@@ -141,5 +174,43 @@ pub struct EmailSenderHook(pub Arc<dyn EmailSender>);
 impl fmt::Debug for EmailSenderHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("EmailSenderHook")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nobody listening is a passing condition (the server restarts), not a verdict on the
+    /// message: the outbox tries again.
+    #[tokio::test]
+    async fn connection_refused_is_transient() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let sender = SmtpEmailSender::new(
+            &Secret::new(format!("smtp://127.0.0.1:{port}")),
+            "Parley <no-reply@parley.test>",
+        )
+        .expect("sender");
+        let r = sender
+            .send(OutgoingEmail {
+                to: Email::parse("judy@example.com").expect("email"),
+                subject: "Hello".into(),
+                text: "Hello".into(),
+                html: None,
+            })
+            .await;
+        assert!(matches!(r, Err(MailError::Transient(_))), "{r:?}");
+        let r = NoEmailSender
+            .send(OutgoingEmail {
+                to: Email::parse("judy@example.com").expect("email"),
+                subject: "Hello".into(),
+                text: "Hello".into(),
+                html: None,
+            })
+            .await;
+        assert!(matches!(r, Err(MailError::Permanent(_))), "{r:?}");
     }
 }

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use clock::UsersClock;
 pub use lockout::LockoutPolicy;
-pub use mail::{EmailSender, EmailSenderHook, MemoryEmailSender, OutgoingEmail};
+pub use mail::{EmailSender, EmailSenderHook, MailError, MemoryEmailSender, OutgoingEmail};
 pub use model::{AccountRole, UserStatus, UserView};
 pub use session::{Principal, SignedIn};
 

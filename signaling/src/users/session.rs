@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::model::{AccountRole, UserStatus};
 use super::store::{SessionRow, UserRow};
 use super::{chrono_dur, hash_token, new_token, well_formed};
-use crate::auth::{Caller, bearer_token};
+use crate::auth::{ServiceCredential, bearer_token};
 use crate::domain::{constant_time_eq, random_token};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -92,10 +92,10 @@ impl Principal {
         if let Some(b) = bearer_token(headers)
             && !b.starts_with(SESSION_PREFIX)
         {
-            return Ok(match Caller::from_headers(app, headers).await? {
-                Caller::Anonymous => Principal::Anonymous,
-                Caller::Operator => Principal::Operator,
-                Caller::Account(a) => Principal::AccountKey(a),
+            return Ok(match ServiceCredential::from_headers(app, headers).await? {
+                ServiceCredential::None => Principal::Anonymous,
+                ServiceCredential::Operator => Principal::Operator,
+                ServiceCredential::AccountKey(a) => Principal::AccountKey(a),
             });
         }
         match presented_session(headers) {
@@ -131,7 +131,9 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<SignedIn, ApiEr
     }
     let users = &app.users;
     let hash = hash_token(token);
-    let Some(s) = users.store.session_by_hash(&hash).await? else {
+    // One indexed read for session and user: this runs on every session request, the quote
+    // endpoint's included.
+    let Some((s, user)) = users.store.session_with_user(&hash).await? else {
         return Err(invalid());
     };
     // Found by its hash; compared again in constant time so no code path depends on a partial
@@ -146,9 +148,6 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<SignedIn, ApiEr
             "The session has expired; sign in again.",
         ));
     }
-    let Some(user) = users.store.by_id(&s.user_id).await? else {
-        return Err(invalid());
-    };
     if user.status() != UserStatus::Active {
         return Err(invalid());
     }

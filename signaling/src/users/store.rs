@@ -203,12 +203,46 @@ impl UserStore {
         Ok(())
     }
 
-    pub async fn session_by_hash(&self, hash: &str) -> sqlx::Result<Option<SessionRow>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM user_sessions WHERE token_hash = ?");
-        sqlx::query_as::<_, SessionRow>(&sql)
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
+    /// A session and its user in one indexed read (the unique `token_hash`, then the user's
+    /// primary key): what authenticating every session request costs.
+    pub async fn session_with_user(
+        &self,
+        hash: &str,
+    ) -> sqlx::Result<Option<(SessionRow, UserRow)>> {
+        let row = sqlx::query(
+            "SELECT s.id AS s_id, s.token_hash, s.user_id, s.created_at AS s_created_at, \
+             s.last_seen_at, s.expires_at, s.revoked_at, s.user_agent, \
+             u.account_id, u.email, u.email_key, u.display_name, u.role, u.status, \
+             u.password_hash, u.created_at AS u_created_at, u.last_sign_in_at \
+             FROM user_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let session = SessionRow {
+            id: r.try_get("s_id")?,
+            token_hash: r.try_get("token_hash")?,
+            user_id: r.try_get("user_id")?,
+            created_at: r.try_get("s_created_at")?,
+            last_seen_at: r.try_get("last_seen_at")?,
+            expires_at: r.try_get("expires_at")?,
+            revoked_at: r.try_get("revoked_at")?,
+            user_agent: r.try_get("user_agent")?,
+        };
+        let user = UserRow {
+            id: session.user_id.clone(),
+            account_id: r.try_get("account_id")?,
+            email: r.try_get("email")?,
+            email_key: r.try_get("email_key")?,
+            display_name: r.try_get("display_name")?,
+            role: r.try_get("role")?,
+            status: r.try_get("status")?,
+            password_hash: r.try_get("password_hash")?,
+            created_at: r.try_get("u_created_at")?,
+            last_sign_in_at: r.try_get("last_sign_in_at")?,
+        };
+        Ok(Some((session, user)))
     }
 
     pub async fn touch_session(&self, id: &str, now: DateTime<Utc>) -> sqlx::Result<()> {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{CloseReason, HostCommand, HubCommand, HubTx};
 use super::hubs::HostError;
-use super::messages::{ClientMessage, HostAction, ServerMessage, parse_client};
+use super::messages::{ClientMessage, HostAction, RecordingAction, ServerMessage, parse_client};
 use super::rate_limit::TokenBucket;
 use super::{MAX_CHAT_CHARS, MAX_FRAME_BYTES};
 use crate::auth::{Claims, TokenError};
@@ -61,6 +61,8 @@ struct Conn {
     stream: Stream,
     bucket: TokenBucket,
     protocol_errors: u32,
+    /// The upgrade request's `Origin` header (checked for SDK tokens).
+    origin: Option<String>,
 }
 
 /// Decrements the connection gauge however the task ends.
@@ -72,7 +74,7 @@ impl Drop for ConnectionGauge {
     }
 }
 
-pub async fn run(socket: WebSocket, app: AppState) {
+pub async fn run(socket: WebSocket, app: AppState, origin: Option<String>) {
     let metrics = app.metrics.clone();
     Metrics::inc(&metrics.ws_connections);
     let _gauge = ConnectionGauge(metrics);
@@ -85,6 +87,7 @@ pub async fn run(socket: WebSocket, app: AppState) {
         stream,
         bucket,
         protocol_errors: 0,
+        origin,
     };
     let conn_id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
 
@@ -205,6 +208,9 @@ impl Conn {
             }
             Ok(Some(m)) => {
                 self.check_account(&m).await?;
+                if let Some(key) = claims.sdk.as_deref() {
+                    self.check_sdk(key, &m).await?;
+                }
                 Ok((claims, meeting))
             }
             Ok(None) => Err(invalid(&"unknown meeting")),
@@ -238,6 +244,36 @@ impl Conn {
                 close_reason_text(&format!("{}: {}", e.code(), e.message())),
             ))),
         }
+    }
+
+    /// A token minted for an SDK key: the key is live, the tariff includes the SDK, and the
+    /// socket comes from one of the key's origins. A refusal is an `error` with its code, then
+    /// the close (docs/protocol.md, "SDK tokens").
+    async fn check_sdk(
+        &mut self,
+        key: &str,
+        meeting: &crate::store::MeetingRow,
+    ) -> Result<(), Option<CloseReason>> {
+        let refusal = match crate::sdk::admit(
+            &self.app,
+            key,
+            meeting.account_id.as_deref(),
+            self.origin.as_deref(),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(r) => r,
+        };
+        if let crate::sdk::Refusal::Internal(e) = &refusal {
+            tracing::error!(error = %format!("{e:#}"), "cannot check an SDK token");
+        }
+        self.app.metrics.protocol_error(refusal.code());
+        let _ = self
+            .send(&ServerMessage::error(refusal.code(), refusal.message()).encode())
+            .await;
+        let (code, reason) = refusal.close();
+        Err(Some(CloseReason::new(code, close_reason_text(&reason))))
     }
 
     /// Applies the per-frame rules (flood, size, binary) and returns the text of a usable frame.
@@ -534,6 +570,63 @@ impl Conn {
                 participant_id,
                 source,
             } => self.host_action(s, action, participant_id, source).await,
+            ClientMessage::Recording { action } => self.recording_action(s, action).await,
+        }
+    }
+
+    /// Start or stop the meeting's recording. Success is seen by everyone (the `recording`
+    /// broadcast); a refusal is an `error` to this participant only.
+    async fn recording_action(
+        &mut self,
+        s: &Session,
+        action: RecordingAction,
+    ) -> Result<(), Option<CloseReason>> {
+        use crate::recordings::{RecordingError, StopReason, control, http::requester_of};
+        let who = requester_of(&s.claims);
+        let headers = axum::http::HeaderMap::new();
+        let result = match action {
+            RecordingAction::Start => match self.app.store.meeting(&s.meeting).await {
+                Ok(Some(row)) => control::start(&self.app, &row, who, &headers)
+                    .await
+                    .map(|_| ()),
+                Ok(None) => Err(RecordingError::MeetingEnded),
+                Err(e) => Err(e.into()),
+            },
+            RecordingAction::Stop if !who.record_grant => Err(RecordingError::NotPermitted),
+            RecordingAction::Stop => {
+                match control::stop(&self.app, &s.meeting, StopReason::Stopped, None).await {
+                    Ok(stopped) => {
+                        let account = self
+                            .app
+                            .store
+                            .meeting(&s.meeting)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|m| m.account_id);
+                        control::audit_stop(
+                            &self.app,
+                            &headers,
+                            who.actor,
+                            account.as_deref(),
+                            &stopped.id,
+                        )
+                        .await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let RecordingError::Internal(err) = &e {
+                    tracing::error!(meeting = %s.meeting, error = %format!("{err:#}"), "recording action failed");
+                }
+                self.reply(ServerMessage::error(e.ws_code(), e.message()))
+                    .await
+            }
         }
     }
 

@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use parley_sfu::{ParticipantOptions, SfuEvent, SfuHandle, TrackSource, TrackState};
+use parley_sfu::{ParticipantOptions, SfuEvent, SfuHandle, TalkTimeTotal, TrackSource, TrackState};
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::{LeaveReason, MeetingView, ParticipantView, Resume, ServerMessage};
+use super::messages::{
+    LeaveReason, MeetingView, ParticipantView, RecordingState, Resume, ServerMessage,
+};
 use crate::auth::{Claims, Grants};
 use crate::domain::{MeetingId, ParticipantId, Role, constant_time_eq, random_token};
 use crate::metrics::Metrics;
@@ -114,12 +116,29 @@ pub enum HubCommand {
         reply: oneshot::Sender<Result<(), HostError>>,
     },
     Sfu(SfuEvent),
+    /// News of the meeting's recording, from the recordings service.
+    Recording(RecordingNotice),
     GraceExpired {
         participant: ParticipantId,
         generation: u64,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the recordings service tells a meeting's hub; the hub keeps the running recording for
+/// `joined` and tells everyone.
+#[derive(Debug, Clone)]
+pub enum RecordingNotice {
+    Started(RecordingState),
+    /// `reason`: stopped, quota_exceeded, meeting_ended, failed.
+    Stopped {
+        recording_id: String,
+        reason: &'static str,
+    },
+    Degraded {
+        dropped: u64,
     },
 }
 
@@ -156,6 +175,9 @@ struct Member {
     generation: u64,
     /// Set at join, taken when the first peer connection connects (join-to-media latency).
     join_received: Option<Instant>,
+    /// Talk time the media plane reported in increments since this member's media session
+    /// began; leaving, the media plane tells the whole, and the rest is recorded then.
+    talk_reported_ms: u64,
 }
 
 impl Member {
@@ -202,6 +224,8 @@ pub struct Hub {
     /// The media plane reports the dominant speaker only when it changes; a newcomer is told the
     /// current one right after `joined` so its highlight is right from the start.
     active_speaker: Option<String>,
+    /// The running recording, shown in `joined` so a late joiner sees the notice at once.
+    recording: Option<RecordingState>,
     ctx: HubContext,
     me: HubTx,
 }
@@ -232,6 +256,7 @@ impl Hub {
             members: HashMap::new(),
             relayed: VecDeque::new(),
             active_speaker: None,
+            recording: None,
             ctx,
             me: tx.clone(),
         };
@@ -334,6 +359,7 @@ impl Hub {
                 return stop;
             }
             HubCommand::Sfu(event) => self.sfu_event(event).await,
+            HubCommand::Recording(notice) => self.recording_notice(notice),
             HubCommand::GraceExpired {
                 participant,
                 generation,
@@ -347,6 +373,12 @@ impl Hub {
                 }
             }
             HubCommand::Shutdown { reply } => {
+                let reported = self
+                    .members
+                    .iter()
+                    .map(|(pid, m)| (pid.to_string(), m.talk_reported_ms))
+                    .collect();
+                self.close_room_recording_talk(&reported).await;
                 for id in self.members.keys() {
                     if let Err(e) = self.ctx.store.close_session(&self.id, id, "shutdown").await {
                         tracing::warn!(error = %e, "cannot close session at shutdown");
@@ -369,7 +401,47 @@ impl Hub {
             id: self.id.to_string(),
             title: self.title.clone(),
             locked: self.locked,
+            recording: self.recording.clone(),
         }
+    }
+
+    fn recording_notice(&mut self, notice: RecordingNotice) {
+        let msg = match notice {
+            RecordingNotice::Started(state) => {
+                let msg = ServerMessage::Recording {
+                    active: true,
+                    recording_id: Some(state.recording_id.clone()),
+                    started_at: Some(state.started_at),
+                    started_by: Some(state.started_by.clone()),
+                    reason: None,
+                };
+                self.recording = Some(state);
+                msg
+            }
+            RecordingNotice::Stopped {
+                recording_id,
+                reason,
+            } => {
+                // Only the recording that runs can stop; a late word about an older one is news
+                // to nobody.
+                if self
+                    .recording
+                    .as_ref()
+                    .is_none_or(|r| r.recording_id != recording_id)
+                {
+                    return;
+                }
+                self.recording = None;
+                recording_stopped(reason)
+            }
+            RecordingNotice::Degraded { dropped } => {
+                if self.recording.is_none() {
+                    return;
+                }
+                ServerMessage::RecordingDegraded { dropped }
+            }
+        };
+        self.broadcast(&msg, None);
     }
 
     async fn join(&mut self, req: JoinRequest) {
@@ -426,6 +498,7 @@ impl Hub {
             conn: Some(conn),
             generation: 0,
             join_received: Some(received_at),
+            talk_reported_ms: 0,
         };
         if let Err(e) = self
             .ctx
@@ -528,9 +601,16 @@ impl Hub {
         m.join_received = Some(received_at);
         let options = m.options();
         let resume_token = m.resume_token.clone();
+        let reported = std::mem::take(&mut m.talk_reported_ms);
         // Fresh peer connections on the media plane; the others learn only about the track
-        // changes (participant_updated), never a leave/join pair.
-        self.ctx.sfu.leave(self.id.as_str(), pid.as_str());
+        // changes (participant_updated), never a leave/join pair. The old media session's last
+        // talk is kept; the new one counts from zero.
+        let talk = self
+            .ctx
+            .sfu
+            .leave_with_talk_time(self.id.as_str(), pid.as_str())
+            .await;
+        self.record_final_talk_time(reported, talk).await;
         if let Err(e) = self
             .ctx
             .sfu
@@ -619,7 +699,13 @@ impl Hub {
             let _ = conn.close.send(close);
         }
         Metrics::dec(&self.ctx.metrics.participants);
-        self.ctx.sfu.leave(self.id.as_str(), pid.as_str());
+        // The last seconds of talk are recorded before the session closes.
+        let talk = self
+            .ctx
+            .sfu
+            .leave_with_talk_time(self.id.as_str(), pid.as_str())
+            .await;
+        self.record_final_talk_time(m.talk_reported_ms, talk).await;
         if let Err(e) = self
             .ctx
             .store
@@ -730,16 +816,24 @@ impl Hub {
     /// Ends the meeting for everyone (host action or time limit), closing sockets with 4001.
     async fn end_meeting(&mut self, reason: &str) -> (Result<(), HostError>, bool) {
         self.ended = true;
+        // Said before the sockets close (they deliver what is queued first); the media plane
+        // stops the recording when the room closes below.
+        if self.recording.take().is_some() {
+            self.broadcast(&recording_stopped("meeting_ended"), None);
+        }
         if let Err(e) = self.ctx.store.end_meeting(&self.id).await {
             tracing::error!(meeting = %self.id, error = %e, "cannot store meeting end");
         }
-        for (_, mut m) in self.members.drain() {
+        let mut reported = HashMap::new();
+        for (pid, mut m) in self.members.drain() {
             if let Some(conn) = m.conn.take() {
                 let _ = conn.close.send(CloseReason::new(4001, reason));
             }
             Metrics::dec(&self.ctx.metrics.participants);
+            reported.insert(pid.to_string(), m.talk_reported_ms);
         }
-        self.ctx.sfu.close_room(self.id.as_str());
+        // Everyone's last seconds of talk are stored before the summary is made (`ended`).
+        self.close_room_recording_talk(&reported).await;
         if let Some(ended) = &self.ctx.ended {
             let _ = ended.send(self.id.clone());
         }
@@ -815,9 +909,41 @@ impl Hub {
                 speaking_ms,
                 ..
             } => {
+                // For someone gone, the whole was recorded when they left (see `remove`).
+                let Some(m) = ParticipantId::parse(&participant)
+                    .ok()
+                    .and_then(|pid| self.members.get_mut(&pid))
+                else {
+                    return;
+                };
+                m.talk_reported_ms = m.talk_reported_ms.saturating_add(speaking_ms);
                 record_talk_time(&self.ctx.store, &self.id, &participant, speaking_ms).await;
             }
             SfuEvent::PeerState { .. } => {}
+        }
+    }
+
+    /// Records what a departed media session's whole talk time adds to the increments already
+    /// recorded (`reported`): the last seconds before leaving. An increment still on its way
+    /// then is ignored when it arrives (the member is gone), so nothing counts twice.
+    async fn record_final_talk_time(&self, reported: u64, total: Option<TalkTimeTotal>) {
+        if let Some(t) = total {
+            let rest = t.speaking_ms.saturating_sub(reported);
+            record_talk_time(&self.ctx.store, &self.id, &t.participant, rest).await;
+        }
+    }
+
+    /// Closes the meeting's room on the media plane and records everyone's last seconds of
+    /// talk; `reported` holds each participant's increments recorded so far.
+    async fn close_room_recording_talk(&self, reported: &HashMap<String, u64>) {
+        for total in self
+            .ctx
+            .sfu
+            .close_room_with_talk_time(self.id.as_str())
+            .await
+        {
+            let seen = reported.get(&total.participant).copied().unwrap_or(0);
+            self.record_final_talk_time(seen, Some(total)).await;
         }
     }
 
@@ -908,6 +1034,16 @@ impl Hub {
             let _ = conn.close.send(CloseReason::new(4004, "too slow"));
             self.start_grace(pid);
         }
+    }
+}
+
+fn recording_stopped(reason: &'static str) -> ServerMessage {
+    ServerMessage::Recording {
+        active: false,
+        recording_id: None,
+        started_at: None,
+        started_by: None,
+        reason: Some(reason),
     }
 }
 

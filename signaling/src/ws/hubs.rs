@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::hub::{
     CloseReason, Conn, HostCommand, Hub, HubCommand, HubContext, HubTx, JoinAccepted, JoinRequest,
-    OUTBOUND_QUEUE,
+    OUTBOUND_QUEUE, RecordingNotice,
 };
 use super::messages::Resume;
 use crate::auth::Claims;
@@ -106,6 +106,12 @@ impl Hubs {
         hub.send(HubCommand::Host { command, reply })
             .map_err(|_| HostError::NotActive)?;
         rx.await.map_err(|_| HostError::NotActive)?
+    }
+
+    /// Tells the meeting's hub (when it runs) about its recording; `false` when no hub runs.
+    pub fn recording(&self, meeting: &MeetingId, notice: RecordingNotice) -> bool {
+        self.get(meeting)
+            .is_some_and(|hub| hub.send(HubCommand::Recording(notice)).is_ok())
     }
 
     /// Routes a media-plane event to its room's hub; events for rooms without a hub are dropped.

@@ -16,6 +16,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "video_size",
     "chat",
     "host",
+    "recording",
     "leave",
     "ping",
 ];
@@ -63,8 +64,28 @@ pub enum ClientMessage {
         #[serde(default)]
         source: Option<TrackSource>,
     },
+    Recording {
+        action: RecordingAction,
+    },
     Leave {},
     Ping {},
+}
+
+/// Start or stop the meeting's recording (needs the token's `record` grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingAction {
+    Start,
+    Stop,
+}
+
+/// A running recording as `joined` shows it to someone arriving while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordingState {
+    pub active: bool,
+    pub recording_id: String,
+    pub started_at: DateTime<Utc>,
+    pub started_by: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +131,8 @@ pub struct MeetingView {
     pub id: String,
     pub title: String,
     pub locked: bool,
+    /// The running recording, `null` when none: everyone must know they are recorded.
+    pub recording: Option<RecordingState>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,6 +199,23 @@ pub enum ServerMessage {
     MeetingEnding {
         ends_at: String,
         minutes_left: u32,
+    },
+    /// A recording started (`active: true` with its id, start and who started it) or stopped
+    /// (`active: false` with the reason: stopped, quota_exceeded, meeting_ended, failed).
+    Recording {
+        active: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recording_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        started_at: Option<DateTime<Utc>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        started_by: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+    },
+    /// The recording could not keep up and left `dropped` packets out so far; it goes on.
+    RecordingDegraded {
+        dropped: u64,
     },
     Error {
         code: &'static str,
@@ -249,6 +289,18 @@ mod tests {
             parse_client("[]").err().map(|e| e.0),
             Some("invalid_message")
         );
+        assert!(matches!(
+            parse_client(r#"{"type":"recording","action":"start"}"#),
+            Ok(ClientMessage::Recording {
+                action: RecordingAction::Start
+            })
+        ));
+        assert_eq!(
+            parse_client(r#"{"type":"recording","action":"pause"}"#)
+                .err()
+                .map(|e| e.0),
+            Some("invalid_message")
+        );
         assert_eq!(
             parse_client(r#"{"type":"dance"}"#).err().map(|e| e.0),
             Some("unknown_type")
@@ -273,6 +325,18 @@ mod tests {
         assert_eq!(
             &*s,
             r#"{"type":"participant_left","participant_id":"p1","reason":"timeout"}"#
+        );
+        let s = ServerMessage::Recording {
+            active: false,
+            recording_id: None,
+            started_at: None,
+            started_by: None,
+            reason: Some("quota_exceeded"),
+        }
+        .encode();
+        assert_eq!(
+            &*s,
+            r#"{"type":"recording","active":false,"reason":"quota_exceeded"}"#
         );
     }
 }

@@ -10,12 +10,12 @@ use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse, Response};
 
-pub use hub::{HostCommand, HubContext};
+pub use hub::{HostCommand, HubContext, RecordingNotice};
 // For the summaries' unit test of the talk-time bookkeeping.
 #[cfg(test)]
 pub(crate) use hub::record_talk_time;
 pub use hubs::{HostError, Hubs};
-pub use messages::ParticipantView;
+pub use messages::{ParticipantView, RecordingState};
 
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -26,7 +26,11 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const MAX_CHAT_CHARS: usize = 2000;
 
 /// `GET /api/v1/ws`
-pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     if app.shutdown.is_cancelled() {
         return ApiError::Status {
             status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -36,10 +40,15 @@ pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Respo
         .into_response();
     }
     let tracker = app.ws_tasks.clone();
+    // Kept for tokens minted for an SDK key: they are admitted only from its origins.
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     // tungstenite's own limit is set well above ours so that frames between the two are read in
     // full and answered with a clean 1009 close (a frame refused mid-read leaves unread bytes
     // behind, and the client may then see a reset instead of the close frame).
     ws.max_message_size(16 * MAX_FRAME_BYTES)
         .max_frame_size(16 * MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tracker.track_future(connection::run(socket, app)))
+        .on_upgrade(move |socket| tracker.track_future(connection::run(socket, app, origin)))
 }

@@ -1,11 +1,11 @@
 //! Accounts: created by the operator (with a first API key), tied to a CRM account, readable by
-//! the operator and by the account itself.
+//! the operator and by the account itself (its key, its admins).
 //!
 //! API keys are listed without their secrets and revoked at once (every request looks the key
 //! up, so a revoked key gets 401 on its next call). The rule: the operator may revoke any key;
-//! an account's key may revoke any key of its account, itself included, except the account's
-//! last active key, so an account can never lock itself out (it issues a new key first, or asks
-//! the operator, who may revoke a leaked last key).
+//! an account's key or admin may revoke any key of its account, itself included, except the
+//! account's last active key, so an account can never lock itself out (it issues a new key
+//! first, or asks the operator, who may revoke a leaked last key).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -139,7 +139,7 @@ pub async fn get(
     Ok(Json(app.licensing.account(id).await?))
 }
 
-/// Another API key for the account (its own key or the operator).
+/// Another API key for the account (its key, one of its admins, or the operator).
 #[utoipa::path(post, path = "/api/v1/accounts/{account}/api-keys", tag = "licensing",
     params(("account" = String, Path)), security(("bearer" = [])),
     responses((status = 201, body = ApiKeyDoc), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -148,10 +148,19 @@ pub async fn create_key(
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<ApiKeyView>), ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     app.licensing.account(id).await?;
     let key = issue_key(&app, id).await?;
     tracing::info!(account = %id, key_id = %key.key_id, "API key issued");
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "api_key.issue",
+        crate::privacy::Target::new("api_key", &key.key_id),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(key.into())))
 }
 
@@ -173,8 +182,8 @@ pub async fn list_keys(
 /// Largest key id accepted in a path (issued ids are far shorter).
 const MAX_KEY_ID: usize = 64;
 
-/// Revokes an API key at once. The operator may revoke any key; an account's key any key of
-/// its account except the last active one (`last_active_key`): issue another key first.
+/// Revokes an API key at once. The operator may revoke any key; an account's key or admin any
+/// key of the account except the last active one (`last_active_key`): issue another key first.
 /// Revoking a key already revoked answers as the first time did.
 #[utoipa::path(delete, path = "/api/v1/accounts/{account}/api-keys/{key_id}", tag = "licensing",
     params(("account" = String, Path), ("key_id" = String, Path)), security(("bearer" = [])),
@@ -201,6 +210,15 @@ pub async fn revoke_key(
     {
         Revocation::Revoked(k) => {
             tracing::info!(account = %id, key_id = %k.key_id, by_operator = !keep_one_active, "API key revoked");
+            crate::privacy::record(
+                &app,
+                &headers,
+                crate::privacy::Actor::from_caller(&caller),
+                Some(&id.to_string()),
+                "api_key.revoke",
+                crate::privacy::Target::new("api_key", &k.key_id),
+            )
+            .await;
             Ok(Json(k))
         }
         Revocation::AlreadyRevoked(k) => Ok(Json(k)),

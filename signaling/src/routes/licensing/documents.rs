@@ -79,10 +79,18 @@ pub async fn object(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Objection>,
 ) -> Result<Json<TransferDocument>, ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     let doc_id = path_id(&document, "transfer document")?;
     let reason = bounded_text("reason", &body.reason, 2000)?;
-    Ok(Json(
-        app.licensing.object_to_document(id, doc_id, reason).await?,
-    ))
+    let disputed = app.licensing.object_to_document(id, doc_id, reason).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "document.object",
+        crate::privacy::Target::new("transfer_document", &doc_id.to_string()),
+    )
+    .await;
+    Ok(Json(disputed))
 }

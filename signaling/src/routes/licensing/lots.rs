@@ -1,5 +1,5 @@
 //! Lots (seat licenses) and the seats assigned to users. Assignment is the account's own
-//! business (its key) or the operator's; a lot of another account is "not found".
+//! business (its key or its admins) or the operator's; a lot of another account is "not found".
 
 use axum::Json;
 use axum::extract::{Path, State};

@@ -6,6 +6,21 @@
 //! `parley_licensing` service, and let [`ApiError::Licensing`] carry the crate's codes (422 for
 //! refusals with the dates that explain them, 404, 409). A foreign account's resource answers
 //! exactly like a missing one (404), so a key can never learn what other accounts hold.
+//!
+//! Who may call what:
+//! - the operator (`Bearer <PARLEY_ADMIN_TOKEN>`): everything;
+//! - an account's API key, and an account admin signed in to that account (the
+//!   `parley_session` cookie of the admin console, or `Bearer s_…`): the account's own
+//!   resources — read them, quote and order, sign and cancel orders, assign and reclaim seats,
+//!   pay by card, object to documents, manage the account's API keys. Orders, signatures,
+//!   seats and payments go to the audit log with who did them (the key, or the admin user);
+//! - a member of the account (session): 403 on all of this. What a member needs of the
+//!   license — the lot of their own seat and whether they may host — is in `GET /api/v1/me`;
+//! - the operator alone: the catalogue (tariffs, promotions), creating accounts, registering
+//!   bank transfers, retro discounts, suspension and termination. Anyone else who is
+//!   identified gets 403 there — after the account check, so another account's key or admin
+//!   still gets 404;
+//! - another account's key, admin or member: 404, as for an account that does not exist.
 
 pub(crate) mod accounts;
 pub(crate) mod documents;
@@ -122,8 +137,10 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{account}/refunds", get(terminations::refunds))
 }
 
-/// Authenticates the caller and checks it may act on `account` (its own key or the operator).
-/// A malformed account id is simply an account that does not exist.
+/// Authenticates the caller and checks it may act on `account` (the operator, its own key or
+/// one of its admins; see the module docs). A malformed account id is simply an account that
+/// does not exist. One indexed read for a key or a session, none for the operator: the quote
+/// endpoint's latency budget counts on it.
 pub(crate) async fn account_scope(
     app: &AppState,
     headers: &HeaderMap,

@@ -113,9 +113,18 @@ pub async fn cancel(
     Path((account, order)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let (_, id) = account_scope(&app, &headers, &account).await?;
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
     let order_id = path_id(&order, "order")?;
     app.licensing.cancel_order(id, order_id).await?;
+    crate::privacy::record(
+        &app,
+        &headers,
+        crate::privacy::Actor::from_caller(&caller),
+        Some(&id.to_string()),
+        "order.cancel",
+        crate::privacy::Target::new("order", &order_id.to_string()),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,7 +6,7 @@ use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Timelike, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{SessionView, SignedInView, unprocessable};
@@ -16,7 +16,7 @@ use crate::startup::AppState;
 use crate::users::model::TokenPurpose;
 use crate::users::password::Password;
 use crate::users::session::{self, authenticate, presented_session};
-use crate::users::store::UserRow;
+use crate::users::store::{TokenRow, UserRow};
 use crate::users::{
     Principal, RESET_TTL, UserStatus, UserView, chrono_dur, hash_token, new_token, well_formed,
 };
@@ -56,6 +56,25 @@ pub struct AcceptInvitation {
     /// Replaces the name the admin gave, 1 to 64 characters.
     #[serde(default)]
     pub display_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationToken {
+    /// The `inv_…` token from the emailed link.
+    pub token: String,
+}
+
+/// What the invited person may see before accepting: whose invitation it is and for which
+/// address. Nothing else (no inviter, role or ids): the token is all the caller proves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationPreview {
+    /// The inviting account's name.
+    pub account_name: String,
+    /// The invited address, the future sign-in email.
+    pub email: String,
+    /// The link works until then.
+    pub expires_at: DateTime<Utc>,
 }
 
 fn error_response(status: StatusCode, code: &str, message: String) -> Response {
@@ -302,21 +321,27 @@ async fn send_reset(app: &AppState, email: &Email) -> anyhow::Result<()> {
     // The token travels in the fragment: browsers never send it to a server or a Referer.
     let link = format!("{}/reset-password#token={token}", users.public_url);
     let to = Email::parse(&user.email).map_err(|e| anyhow::anyhow!("stored email: {e}"))?;
-    users
-        .mailer
-        .send(crate::users::OutgoingEmail {
-            to,
-            html: None,
-            subject: "Reset your Parley password".into(),
-            text: format!(
-                "Hello {},\n\nSomeone (hopefully you) asked to reset your Parley password. \
-                 Open this link within an hour to choose a new one:\n\n{link}\n\nIf it was not \
-                 you, ignore this message: your password stays as it is.\n",
-                user.display_name
-            ),
-        })
+    let mail = crate::users::OutgoingEmail {
+        to,
+        html: None,
+        subject: "Reset your Parley password".into(),
+        text: format!(
+            "Hello {},\n\nSomeone (hopefully you) asked to reset your Parley password. \
+             Open this link within an hour to choose a new one:\n\n{link}\n\nIf it was not \
+             you, ignore this message: your password stays as it is.\n",
+            user.display_name
+        ),
+    };
+    // The user's account owns the message: a refusal shows in its outbox.
+    app.outbox
+        .enqueue(crate::outbox::email::email_message(
+            crate::outbox::email::Purpose::PasswordReset,
+            &mail,
+            Some(&user.account_id),
+            None,
+        ))
         .await?;
-    tracing::info!(user = %user.id, "password reset link sent");
+    tracing::info!(user = %user.id, "password reset link queued");
     Ok(())
 }
 
@@ -335,7 +360,7 @@ async fn redeemable(
     prefix: &str,
     purpose: TokenPurpose,
     what: &str,
-) -> Result<(String, UserRow), ApiError> {
+) -> Result<(TokenRow, UserRow), ApiError> {
     if !well_formed(token, prefix) {
         return Err(invalid_token(what));
     }
@@ -357,7 +382,7 @@ async fn redeemable(
         .by_id(&row.user_id)
         .await?
         .ok_or_else(|| invalid_token(what))?;
-    Ok((hash, user))
+    Ok((row, user))
 }
 
 fn new_password(s: &str) -> Result<Password, ApiError> {
@@ -375,7 +400,7 @@ pub async fn confirm_reset(
     ApiJson(body): ApiJson<ResetConfirm>,
 ) -> Result<StatusCode, ApiError> {
     let password = new_password(&body.password)?;
-    let (hash, user) = redeemable(
+    let (token, user) = redeemable(
         &app,
         &body.token,
         RESET_PREFIX,
@@ -388,7 +413,7 @@ pub async fn confirm_reset(
     }
     let phc = app.users.hasher.hash(password).await?;
     let now = app.users.now();
-    if !app.users.store.use_token(&hash, now).await? {
+    if !app.users.store.use_token(&token.token_hash, now).await? {
         return Err(invalid_token("password reset"));
     }
     app.users.store.set_password(&user.id, &phc, false).await?;
@@ -416,7 +441,7 @@ pub async fn accept_invitation(
         .map(crate::domain::DisplayName::parse)
         .transpose()
         .map_err(|e| unprocessable("invalid_display_name", format!("The {}.", e.0)))?;
-    let (hash, user) = redeemable(
+    let (token, user) = redeemable(
         &app,
         &body.token,
         INVITATION_PREFIX,
@@ -429,7 +454,7 @@ pub async fn accept_invitation(
     }
     let phc = app.users.hasher.hash(password).await?;
     let now = app.users.now();
-    if !app.users.store.use_token(&hash, now).await? {
+    if !app.users.store.use_token(&token.token_hash, now).await? {
         return Err(invalid_token("invitation"));
     }
     app.users.store.set_password(&user.id, &phc, true).await?;
@@ -459,4 +484,35 @@ pub async fn accept_invitation(
     .await;
     let s = session::open(&app, &user, &headers).await?;
     signed_in(&app, StatusCode::OK, &user, s)
+}
+
+/// Reads an invitation by its token for the acceptance page: the account's name, the address
+/// and the expiry. A POST so the token stays out of URLs and access logs, like the emailed link
+/// keeps it in the fragment. Reading does not use the token up.
+#[utoipa::path(post, path = "/api/v1/invitations/preview", tag = "users", request_body = InvitationToken,
+    responses((status = 200, body = InvitationPreview),
+        (status = 400, description = "invalid_token: unknown, used, replaced or expired", body = ErrorBody)))]
+pub async fn preview_invitation(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<InvitationToken>,
+) -> Result<Json<InvitationPreview>, ApiError> {
+    let (token, user) = redeemable(
+        &app,
+        &body.token,
+        INVITATION_PREFIX,
+        TokenPurpose::Invitation,
+        "invitation",
+    )
+    .await?;
+    if user.status() != UserStatus::Invited {
+        return Err(invalid_token("invitation"));
+    }
+    let account = uuid::Uuid::parse_str(&user.account_id)
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored user has a bad account id")))?;
+    let account = app.licensing.account(account).await?;
+    Ok(Json(InvitationPreview {
+        account_name: account.name,
+        email: user.email,
+        expires_at: token.expires_at,
+    }))
 }

@@ -12,6 +12,7 @@ use super::auth::INVITATION_PREFIX;
 use super::{Manager, manager, not_found_user, unprocessable};
 use crate::domain::{DisplayName, Email};
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::outbox::email::{Purpose, email_message};
 use crate::routes::licensing::path_id;
 use crate::routes::licensing::schemas::SeatDoc;
 use crate::startup::AppState;
@@ -38,6 +39,8 @@ pub struct Invited {
     pub user: UserView,
     /// The emailed link works until then (7 days).
     pub invitation_expires_at: chrono::DateTime<chrono::Utc>,
+    /// The outbox message that carries the link (see the account's outbox for its delivery).
+    pub email_message_id: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -91,16 +94,16 @@ async fn user_of(app: &AppState, account: Uuid, user: &str) -> Result<UserRow, A
 }
 
 /// Invites a person by email: creates an invited user and mails them a link (valid 7 days)
-/// to set a password. Inviting an address that is still only invited in this account sends a
-/// fresh link (the old one stops working).
+/// to set a password, through the outbox (a failed mail shows in the account's outbox and can be
+/// retried there). Inviting an address that is still only invited in this account sends a fresh
+/// link (the old one stops working).
 #[utoipa::path(post, path = "/api/v1/accounts/{account}/invitations", tag = "users",
     params(("account" = String, Path)), request_body = Invite, security(("bearer" = [])),
     responses((status = 201, body = Invited), (status = 401, body = ErrorBody),
         (status = 403, description = "A member of the account", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "email_taken", body = ErrorBody),
-        (status = 422, description = "invalid_email, invalid_role, invalid_display_name", body = ErrorBody),
-        (status = 502, description = "email_not_sent: saved, but the mail failed; invite again to resend", body = ErrorBody)))]
+        (status = 422, description = "invalid_email, invalid_role, invalid_display_name", body = ErrorBody)))]
 pub async fn invite(
     State(app): State<AppState>,
     Path(account): Path<String>,
@@ -189,16 +192,18 @@ pub async fn invite(
             }
         ),
     };
-    if let Err(e) = users.mailer.send(mail).await {
-        tracing::error!(user = %user.id, error = %format!("{e:#}"), "invitation mail failed");
-        return Err(ApiError::Status {
-            status: StatusCode::BAD_GATEWAY,
-            code: "email_not_sent",
-            message: "The invitation was saved but the email could not be sent; invite the \
-                      address again to resend it."
-                .into(),
-        });
-    }
+    // Through the outbox: a mail server that is down delays the invitation instead of losing
+    // it, and a refused one shows in the account's outbox, where it can be retried.
+    let queued = app
+        .outbox
+        .enqueue(email_message(
+            Purpose::Invitation,
+            &mail,
+            Some(&account_id.to_string()),
+            None,
+        ))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     tracing::info!(account = %account_id, user = %user.id, role = role.as_str(), "user invited");
     crate::privacy::record(
         &app,
@@ -214,6 +219,7 @@ pub async fn invite(
         Json(Invited {
             user: UserView::from(&user),
             invitation_expires_at: expires_at,
+            email_message_id: queued.id,
         }),
     ))
 }

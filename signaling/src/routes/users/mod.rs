@@ -2,7 +2,8 @@
 //! account's users and their seats (`/accounts/{account}/users…`), and `/me`.
 //!
 //! Who may do what:
-//! - anonymous: sign in, accept an invitation, request and confirm a password reset;
+//! - anonymous: sign in, read and accept an invitation (by its token), request and confirm a
+//!   password reset;
 //! - a member: `/me`, their own sessions, their own user record;
 //! - an account admin (session), the account's API key, the operator: manage the account's
 //!   users and seats. Another account's admin or key gets 404, like an account that does not
@@ -11,6 +12,7 @@
 pub(crate) mod auth;
 pub(crate) mod manage;
 pub(crate) mod me;
+pub(crate) mod seat_review;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
@@ -37,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/password-reset", post(auth::request_reset))
         .route("/auth/password-reset/confirm", post(auth::confirm_reset))
         .route("/invitations/accept", post(auth::accept_invitation))
+        .route("/invitations/preview", post(auth::preview_invitation))
         .route("/me", get(me::me))
         .route("/accounts/{account}/users", get(manage::list))
         .route("/accounts/{account}/invitations", post(manage::invite))
@@ -47,6 +50,11 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/accounts/{account}/users/{user}/seat",
             put(manage::assign_seat).delete(manage::reclaim_seat),
+        )
+        .route("/accounts/{account}/seat-review", get(seat_review::report))
+        .route(
+            "/accounts/{account}/seat-review/reclaim",
+            post(seat_review::reclaim),
         )
 }
 
