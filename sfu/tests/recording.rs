@@ -115,3 +115,59 @@ fn starting_a_recording_asks_each_video_publisher_for_a_keyframe() {
     assert!(net.sfu.stop_recording(net.now, "room"));
     net.sfu.join_recordings();
 }
+
+fn sidecar_duration_ms(dir: &std::path::Path, stem: &str) -> u64 {
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.json"))).unwrap()).unwrap();
+    assert_eq!(sidecar["complete"], true, "{stem}: {sidecar}");
+    sidecar["duration_ms"].as_u64().unwrap()
+}
+
+/// A camera file lasts as long as its track was in the recording: to its owner's leaving, or
+/// to the stop when the camera paused before it (the last picture stays, as it did live).
+#[test]
+fn a_video_file_ends_when_its_track_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    let bob = net.join("bob", true);
+    net.send(alice, true, true, 1200);
+    net.send(bob, true, true, 1200);
+    assert!(
+        net.run_until(Duration::from_secs(30), |n| n.clients[alice].connected.0
+            && n.clients[bob].connected.0),
+        "both publishers connect: {}",
+        net.sfu.debug_state()
+    );
+    net.sfu
+        .start_recording(net.now, "room", dir.path())
+        .expect("start");
+    // 90 frames at the 33.3 ms the harness's RTP timestamps advance by: 3 s of recording. Bob
+    // leaves at 1.5 s; Alice's camera stops sending at 2 s and the recording stops at 3 s.
+    let frame = Duration::from_micros(33_333);
+    for i in 0..90 {
+        if i < 60 {
+            net.send(alice, true, i % 30 == 0, 900);
+        }
+        if i < 45 {
+            net.send(bob, true, i % 30 == 0, 900);
+        }
+        if i == 45 {
+            net.sfu.leave(net.now, "room", "bob");
+        }
+        net.advance(frame);
+    }
+    assert!(net.sfu.stop_recording(net.now, "room"));
+    net.sfu.join_recordings();
+    let room_dir = dir.path().join("room");
+    let bob_ms = sidecar_duration_ms(&room_dir, "bob-camera");
+    let alice_ms = sidecar_duration_ms(&room_dir, "alice-camera");
+    assert!(
+        (1400..=1600).contains(&bob_ms),
+        "bob's camera: {bob_ms} ms, left at 1500"
+    );
+    assert!(
+        (2900..=3100).contains(&alice_ms),
+        "alice's camera: {alice_ms} ms, recording stopped at 3000"
+    );
+}

@@ -152,6 +152,21 @@ function tonePower(samples, hz) {
   return (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.length * samples.length);
 }
 
+/** What the server's writer counted for a file (its sidecar), to explain a failure. */
+function sidecarStats(file) {
+  try {
+    for (const dir of fs.readdirSync(process.env.PARLEY_RECORDINGS_DIR, { recursive: true })) {
+      if (path.basename(dir) === file.replace(/\.[a-z0-9]+$/, '.json')) {
+        const s = JSON.parse(fs.readFileSync(path.join(process.env.PARLEY_RECORDINGS_DIR, dir), 'utf8'));
+        return JSON.stringify({ duration_ms: s.duration_ms, size: [s.width, s.height], stats: s.stats });
+      }
+    }
+  } catch (e) {
+    return `no sidecar (${e.message})`;
+  }
+  return 'no sidecar';
+}
+
 function within(actual, expected, what) {
   assert.ok(
     Math.abs(actual - expected) <= TOLERANCE * expected,
@@ -319,7 +334,7 @@ test('a recorded three-party meeting gives files that play as recorded', { timeo
       const video = ofPerson('track_video', p);
       const v = ffprobe(local[video.name]);
       assert.equal(v.streams[0].codec_name, 'vp8', video.name);
-      within(v.duration, length, `${p.name}'s camera (${video.name})`);
+      within(v.duration, length, `${p.name}'s camera (${video.name}); writer: ${sidecarStats(video.name)}`);
     }
 
     // The mixed audio: each speaker's tone in their turn (a second off each edge for the

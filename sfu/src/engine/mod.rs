@@ -972,6 +972,9 @@ impl Sfu {
             .tracks
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let room = p.room.clone();
+        if let Some(tap) = self.rooms.get_mut(&room).and_then(|r| r.recording.as_mut()) {
+            tap.close_track(key, track.source, now);
+        }
         let members: Vec<PKey> = self
             .rooms
             .get(&room)

@@ -81,6 +81,16 @@ impl<W: Write + Seek> Mp4Writer<W> {
         }
     }
 
+    /// Shows the last frame until `end_ms` on the recording's timeline (the track ended then):
+    /// a publisher that paused or froze near the end leaves a still picture, not a short file.
+    pub fn hold_until(&mut self, end_ms: u64) {
+        if let Some(last) = self.last_ms
+            && end_ms > last
+        {
+            self.last_step_ms = self.last_step_ms.max(end_ms - last);
+        }
+    }
+
     /// Appends one access unit (length-prefixed NAL units) at `ms` on the recording's timeline.
     /// Nothing is written before a keyframe that carries an SPS and a PPS (nothing could decode
     /// it); times are kept strictly increasing (a decoder needs distinct decoding times).

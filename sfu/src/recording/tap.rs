@@ -52,6 +52,12 @@ pub enum TapMessage {
         arrival: Instant,
     },
     Packet(MediaPacket),
+    /// The track ended at `at` (its participant left or stopped sending it, e.g. a screen share
+    /// stopped): the writer closes its file there. A later track of the same key is a new file.
+    Close {
+        track: TrackKey,
+        at: Instant,
+    },
     /// Recording ends at `at`; the writer finalizes every file. (If even this does not fit the
     /// queue, the writer finalizes when the queue is disconnected.)
     Stop {
@@ -189,6 +195,16 @@ impl RecordingTap {
             self.last_report = Some(now);
         }
         TapOutcome::Dropped { report }
+    }
+
+    /// The track ended (unpublished, or its participant left): its file closes at `now`. When
+    /// even this does not fit the queue, the file closes with the recording instead, its last
+    /// frame held to the stop — a longer still picture, nothing lost.
+    pub fn close_track(&mut self, key: PKey, source: TrackSource, now: Instant) {
+        let track = (key, source);
+        if self.known.remove(&track).is_some() {
+            let _ = self.tx.try_send(TapMessage::Close { track, at: now });
+        }
     }
 
     /// Ends the recording: the writer drains what is queued, closes every file and reports

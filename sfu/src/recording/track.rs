@@ -511,6 +511,10 @@ impl<D: Depacketizer + Default, S: FrameSink> VideoTrack<D, S> {
         &self.sink
     }
 
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
     pub fn close(self) -> io::Result<(S::Out, TrackStats)> {
         Ok((self.sink.close()?, self.stats))
     }

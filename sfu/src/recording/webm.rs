@@ -173,6 +173,16 @@ impl<W: Write + Seek> WebmWriter<W> {
         self.last_ms.map_or(0, |l| l + self.last_step_ms)
     }
 
+    /// Shows the last frame until `end_ms` on the recording's timeline (the track ended then):
+    /// a publisher that paused or froze near the end leaves a still picture, not a short file.
+    pub fn hold_until(&mut self, end_ms: u64) {
+        if let Some(last) = self.last_ms
+            && end_ms > last
+        {
+            self.last_step_ms = self.last_step_ms.max(end_ms - last);
+        }
+    }
+
     /// Appends one complete VP8 frame at `ms` (relative to the recording's start). Frames before
     /// the first keyframe are skipped (nothing could decode them); a timestamp earlier than the
     /// previous frame's is moved up to it so block times never go backwards.

@@ -4,7 +4,9 @@
 //! with a sidecar `<participant>-<source>.json` holding the wall-clock start, so tracks can be
 //! lined up; and `<dir>/mixed.ogg`, all audio of the room mixed down. WebM block times already
 //! count from the recording's start; Ogg and MP4 files start at their first packet or frame and
-//! the sidecar says when that was.
+//! the sidecar says when that was. A track's file closes when the track ends (its participant
+//! leaves or stops sending it) or the recording stops; a video file shows its last frame until
+//! then.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -160,6 +162,11 @@ impl Writer {
                     let r = self.packet(&p);
                     self.check(r);
                 }
+                TapMessage::Close { track, at } => {
+                    if let Some(t) = self.tracks.remove(&track) {
+                        self.finish_track(t, Some(at));
+                    }
+                }
                 TapMessage::Stop { at } => {
                     stop_at = Some(at);
                     break;
@@ -291,61 +298,8 @@ impl Writer {
 
     fn finish(mut self, stop_at: Option<Instant>) {
         let tracks: Vec<Track> = self.tracks.drain().map(|(_, t)| t).collect();
-        for mut track in tracks {
-            // What the reorder buffers still hold goes in before the files close.
-            for reorder in &mut track.reorder {
-                reorder.flush();
-                while let Some(q) = reorder.pop() {
-                    let r = video_packet(&mut track.recorder, &q, &self.wants);
-                    self.check(r);
-                }
-            }
-            let recorder = std::mem::replace(&mut track.recorder, Recorder::Skipped);
-            let r = match recorder {
-                Recorder::Opus(t) => {
-                    let first = t.first_arrival;
-                    t.close().and_then(|(out, stats, granule)| {
-                        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                        let timing = Timing {
-                            first,
-                            duration_ms: granule.saturating_sub(u64::from(PRE_SKIP)) / 48,
-                            size: None,
-                        };
-                        self.finish_sidecar(&track, timing, stats)?;
-                        Ok(track.media)
-                    })
-                }
-                Recorder::Vp8(t) => {
-                    let timing = Timing {
-                        first: Some(self.origin),
-                        duration_ms: t.sink().duration_ms(),
-                        size: t.size(),
-                    };
-                    t.close().and_then(|(out, stats)| {
-                        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                        self.finish_sidecar(&track, timing, stats)?;
-                        Ok(track.media)
-                    })
-                }
-                Recorder::H264(t) => {
-                    let first = t.sink().first_ms().map(Duration::from_millis);
-                    let timing = Timing {
-                        first: Some(self.origin + first.unwrap_or_default()),
-                        duration_ms: t.sink().duration_ms(),
-                        size: t.size(),
-                    };
-                    t.close().and_then(|(out, stats)| {
-                        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-                        self.finish_sidecar(&track, timing, stats)?;
-                        Ok(track.media)
-                    })
-                }
-                Recorder::Skipped => continue,
-            };
-            match r {
-                Ok(path) => self.files.push(path),
-                Err(e) => self.check(Err(e)),
-            }
+        for track in tracks {
+            self.finish_track(track, stop_at);
         }
         if let Some(m) = self.mixer.take() {
             let r = m
@@ -361,6 +315,72 @@ impl Writer {
             room: self.room.clone(),
             files: std::mem::take(&mut self.files),
         });
+    }
+    /// Closes one track's file. `end`: when the track ended (it left, or the recording stopped);
+    /// a video file's last frame is shown until then, so a camera that froze or paused before
+    /// the end still lasts as long as it was in the recording, as a player would show it live.
+    fn finish_track(&mut self, mut track: Track, end: Option<Instant>) {
+        let end_ms = end.map(|e| e.saturating_duration_since(self.origin).as_millis() as u64);
+        // What the reorder buffers still hold goes in before the files close.
+        for reorder in &mut track.reorder {
+            reorder.flush();
+            while let Some(q) = reorder.pop() {
+                let r = video_packet(&mut track.recorder, &q, &self.wants);
+                self.check(r);
+            }
+        }
+        let recorder = std::mem::replace(&mut track.recorder, Recorder::Skipped);
+        let r = match recorder {
+            Recorder::Opus(t) => {
+                let first = t.first_arrival;
+                t.close().and_then(|(out, stats, granule)| {
+                    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    let timing = Timing {
+                        first,
+                        duration_ms: granule.saturating_sub(u64::from(PRE_SKIP)) / 48,
+                        size: None,
+                    };
+                    self.finish_sidecar(&track, timing, stats)?;
+                    Ok(track.media)
+                })
+            }
+            Recorder::Vp8(mut t) => {
+                if let Some(ms) = end_ms {
+                    t.sink_mut().hold_until(ms);
+                }
+                let timing = Timing {
+                    first: Some(self.origin),
+                    duration_ms: t.sink().duration_ms(),
+                    size: t.size(),
+                };
+                t.close().and_then(|(out, stats)| {
+                    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    self.finish_sidecar(&track, timing, stats)?;
+                    Ok(track.media)
+                })
+            }
+            Recorder::H264(mut t) => {
+                if let Some(ms) = end_ms {
+                    t.sink_mut().hold_until(ms);
+                }
+                let first = t.sink().first_ms().map(Duration::from_millis);
+                let timing = Timing {
+                    first: Some(self.origin + first.unwrap_or_default()),
+                    duration_ms: t.sink().duration_ms(),
+                    size: t.size(),
+                };
+                t.close().and_then(|(out, stats)| {
+                    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    self.finish_sidecar(&track, timing, stats)?;
+                    Ok(track.media)
+                })
+            }
+            Recorder::Skipped => return,
+        };
+        match r {
+            Ok(path) => self.files.push(path),
+            Err(e) => self.check(Err(e)),
+        }
     }
 }
 
