@@ -20,8 +20,8 @@ use crate::lot::Lot;
 use crate::money::Money;
 use crate::quote::{Quote, QuoteRequest};
 use crate::store::{
-    CorrectiveInvoice, Invoice, OrderRecord, OutboxEvent, Payment, PaymentMethod, PlacedOrder,
-    SeatAssignment, SignedOrder, Store, TransferDocument,
+    AccountPage, CorrectiveInvoice, Invoice, OrderRecord, OutboxEvent, Payment, PaymentMethod,
+    PlacedOrder, SeatAssignment, SignedOrder, Store, TransferDocument,
 };
 use crate::tariff::{Tariff, TariffCode};
 use crate::termination::{TerminationKind, TerminationOutcome};
@@ -106,6 +106,17 @@ impl Service {
     }
     pub async fn account(&self, id: Uuid) -> Result<Account> {
         self.store.account_on(id, self.today()).await
+    }
+    /// A page of the operator's account list (see [`Store::accounts_page`]).
+    pub async fn accounts_page(
+        &self,
+        search: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<AccountPage> {
+        self.store
+            .accounts_page(search, limit, offset, self.today())
+            .await
     }
     pub async fn account_by_crm(&self, system: &str, external_id: &str) -> Result<Account> {
         self.store.account_by_crm(system, external_id).await
@@ -199,6 +210,34 @@ impl Service {
                 method,
                 amount,
                 paid_on.unwrap_or(today),
+                today,
+                self.card_limit,
+                &self.calendar,
+            )
+            .await
+    }
+    /// A bank transfer or card payment with the bank's reference of the transfer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register_referenced_payment(
+        &self,
+        account_id: Uuid,
+        invoice_id: Uuid,
+        idempotency_key: &str,
+        method: PaymentMethod,
+        amount: Money,
+        paid_on: Option<NaiveDate>,
+        reference: Option<&str>,
+    ) -> Result<Payment> {
+        let today = self.today();
+        self.store
+            .register_referenced_payment(
+                account_id,
+                invoice_id,
+                idempotency_key,
+                method,
+                amount,
+                paid_on.unwrap_or(today),
+                reference,
                 today,
                 self.card_limit,
                 &self.calendar,
@@ -343,6 +382,17 @@ impl Service {
     ) -> Result<TerminationOutcome> {
         self.store
             .terminate(account_id, kind, effective_on, self.today(), &self.calendar)
+            .await
+    }
+    /// What [`Service::terminate`] would give today, changing nothing.
+    pub async fn termination_preview(
+        &self,
+        account_id: Uuid,
+        kind: TerminationKind,
+        effective_on: Option<NaiveDate>,
+    ) -> Result<TerminationOutcome> {
+        self.store
+            .termination_preview(account_id, kind, effective_on, self.today(), &self.calendar)
             .await
     }
     pub async fn refunds(

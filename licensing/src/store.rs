@@ -58,6 +58,8 @@ pub const INACTIVE_DAYS: i64 = 30;
 /// the terms of postpay to an individual arrangement (5.1, 5.3.4.1) and the spec names no figure;
 /// until accounts carry their own term, one rule for all keeps the due date predictable.
 pub const POSTPAY_PAYMENT_BUSINESS_DAYS: u32 = 10;
+/// Longest bank reference of a payment kept (a payment order's number is far shorter).
+pub const MAX_PAYMENT_REFERENCE: usize = 100;
 
 type Result<T> = std::result::Result<T, LicensingError>;
 
@@ -237,6 +239,9 @@ pub struct Payment {
     pub granted_on: NaiveDate,
     pub granted_late: bool,
     pub lot_id: Uuid,
+    /// The bank's reference of a transfer (the payment order's number), as the provider
+    /// registered it; `None` for card payments and registrations without one.
+    pub reference: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -269,6 +274,30 @@ pub struct CorrectiveInvoice {
     pub after: Money,
     pub difference: Money,
 }
+
+/// One account as the operator's list shows it: the account and what it holds today.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AccountSummary {
+    #[serde(flatten)]
+    pub account: Account,
+    /// Seats on active lots valid today.
+    pub seats: u32,
+    /// Invoices issued and not paid (nor cancelled): what a bank transfer may be waiting for.
+    pub unpaid_invoices: u32,
+    /// The day a termination takes (or took) effect, once one was given.
+    pub terminates_on: Option<NaiveDate>,
+}
+
+/// One page of the operator's account list.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AccountPage {
+    pub items: Vec<AccountSummary>,
+    /// Accounts matching the search in all.
+    pub total: u64,
+}
+
+/// Longest search text of the account list.
+pub const MAX_ACCOUNT_SEARCH: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeatAssignment {
@@ -502,6 +531,145 @@ impl Store {
             a.status = AccountStatus::Terminated;
         }
         Ok(a)
+    }
+
+    /// A page of accounts, newest first, optionally only those whose name, INN, CRM system or
+    /// CRM id contains `search` (case-insensitive) or whose id is `search`.
+    ///
+    /// The search runs in Rust over the few columns it needs rather than in SQL: SQLite's
+    /// `LOWER` and `LIKE` fold ASCII only, so a Cyrillic name typed in lower case would never
+    /// match there, and the two databases would disagree. An operator's account list is small
+    /// enough (thousands, not millions) for one narrow scan per search.
+    pub async fn accounts_page(
+        &self,
+        search: Option<&str>,
+        limit: u32,
+        offset: u64,
+        today: NaiveDate,
+    ) -> Result<AccountPage> {
+        let needle = search
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
+        if needle
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_ACCOUNT_SEARCH)
+        {
+            return Err(LicensingError::InvalidRequest {
+                field: "q",
+                reason: format!("at most {MAX_ACCOUNT_SEARCH} characters"),
+            });
+        }
+        let limit = i64::from(limit);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (rows, total) = match needle {
+            None => {
+                let total = int(
+                    &sqlx::query("SELECT COUNT(*) AS n FROM accounts")
+                        .fetch_one(&self.pool)
+                        .await?,
+                    "n",
+                )?;
+                let rows = sqlx::query(
+                    "SELECT * FROM accounts ORDER BY created_at DESC, id LIMIT $1 OFFSET $2",
+                )
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?;
+                (rows, u64::try_from(total).unwrap_or_default())
+            }
+            Some(needle) => {
+                let mut matching = Vec::new();
+                for r in sqlx::query(
+                    "SELECT id, name, inn, crm_system, crm_external_id FROM accounts \
+                     ORDER BY created_at DESC, id",
+                )
+                .fetch_all(&self.pool)
+                .await?
+                {
+                    let id = text(&r, "id")?;
+                    let hit = id == needle
+                        || [
+                            Some(text(&r, "name")?),
+                            opt_text(&r, "inn")?,
+                            Some(text(&r, "crm_system")?),
+                            Some(text(&r, "crm_external_id")?),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .any(|field| field.to_lowercase().contains(&needle));
+                    if hit {
+                        matching.push(id);
+                    }
+                }
+                let total = matching.len() as u64;
+                let page: Vec<String> = matching
+                    .into_iter()
+                    .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(limit).unwrap_or_default())
+                    .collect();
+                let mut rows = Vec::with_capacity(page.len());
+                for id in &page {
+                    if let Some(r) = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+                        .bind(id.clone())
+                        .fetch_optional(&self.pool)
+                        .await?
+                    {
+                        rows.push(r);
+                    }
+                }
+                (rows, total)
+            }
+        };
+        // What the listed accounts hold today, in two grouped reads for the whole page rather
+        // than two per account.
+        let seats = Self::counts_by_account(
+            &self.pool,
+            "SELECT account_id, CAST(SUM(seats) AS BIGINT) AS n FROM lots \
+             WHERE status = 'active' AND starts_on <= $1 AND ends_on > $1 GROUP BY account_id",
+            Some(today.to_string()),
+        )
+        .await?;
+        let unpaid = Self::counts_by_account(
+            &self.pool,
+            "SELECT account_id, COUNT(*) AS n FROM invoices WHERE status = 'issued' \
+             GROUP BY account_id",
+            None,
+        )
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut account = Self::account_from(r)?;
+            let terminates_on = opt_date(r, "terminates_on")?;
+            if terminates_on.is_some_and(|t| t <= today) {
+                account.status = AccountStatus::Terminated;
+            }
+            let id = account.id.to_string();
+            items.push(AccountSummary {
+                seats: count(seats.get(&id).copied().unwrap_or(0)),
+                unpaid_invoices: count(unpaid.get(&id).copied().unwrap_or(0)),
+                account,
+                terminates_on,
+            });
+        }
+        Ok(AccountPage { items, total })
+    }
+
+    /// `account_id -> n` of a grouped count query (`$1` bound to `param` when given).
+    async fn counts_by_account(
+        pool: &AnyPool,
+        sql: &str,
+        param: Option<String>,
+    ) -> Result<std::collections::HashMap<String, i64>> {
+        let mut q = sqlx::query(sql);
+        if let Some(p) = param {
+            q = q.bind(p);
+        }
+        q.fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Ok((text(r, "account_id")?, int(r, "n")?)))
+            .collect()
     }
 
     pub async fn account_by_crm(&self, system: &str, external_id: &str) -> Result<Account> {
@@ -1542,6 +1710,7 @@ impl Store {
             granted_on: granted,
             granted_late: granted > deadline,
             lot_id: uuid(row, "lot_id")?,
+            reference: opt_text(row, "reference")?,
         })
     }
 
@@ -1560,6 +1729,47 @@ impl Store {
         card_limit: Money,
         calendar: &BusinessCalendar,
     ) -> Result<Payment> {
+        self.register_referenced_payment(
+            account_id,
+            invoice_id,
+            idempotency_key,
+            method,
+            amount,
+            paid_on,
+            None,
+            today,
+            card_limit,
+            calendar,
+        )
+        .await
+    }
+
+    /// [`Store::register_payment`] with the bank's reference of the transfer, kept with the
+    /// payment so the operator can match it to the bank statement. A retry with the same
+    /// `Idempotency-Key` returns the first registration, reference included.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register_referenced_payment(
+        &self,
+        account_id: Uuid,
+        invoice_id: Uuid,
+        idempotency_key: &str,
+        method: PaymentMethod,
+        amount: Money,
+        paid_on: NaiveDate,
+        reference: Option<&str>,
+        today: NaiveDate,
+        card_limit: Money,
+        calendar: &BusinessCalendar,
+    ) -> Result<Payment> {
+        if reference
+            .is_some_and(|r| r.trim().is_empty() || r.chars().count() > MAX_PAYMENT_REFERENCE)
+        {
+            return Err(LicensingError::InvalidRequest {
+                field: "reference",
+                reason: format!("1 to {MAX_PAYMENT_REFERENCE} characters"),
+            });
+        }
+        let reference = reference.map(str::trim);
         if idempotency_key.is_empty() || idempotency_key.len() > 200 {
             return Err(LicensingError::InvalidRequest {
                 field: "Idempotency-Key",
@@ -1677,7 +1887,8 @@ impl Store {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO payments (id, account_id, invoice_id, idempotency_key, method, amount_kopecks, paid_on, \
-             grant_deadline, granted_on, lot_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             grant_deadline, granted_on, lot_id, created_at, reference) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(id.to_string())
         .bind(account_id.to_string())
@@ -1690,6 +1901,7 @@ impl Store {
         .bind(grant.to_string())
         .bind(lot_id.to_string())
         .bind(now())
+        .bind(reference.map(str::to_owned))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE invoices SET status = 'paid' WHERE id = $1")
@@ -1733,6 +1945,7 @@ impl Store {
             granted_on: grant,
             granted_late: grant > deadline,
             lot_id,
+            reference: reference.map(str::to_owned),
         })
     }
 
@@ -2135,51 +2348,9 @@ impl Store {
     ) -> Result<TerminationOutcome> {
         let mut tx = self.begin().await?;
         Self::lock_account(&mut tx, account_id).await?;
-        let lots: Vec<Lot> = sqlx::query(
-            "SELECT * FROM lots WHERE account_id = $1 AND status = 'active' AND ends_on > $2",
-        )
-        .bind(account_id.to_string())
-        .bind(today.to_string())
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(Self::lot_from)
-        .collect::<Result<_>>()?;
-        let outcome = match kind {
-            TerminationKind::Breach => termination::breach(today),
-            TerminationKind::Provider => {
-                let effective = effective_on
-                    .unwrap_or_else(|| add_days(today, termination::PROVIDER_NOTICE_DAYS));
-                let mut periods = Vec::new();
-                for lot in &lots {
-                    // Only what was paid is refunded: a signed postpay order not yet paid
-                    // has a grant but no money behind it.
-                    for r in sqlx::query(
-                        "SELECT g.amount_kopecks AS amount_kopecks, g.starts_on AS starts_on, \
-                         g.ends_on AS ends_on FROM lot_grants g JOIN orders o ON o.id = g.order_id \
-                         WHERE g.lot_id = $1 AND o.status = 'paid'",
-                    )
-                    .bind(lot.id.to_string())
-                    .fetch_all(&mut *tx)
-                    .await?
-                    {
-                        periods.push(PaidPeriod {
-                            amount: money(&r, "amount_kopecks")?,
-                            starts_on: date(&r, "starts_on")?,
-                            ends_on: date(&r, "ends_on")?,
-                        });
-                    }
-                }
-                termination::provider(today, effective, &periods, calendar)?
-            }
-            TerminationKind::Client => {
-                let lot = lots
-                    .iter()
-                    .max_by_key(|l| l.ends_on)
-                    .ok_or(LicensingError::NoActiveLicense)?;
-                termination::client(today, lot.starts_on, lot.ends_on)
-            }
-        };
+        let outcome =
+            Self::termination_outcome(&mut tx, account_id, kind, effective_on, today, calendar)
+                .await?;
         let eff = outcome.effective_on.to_string();
         sqlx::query("UPDATE lots SET ends_on = $2 WHERE account_id = $1 AND status = 'active' AND ends_on > $2")
             .bind(account_id.to_string())
@@ -2227,6 +2398,82 @@ impl Store {
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// What ending the agreement today would give, without changing anything: the same rules
+    /// and the same reads as [`Store::terminate`], so the operator sees before confirming
+    /// exactly the refund and dates that confirming records.
+    pub async fn termination_preview(
+        &self,
+        account_id: Uuid,
+        kind: TerminationKind,
+        effective_on: Option<NaiveDate>,
+        today: NaiveDate,
+        calendar: &BusinessCalendar,
+    ) -> Result<TerminationOutcome> {
+        let mut tx = self.begin().await?;
+        Self::account_in(&mut *tx, account_id, None).await?;
+        let outcome =
+            Self::termination_outcome(&mut tx, account_id, kind, effective_on, today, calendar)
+                .await;
+        tx.rollback().await?;
+        outcome
+    }
+
+    /// The outcome of a termination given today, read inside the caller's transaction.
+    async fn termination_outcome(
+        tx: &mut Transaction<'static, Any>,
+        account_id: Uuid,
+        kind: TerminationKind,
+        effective_on: Option<NaiveDate>,
+        today: NaiveDate,
+        calendar: &BusinessCalendar,
+    ) -> Result<TerminationOutcome> {
+        let lots: Vec<Lot> = sqlx::query(
+            "SELECT * FROM lots WHERE account_id = $1 AND status = 'active' AND ends_on > $2",
+        )
+        .bind(account_id.to_string())
+        .bind(today.to_string())
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(Self::lot_from)
+        .collect::<Result<_>>()?;
+        Ok(match kind {
+            TerminationKind::Breach => termination::breach(today),
+            TerminationKind::Provider => {
+                let effective = effective_on
+                    .unwrap_or_else(|| add_days(today, termination::PROVIDER_NOTICE_DAYS));
+                let mut periods = Vec::new();
+                for lot in &lots {
+                    // Only what was paid is refunded: a signed postpay order not yet paid
+                    // has a grant but no money behind it.
+                    for r in sqlx::query(
+                        "SELECT g.amount_kopecks AS amount_kopecks, g.starts_on AS starts_on, \
+                         g.ends_on AS ends_on FROM lot_grants g JOIN orders o ON o.id = g.order_id \
+                         WHERE g.lot_id = $1 AND o.status = 'paid'",
+                    )
+                    .bind(lot.id.to_string())
+                    .fetch_all(&mut **tx)
+                    .await?
+                    {
+                        periods.push(PaidPeriod {
+                            amount: money(&r, "amount_kopecks")?,
+                            starts_on: date(&r, "starts_on")?,
+                            ends_on: date(&r, "ends_on")?,
+                        });
+                    }
+                }
+                termination::provider(today, effective, &periods, calendar)?
+            }
+            TerminationKind::Client => {
+                let lot = lots
+                    .iter()
+                    .max_by_key(|l| l.ends_on)
+                    .ok_or(LicensingError::NoActiveLicense)?;
+                termination::client(today, lot.starts_on, lot.ends_on)
+            }
+        })
     }
 
     pub async fn refunds(

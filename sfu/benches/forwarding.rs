@@ -107,15 +107,18 @@ impl DownTrack {
         if let Some(payload) = self.buf.get_mut(hlen..) {
             let _ = vp8::apply(payload, desc, ids);
         }
-        self.cache.insert(CachedPacket {
-            ssrc: out.ssrc,
-            seq: out.seq,
-            timestamp: out.timestamp,
-            marker: p.marker,
-            payload_type: 96,
-            payload: p.payload.clone(),
-            vp8: Some(ids),
-        });
+        self.cache.insert(
+            CachedPacket {
+                ssrc: out.ssrc,
+                seq: out.seq,
+                timestamp: out.timestamp,
+                marker: p.marker,
+                payload_type: 96,
+                payload: p.payload.clone(),
+                vp8: Some(ids),
+            },
+            now,
+        );
         match self.srtp.as_mut() {
             Some(ctx) => ctx
                 .encrypt_rtp_with_header(&self.buf, &header)

@@ -41,7 +41,7 @@ pub enum MediaKind {
 }
 
 /// Which of a participant's two peer connections a message concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerRole {
     /// Client offers, server answers; carries what the client sends.

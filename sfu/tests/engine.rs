@@ -322,3 +322,35 @@ fn talk_before_leaving_is_handed_over_not_lost() {
     );
     assert!(totals[0].speaking_ms >= talk_reported(&net, "bob"));
 }
+
+#[test]
+fn chat_up_to_the_size_limit_is_relayed_to_the_others_with_the_sender() {
+    let mut net = Net::new();
+    let alice = net.join("alice", true);
+    let bob = net.join("bob", false);
+    let chat = serde_json::json!({"type": "chat", "text": "x".repeat(4000)}).to_string();
+    // The data channels open once SCTP is up on the publisher connections.
+    let open = net.run_until(Duration::from_secs(10), |n| {
+        n.clients[alice].data_open && n.clients[bob].data_open
+    });
+    assert!(open, "both data channels opened");
+    assert!(net.send_data(alice, &chat), "alice sent");
+    let delivered = net.run_until(Duration::from_secs(5), |n| {
+        !n.clients[bob].data_received.is_empty()
+    });
+    assert!(
+        delivered,
+        "bob received the chat message; the SFU saw it: {}",
+        net.events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::Data { participant, .. } if participant == "alice"))
+    );
+    let got: serde_json::Value =
+        serde_json::from_str(&net.clients[bob].data_received[0]).expect("JSON");
+    assert_eq!(got["from"], "alice");
+    assert_eq!(got["text"].as_str().map(str::len), Some(4000));
+    assert!(
+        net.clients[alice].data_received.is_empty(),
+        "the sender does not get its own message back"
+    );
+}

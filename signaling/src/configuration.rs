@@ -67,6 +67,18 @@ impl fmt::Debug for LicensingClock {
     }
 }
 
+/// The card acquirer (YooKassa, API v3): the shop's id and secret key for HTTP Basic auth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YooKassaConfig {
+    pub shop_id: String,
+    pub secret_key: Secret,
+    /// `https://api.yookassa.ru` unless configured (tests point it at a stand-in).
+    pub api_url: String,
+}
+
+/// The acquirer's API unless `PARLEY_YOOKASSA_API_URL` says otherwise.
+pub const YOOKASSA_API_URL: &str = "https://api.yookassa.ru";
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -104,6 +116,12 @@ pub struct Config {
     /// Ceiling of one card payment for individuals and sole proprietors (agreement 4.7);
     /// an account's own limit, when set, takes precedence.
     pub card_limit: Money,
+    /// The card acquirer (`PARLEY_YOOKASSA_SHOP_ID`, `PARLEY_YOOKASSA_SECRET_KEY`,
+    /// `PARLEY_YOOKASSA_API_URL`); none: card payments are unavailable.
+    pub yookassa: Option<YooKassaConfig>,
+    /// Test hook: a pending card payment is looked up at the acquirer again (notifications can
+    /// be lost) once it has been this long without news (60 s). Not settable from outside.
+    pub card_payment_recheck: Duration,
     /// Where the licensing tables live; defaults to `database_url`. May be `postgres://` while
     /// meetings stay on SQLite (the meeting store is SQLite-only so far).
     pub licensing_database_url: Option<String>,
@@ -189,6 +207,8 @@ impl Default for Config {
             require_license: false,
             // 100 000.00 RUB.
             card_limit: Money::from_kopecks(10_000_000),
+            yookassa: None,
+            card_payment_recheck: Duration::from_secs(60),
             licensing_database_url: None,
             licensing_schema: None,
             licensing_clock: None,
@@ -274,6 +294,15 @@ pub struct Cli {
     /// Largest card payment in RUB, e.g. 100000.00.
     #[arg(long, env = "PARLEY_CARD_LIMIT")]
     pub card_limit: Option<String>,
+    /// YooKassa shop id for card payments (with the secret key; both or neither).
+    #[arg(long, env = "PARLEY_YOOKASSA_SHOP_ID")]
+    pub yookassa_shop_id: Option<String>,
+    /// YooKassa secret key.
+    #[arg(long, env = "PARLEY_YOOKASSA_SECRET_KEY", hide_env_values = true)]
+    pub yookassa_secret_key: Option<Secret>,
+    /// YooKassa API base URL (default https://api.yookassa.ru).
+    #[arg(long, env = "PARLEY_YOOKASSA_API_URL")]
+    pub yookassa_api_url: Option<String>,
     /// Database of the licensing tables (default: DATABASE_URL); sqlite:// or postgres://.
     #[arg(long, env = "PARLEY_LICENSING_DATABASE_URL", hide_env_values = true)]
     pub licensing_database_url: Option<String>,
@@ -340,6 +369,9 @@ pub struct FileConfig {
     pub resume_grace_secs: Option<u64>,
     pub require_license: Option<bool>,
     pub card_limit: Option<String>,
+    pub yookassa_shop_id: Option<String>,
+    pub yookassa_secret_key: Option<Secret>,
+    pub yookassa_api_url: Option<String>,
     pub licensing_database_url: Option<String>,
     pub session_idle_secs: Option<u64>,
     pub session_max_secs: Option<u64>,
@@ -456,6 +488,11 @@ impl Config {
                 }
             },
         };
+        let yookassa = yookassa_config(
+            cli.yookassa_shop_id.clone().or(file.yookassa_shop_id),
+            cli.yookassa_secret_key.clone().or(file.yookassa_secret_key),
+            cli.yookassa_api_url.clone().or(file.yookassa_api_url),
+        )?;
         let secrets_key = cli.secrets_key.clone().or(file.secrets_key);
         if let Some(k) = &secrets_key
             && let Err(e) = crate::secrets::SecretsKey::from_base64(k.expose())
@@ -537,6 +574,7 @@ impl Config {
                 .or(file.require_license)
                 .unwrap_or(d.require_license),
             card_limit,
+            yookassa,
             licensing_database_url,
             session_idle,
             session_max,
@@ -571,7 +609,7 @@ impl Config {
             "http_addr={} udp_addr={} announced_ips={:?} database_url={} public_url={} \
              jwt_secret={} secrets_key={} admin_token={} web_root={} token_ttl={}s resume_grace={}s \
              require_license={} card_limit={} licensing_database_url={} session_idle={}s \
-             session_max={}s smtp_url={} smtp_from={} recordings_dir={} ffmpeg={}{}",
+             session_max={}s smtp_url={} smtp_from={} recordings_dir={} ffmpeg={} yookassa={}{}",
             self.http_addr,
             self.udp_addr,
             self.announced_ips,
@@ -611,6 +649,11 @@ impl Config {
             match self.ffmpeg_path() {
                 Some(p) => p.display().to_string(),
                 None => "<none: no composite video>".into(),
+            },
+            match &self.yookassa {
+                // The shop id is not a secret (it is on every receipt); the key is.
+                Some(y) => format!("shop {} at {} (key ********)", y.shop_id, y.api_url),
+                None => "<none: card payments unavailable>".into(),
             },
             match &self.licensing_clock {
                 Some(c) => format!(" licensing_today={} (test clock)", c.today()),
@@ -660,6 +703,47 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.database_url)
     }
+}
+
+/// The acquirer's settings: the shop id and secret key together or not at all (one without the
+/// other is a typo, not a choice), and an http(s) API URL.
+fn yookassa_config(
+    shop_id: Option<String>,
+    secret_key: Option<Secret>,
+    api_url: Option<String>,
+) -> Result<Option<YooKassaConfig>, ConfigError> {
+    let shop_id = shop_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let secret_key = secret_key.filter(|k| !k.expose().trim().is_empty());
+    let (shop_id, secret_key) = match (shop_id, secret_key) {
+        (None, None) => return Ok(None),
+        (Some(id), Some(key)) => (id, key),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "yookassa_shop_id and yookassa_secret_key (PARLEY_YOOKASSA_SHOP_ID, \
+                 PARLEY_YOOKASSA_SECRET_KEY) are set together or not at all"
+                    .into(),
+            ));
+        }
+    };
+    if shop_id.len() > 64 || !shop_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ConfigError::Invalid(
+            "yookassa_shop_id must be the shop's id from the YooKassa account (digits)".into(),
+        ));
+    }
+    let api_url = api_url
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| YOOKASSA_API_URL.to_owned());
+    if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+        return Err(ConfigError::Invalid(format!(
+            "yookassa_api_url must start with https:// (or http://), got {:?}",
+            mask_url(&api_url)
+        )));
+    }
+    Ok(Some(YooKassaConfig {
+        shop_id,
+        secret_key,
+        api_url,
+    }))
 }
 
 /// `name` in one of the `PATH` directories.
@@ -811,6 +895,41 @@ mod tests {
         assert!(!s.contains("dG9wc2Vj"), "{s}");
         assert!(!format!("{c:?}").contains("topsecret"));
         assert!(!format!("{c:?}").contains("dG9wc2Vj"));
+    }
+
+    #[test]
+    fn yookassa_is_configured_whole_and_its_key_never_shown() {
+        let none = Config::merge(&Cli::default(), FileConfig::default()).expect("valid");
+        assert!(none.yookassa.is_none());
+        assert!(none.describe().contains("card payments unavailable"));
+        let cli = Cli {
+            yookassa_shop_id: Some("506751".into()),
+            yookassa_secret_key: Some(Secret::new("live_c2VjcmV0LWtleS1vZi10aGUtc2hvcA")),
+            ..Cli::default()
+        };
+        let c = Config::merge(&cli, FileConfig::default()).expect("valid");
+        let y = c.yookassa.as_ref().expect("configured");
+        assert_eq!((y.shop_id.as_str(), y.api_url.as_str()), ("506751", YOOKASSA_API_URL));
+        for shown in [c.describe(), format!("{c:?}")] {
+            assert!(!shown.contains("live_c2Vj"), "{shown}");
+            assert!(shown.contains("506751"), "{shown}");
+        }
+        let half = Cli {
+            yookassa_shop_id: Some("506751".into()),
+            ..Cli::default()
+        };
+        assert!(matches!(
+            Config::merge(&half, FileConfig::default()),
+            Err(ConfigError::Invalid(_))
+        ));
+        let bad_url = Cli {
+            yookassa_api_url: Some("ftp://api.example".into()),
+            ..cli
+        };
+        assert!(matches!(
+            Config::merge(&bad_url, FileConfig::default()),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod card;
+pub mod card_payments;
 pub mod configuration;
 pub mod crm;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod startup;
 pub mod store;
 pub mod summaries;
 pub mod telemetry;
+pub mod usage;
 pub mod users;
 pub mod ws;
 

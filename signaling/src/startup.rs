@@ -52,6 +52,8 @@ pub struct AppInner {
     pub integrations: crate::integrations::Integrations,
     /// Recordings of meetings: the running ones, their settings and their files.
     pub recordings: crate::recordings::Recordings,
+    /// Card payments through the acquirer (YooKassa), when one is configured.
+    pub card_payments: crate::card_payments::CardPayments,
 }
 
 impl Deref for AppState {
@@ -142,7 +144,9 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     .context("cannot use the stored CRM secrets")?;
     let secret = match &config.jwt_secret {
         Some(s) => s.expose().to_owned(),
-        None => store.jwt_secret().await.context("cannot load JWT secret")?,
+        None => crate::secrets::server_secret(store.pool(), &secrets_cipher, "jwt_secret")
+            .await
+            .context("cannot load JWT secret")?,
     };
     let tokens = Tokens::new(secret.as_bytes(), config.token_ttl);
     let licensing = open_licensing(&config).await?;
@@ -157,8 +161,9 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     let recording_events = sfu
         .take_recording_events()
         .context("the media plane's recording events are already taken")?;
-    let link_key = crate::recordings::db::link_secret(store.pool())
-        .await
+    let link_key =
+        crate::secrets::server_secret(store.pool(), &secrets_cipher, "recording_link_secret")
+            .await
         .context("cannot load the recording link secret")?;
 
     let outbox = crate::outbox::Outbox::new(
@@ -207,6 +212,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         hubs.clone(),
         link_key.into_bytes(),
     );
+    let card_payments =
+        crate::card_payments::CardPayments::new(&config, store.pool().clone(), crm_http.clone());
     let app = AppState(Arc::new(AppInner {
         config,
         store,
@@ -225,6 +232,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         outbox: outbox.clone(),
         integrations: integrations.clone(),
         recordings,
+        card_payments,
     }));
     // One outbox worker; several processes on one database would each run one (claims keep
     // them apart).

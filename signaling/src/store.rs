@@ -161,19 +161,6 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// The JWT secret kept in the database, created on first use. `INSERT OR IGNORE` then `SELECT`
-    /// so that two processes starting at once agree on one secret.
-    pub async fn jwt_secret(&self) -> sqlx::Result<String> {
-        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('jwt_secret', ?)")
-            .bind(random_token(64))
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("SELECT value FROM settings WHERE key = 'jwt_secret'")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("value")
-    }
-
     /// Sessions left open by a previous process (crash, kill -9) are closed at start.
     pub async fn close_dangling_sessions(&self) -> sqlx::Result<u64> {
         let r = sqlx::query(

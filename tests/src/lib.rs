@@ -4,6 +4,7 @@
 pub mod crm_standins;
 pub mod fixtures;
 pub mod media_client;
+pub mod yookassa;
 
 use std::future::Future;
 use std::time::Duration;

@@ -348,6 +348,12 @@ fn table() -> Vec<Row> {
             "name": "New {unique}", "kind": "individual", "crm_system": "s",
             "crm_external_id": "{unique}"})),
         get("/api/v1/meetings", Platform, OPERATOR_LIST),
+        // The operator console: the account list, operator sessions, the node, live meetings.
+        get("/api/v1/accounts", Platform, OPERATOR),
+        post("/api/v1/operator/sessions", Platform, OPERATOR),
+        delete("/api/v1/operator/sessions/current", Platform, OPERATOR),
+        get("/api/v1/operator/node", Platform, OPERATOR),
+        get("/api/v1/operator/meetings", Platform, OPERATOR),
         // Accounts and keys.
         get("/api/v1/accounts/{account}", AccountA, LICENSING),
         get("/api/v1/accounts/{account}", AccountB, LICENSING_B).bind("account", "b.account"),
@@ -482,13 +488,36 @@ fn table() -> Vec<Row> {
         )
         .bind("invoice", "b.invoice")
         .body(json!({"method": "bank_transfer", "amount": SEAT_PRICE})),
+        // A card payment registered directly is the operator's too (an account's card money is
+        // confirmed by the acquirer: the card-payments rows below).
         post(
             "/api/v1/accounts/{account}/invoices/{invoice}/payments",
             BUnderA,
-            FOREIGN_LICENSING,
+            FOREIGN_LICENSING_OPER,
         )
         .bind("invoice", "b.invoice")
         .body(json!({"method": "card", "amount": SEAT_PRICE})),
+        // Card payments go through the acquirer (fixture A is a legal entity and no acquirer
+        // is configured here, so the allowed cells get the rules' 422; the flow itself:
+        // tests/tests/card_payments.rs).
+        post(
+            "/api/v1/accounts/{account}/invoices/{invoice}/card-payments",
+            AccountA,
+            LICENSING,
+        )
+        .fresh(Fresh::UnpaidOrder),
+        post(
+            "/api/v1/accounts/{account}/invoices/{invoice}/card-payments",
+            BUnderA,
+            FOREIGN_LICENSING,
+        )
+        .bind("invoice", "b.invoice"),
+        get("/api/v1/accounts/{account}/card-payments", AccountA, LICENSING),
+        // The acquirer's notification: public by design (YooKassa cannot authenticate; its
+        // body is never believed — only the payment id is read and the payment looked up at
+        // the acquirer). An unknown id is the same quiet 200 for everyone.
+        post("/api/v1/payments/yookassa/notifications", Public, PUBLIC).body(json!({
+            "type": "notification", "event": "payment.succeeded", "object": {"id": "{unique}"}})),
         post(
             "/api/v1/accounts/{account}/invoices/{invoice}/retro-discounts",
             AccountA,
@@ -574,6 +603,13 @@ fn table() -> Vec<Row> {
             LICENSING_OPER,
         )
         .body(json!({"kind": "sideways"})),
+        // The preview changes nothing, so it runs with a real kind.
+        post(
+            "/api/v1/accounts/{account}/termination/preview",
+            AccountA,
+            LICENSING_OPER,
+        )
+        .body(json!({"kind": "provider"})),
         // Users and their seats.
         get("/api/v1/accounts/{account}/users", AccountA, MANAGE),
         post("/api/v1/accounts/{account}/invitations", AccountA, MANAGE)
@@ -655,6 +691,12 @@ fn table() -> Vec<Row> {
             MANAGE,
         )
         .body(json!({"crm_origin": "http://127.0.0.1:9001"})),
+        get(
+            "/api/v1/accounts/{account}/crm/card-secret",
+            AccountA,
+            MANAGE,
+        ),
+        get("/api/v1/accounts/{account}/crm/users", AccountA, MANAGE),
         post("/api/v1/accounts/{account}/crm/users", AccountA, MANAGE)
             .body(json!({"crm_user_id": "crm-{unique}", "user_id": "{a.spare}"})),
         post(
@@ -698,6 +740,9 @@ fn table() -> Vec<Row> {
         )
         .bind("message", "b.message"),
         get("/api/v1/accounts/{account}/audit", AccountA, MANAGE),
+        // Usage figures for the console's charts: read like the account's users.
+        get("/api/v1/accounts/{account}/usage", AccountA, MANAGE),
+        get("/api/v1/accounts/{account}/usage", AccountB, SEEN_BY_B).bind("account", "b.account"),
         // Erasure is a person's request, decided by a person: not by a server-to-server key.
         post(
             "/api/v1/accounts/{account}/erasure",
@@ -1345,6 +1390,9 @@ fn every_documented_endpoint_has_a_row() {
 /// - `GET /crm/card?account&deal&crm_user&exp&sig`: the signature by the account's card secret
 ///   is the credential. Checked here: a good launch opens a card session; A's secret does not
 ///   launch B's card, nor a deal it did not sign. Edge cases: tests/tests/crm_card.rs.
+/// - `POST /api/v1/payments/yookassa/notifications`: a row of the table, public: the acquirer
+///   does not sign its notifications, so nothing in one is believed; the payment is read back
+///   from the acquirer's API (tests/tests/card_payments.rs forges them).
 /// - `POST /api/v1/crm/webhook/{account}/meetings`: the HMAC of the account's CRM secret.
 ///   Checked here: A's signature creates A's meeting, and does nothing on B's path. Replays and
 ///   stale timestamps: tests/tests/crm_wiring.rs.

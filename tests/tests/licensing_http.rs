@@ -256,11 +256,12 @@ async fn flow_quote_order_invoice_payment_top_up_renewal() {
         let page = r.text().await.expect("text");
         assert!(page.contains("2026-000001") && page.contains("НДС"), "{page}");
 
-        // Payment: a legal entity cannot pay by card; a bank transfer is the operator's.
+        // Payment: the account cannot register card money itself (the acquirer confirms it:
+        // tests/tests/card_payments.rs); a bank transfer is the operator's.
         let pay = format!("{base}/invoices/{inv_id}/payments");
         let (s, v) = lic.req(Method::POST, &pay, Some(&key), Some("p0"),
             Some(json!({"method": "card", "amount": "120000.00"}))).await;
-        assert_code(s, &v, 422, "card_not_allowed");
+        assert_code(s, &v, 403, "forbidden");
         let (s, v) = lic.req(Method::POST, &pay, Some(&key), Some("p0"),
             Some(json!({"method": "bank_transfer", "amount": "120000.00"}))).await;
         assert_code(s, &v, 403, "forbidden");

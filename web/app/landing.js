@@ -60,6 +60,8 @@ for (const btn of document.querySelectorAll('[data-copy]')) {
 function showSignedIn(me) {
   const who = me.user.display_name || me.user.email;
   $('#signed-in-as').textContent = `Signed in as ${who} (${me.user.email}) · ${me.account.name}`;
+  // The console is for the account's admins; members would only find a "not for you" page there.
+  $('#admin-link').hidden = me.user.role !== 'account_admin';
   $('#account-loading').hidden = true;
   $('#signed-out').hidden = true;
   $('#signed-in').hidden = false;

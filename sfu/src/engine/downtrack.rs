@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -20,6 +20,62 @@ use crate::forward::vp8::{self, Vp8Munger};
 
 /// Render size assumed until the subscriber reports one: a typical grid tile.
 const DEFAULT_RENDER: (u32, u32) = (640, 360);
+
+/// Rewritten payloads one fan-out keeps for sharing (beyond this, each down-track copies).
+const MAX_SHARED_REWRITES: usize = 8;
+
+/// One publisher packet on its way to every down-track of its track: what they can share.
+///
+/// The VP8 descriptor is parsed once, and a payload rewritten with new picture ids is kept for
+/// the next down-track that writes the same ids. Down-tracks share ids far more often than not:
+/// a fresh one sends the publisher's own ids, and after a layer switch the offset is set by the
+/// difference between the layers' numbering, the same for everyone who made the same switch. So
+/// a webinar's hundreds of subscribers on one layer cost one payload copy per packet, not one
+/// each.
+pub struct FanOut<'a> {
+    packet: &'a Packet,
+    keyframe: bool,
+    vp8: Option<vp8::Vp8Descriptor>,
+    rewritten: &'a mut Vec<(vp8::Vp8Ids, Bytes)>,
+}
+
+impl<'a> FanOut<'a> {
+    /// `rewritten` is scratch space, emptied here (kept by the caller to reuse its allocation).
+    pub fn new(
+        packet: &'a Packet,
+        codec: Codec,
+        keyframe: bool,
+        rewritten: &'a mut Vec<(vp8::Vp8Ids, Bytes)>,
+    ) -> Self {
+        rewritten.clear();
+        let vp8 = match codec {
+            Codec::Vp8 => vp8::parse(&packet.payload).ok(),
+            _ => None,
+        };
+        Self {
+            packet,
+            keyframe,
+            vp8,
+            rewritten,
+        }
+    }
+
+    /// The payload with `ids` written over its descriptor, shared when already made.
+    fn rewrite(&mut self, desc: &vp8::Vp8Descriptor, ids: vp8::Vp8Ids) -> Bytes {
+        if let Some((_, b)) = self.rewritten.iter().find(|(i, _)| *i == ids) {
+            return b.clone();
+        }
+        let mut owned = BytesMut::from(&self.packet.payload[..]);
+        if vp8::apply(&mut owned, desc, ids).is_err() {
+            return self.packet.payload.clone();
+        }
+        let b = owned.freeze();
+        if self.rewritten.len() < MAX_SHARED_REWRITES {
+            self.rewritten.push((ids, b.clone()));
+        }
+        b
+    }
+}
 
 pub struct DownTrack {
     pub publisher: PKey,
@@ -127,7 +183,9 @@ impl DownTrack {
     }
 
     /// Rewrites a publisher packet for this subscriber, or says to drop it.
-    pub fn forward(&mut self, packet: &Packet, keyframe: bool, now: Instant) -> Option<Packet> {
+    pub fn forward(&mut self, fan: &mut FanOut<'_>, now: Instant) -> Option<Packet> {
+        let packet = fan.packet;
+        let keyframe = fan.keyframe;
         let input = RtpIn {
             ssrc: packet.header.ssrc,
             seq: packet.header.sequence_number,
@@ -141,27 +199,27 @@ impl DownTrack {
         let mut payload = packet.payload.clone();
         let mut vp8_ids = None;
         if self.codec == Codec::Vp8
-            && let Ok(desc) = vp8::parse(&payload)
+            && let Some(desc) = fan.vp8
         {
             let ids = self.vp8.munge(&desc, out.switched);
             // Copy the payload only when the ids actually change (after a layer switch).
             if !ids_match(&desc, ids) {
-                let mut owned = BytesMut::from(&payload[..]);
-                if vp8::apply(&mut owned, &desc, ids).is_ok() {
-                    payload = owned.freeze();
-                }
+                payload = fan.rewrite(&desc, ids);
             }
             vp8_ids = Some(ids);
         }
-        self.cache.insert(CachedPacket {
-            ssrc: out.ssrc,
-            seq: out.seq,
-            timestamp: out.timestamp,
-            marker: packet.header.marker,
-            payload_type: self.payload_type,
-            payload: packet.payload.clone(),
-            vp8: vp8_ids,
-        });
+        self.cache.insert(
+            CachedPacket {
+                ssrc: out.ssrc,
+                seq: out.seq,
+                timestamp: out.timestamp,
+                marker: packet.header.marker,
+                payload_type: self.payload_type,
+                payload: packet.payload.clone(),
+                vp8: vp8_ids,
+            },
+            now,
+        );
         Some(Packet {
             header: Header {
                 version: 2,

@@ -20,7 +20,8 @@ pub type PKey = u64;
 pub struct Peer {
     pub pc: RTCPeerConnection,
     pub ufrag: String,
-    /// Next instant `handle_timeout` must run, as last reported by `poll_timeout`.
+    /// Next instant `handle_timeout` must run, as last reported by `poll_timeout` and given to
+    /// the engine's timer queue (kept here so an unchanged deadline costs no queue update).
     pub deadline: Option<Instant>,
     pub connected: bool,
     /// Remote addresses learned from ICE, for routing and cleanup.

@@ -34,6 +34,11 @@ pub const PT_OPUS: u8 = 111;
 pub const PT_VP8: u8 = 96;
 /// H.264 (constrained baseline, packetization-mode 1) payload type in what the server offers.
 pub const PT_H264: u8 = 102;
+/// Largest data-channel message either side may send (advertised as `a=max-message-size`).
+pub const DATA_CHANNEL_MAX_MESSAGE: u32 = 16 * 1024;
+/// SCTP receive window per publisher connection (at least one whole message, RFC 9260 floor).
+const DATA_CHANNEL_RECEIVE_WINDOW: u32 = 64 * 1024;
+
 pub const H264_FMTP: &str =
     "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
@@ -139,6 +144,7 @@ pub fn build(
     host_candidates: &[SocketAddr],
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+    use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
@@ -147,6 +153,12 @@ pub fn build(
             SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
         ])
         .with_include_loopback_candidate(true)
+        // rtc allocates a working buffer of the negotiated message size per association (64 KiB
+        // by default); the data channel carries chat and reactions of at most 4 KiB, relayed
+        // with the sender's name added, so 16 KiB is ample and saves 48 KiB per participant.
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(DATA_CHANNEL_MAX_MESSAGE))
+        // The receive window bounds what a client can make us buffer (1 MiB by default).
+        .with_sctp_max_receive_buffer_size(DATA_CHANNEL_RECEIVE_WINDOW)
         .build();
     let me = media_engine(role)?;
     let mut pc = RTCPeerConnectionBuilder::new()

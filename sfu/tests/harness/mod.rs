@@ -16,7 +16,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
+use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
@@ -64,6 +64,11 @@ pub struct Client {
     pub layers: Vec<(u32, u16)>,
     pub rtcp_datagrams: usize,
     pub rtcp_sent: usize,
+    /// The publisher connection's "parley" data channel, and whether it is open.
+    pub data_channel: Option<rtc::data_channel::RTCDataChannelId>,
+    pub data_open: bool,
+    /// Text messages received on the publisher connection's data channel.
+    pub data_received: Vec<String>,
 }
 
 /// Decides, per datagram from the SFU to a client, whether the network loses it.
@@ -78,6 +83,11 @@ pub struct Net {
     sfu_addr: SocketAddr,
     /// Datagrams to drop on the way from the SFU to a client (simulated loss): predicate.
     pub drop_to_client: Option<LossFilter>,
+    /// Wall-clock time spent inside the SFU's `handle_datagram`, `handle_timeout` and
+    /// `poll_timeout` called from here: what the benchmarks count as the media plane's work.
+    pub sfu_busy: Duration,
+    /// How many times the SFU's timers were fired (`handle_timeout` calls).
+    pub sfu_wakeups: u64,
 }
 
 fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
@@ -151,6 +161,8 @@ impl Net {
             metrics,
             sfu_addr,
             drop_to_client: None,
+            sfu_busy: Duration::ZERO,
+            sfu_wakeups: 0,
         }
     }
 
@@ -187,9 +199,10 @@ impl Net {
             video = Some((v, vs));
             audio = Some((a, as_));
         }
-        publisher
+        let data_channel = publisher
             .create_data_channel("parley", None)
-            .expect("data channel");
+            .expect("data channel")
+            .id();
         let offer = publisher.create_offer(None).expect("offer");
         publisher
             .set_local_description(self.now, offer)
@@ -235,6 +248,9 @@ impl Net {
             layers: Vec::new(),
             rtcp_datagrams: 0,
             rtcp_sent: 0,
+            data_channel: Some(data_channel),
+            data_open: false,
+            data_received: Vec::new(),
         });
         let idx = self.clients.len() - 1;
         self.run_until(Duration::from_secs(10), |net| net.clients[idx].connected.0);
@@ -460,6 +476,11 @@ impl Net {
                             c.connected.0 = true;
                         }
                     }
+                    RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(_))
+                        if !sub =>
+                    {
+                        c.data_open = true;
+                    }
                     RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) if sub => {
                         if let Some(s) = init.stream_ids.first() {
                             c.stream_of.insert(init.track_id.clone(), s.clone());
@@ -484,6 +505,10 @@ impl Net {
                         ));
                     }
                     RTCMessage::RtcpPacket(_, pkts) if !sub => c.publisher_rtcp.extend(pkts),
+                    RTCMessage::DataChannelMessage(_, m) if !sub && m.is_string => {
+                        c.data_received
+                            .push(String::from_utf8_lossy(&m.data).into_owned());
+                    }
                     _ => {}
                 }
             }
@@ -492,7 +517,11 @@ impl Net {
                 if sub && data.len() > 1 && (192..=223).contains(&data[1]) {
                     self.clients[i].rtcp_sent += 1;
                 }
+                let started = Instant::now();
                 self.sfu.handle_datagram(self.now, sfu_addr, from, &data);
+                // The driver asks for the next deadline after every wake-up.
+                std::hint::black_box(self.sfu.poll_timeout());
+                self.sfu_busy += started.elapsed();
             }
         }
         moved
@@ -513,6 +542,55 @@ impl Net {
             self.sfu.handle_timeout(now);
         }
         self.pump();
+    }
+
+    /// Runs the network until `end` the way the driver runs the SFU: time jumps to the next
+    /// deadline of the SFU or of a client, and the SFU is woken exactly when its own deadline is
+    /// due. The SFU's share (timers, and the datagrams the clients send it) adds to `sfu_busy`.
+    pub fn run_timers_until(&mut self, end: Instant) {
+        // Rounds run at the same instant; a timer that stays due after firing must not stall
+        // simulated time.
+        let mut same_instant = 0;
+        while self.now < end {
+            let started = Instant::now();
+            let sfu_next = self.sfu.poll_timeout();
+            self.sfu_busy += started.elapsed();
+            let clients_next = self
+                .clients
+                .iter_mut()
+                .flat_map(|c| [c.publisher.poll_timeout(), c.subscriber.poll_timeout()])
+                .flatten()
+                .min();
+            let next = [sfu_next, clients_next].into_iter().flatten().min();
+            let mut now = match next {
+                Some(t) if t <= end => t.max(self.now),
+                _ => end,
+            };
+            if now == self.now {
+                same_instant += 1;
+                if same_instant > 3 {
+                    now += Duration::from_millis(1);
+                    same_instant = 0;
+                }
+            } else {
+                same_instant = 0;
+            }
+            self.now = now;
+            for c in &mut self.clients {
+                for pc in [&mut c.publisher, &mut c.subscriber] {
+                    if pc.poll_timeout().is_some_and(|t| t <= now) {
+                        let _ = pc.handle_timeout(now);
+                    }
+                }
+            }
+            if sfu_next.is_some_and(|t| t <= now) {
+                let started = Instant::now();
+                self.sfu.handle_timeout(now);
+                self.sfu_busy += started.elapsed();
+                self.sfu_wakeups += 1;
+            }
+            self.pump();
+        }
     }
 
     /// Runs the network in 5 ms steps until `done` or `limit` of simulated time.
@@ -554,6 +632,18 @@ impl Net {
 pub fn _unused(_: BytesMut) {}
 
 impl Net {
+    /// Sends `text` on `client`'s data channel (once it is open) and delivers it.
+    pub fn send_data(&mut self, client: usize, text: &str) -> bool {
+        let now = self.now;
+        let c = &mut self.clients[client];
+        let sent = c
+            .data_channel
+            .and_then(|id| c.publisher.data_channel(id))
+            .is_some_and(|mut dc| dc.send_text(now, text).is_ok());
+        self.pump();
+        sent
+    }
+
     /// Makes `client`'s subscriber connection send a PLI for every video track it receives.
     pub fn sfu_request_pli_from(&mut self, client: usize) {
         let c = &mut self.clients[client];
@@ -712,6 +802,34 @@ impl Net {
     /// Sends one VP8 packet on simulcast `layer` (0 = q, 1 = h, 2 = f) of `client`'s camera;
     /// keyframes carry the layer's resolution (320x180, 640x360, 1280x720).
     pub fn send_layer(&mut self, client: usize, layer: usize, keyframe: bool, size: usize) {
+        self.write_layer(client, layer, keyframe, size);
+        self.pump();
+    }
+
+    /// `count` SRTP datagrams of VP8 delta frames from `client`'s simulcast camera, cycling
+    /// through its layers (q, h, f) with payloads of `sizes[layer]` bytes; not delivered
+    /// anywhere. For benchmarks: made before the timed part.
+    pub fn layer_datagrams(
+        &mut self,
+        client: usize,
+        count: usize,
+        sizes: [usize; 3],
+    ) -> Vec<BytesMut> {
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let layer = i % 3;
+            self.write_layer(client, layer, false, sizes[layer]);
+            while let Some(t) = self.clients[client].publisher.poll_write() {
+                if t.message.len() > sizes[layer] {
+                    out.push(t.message);
+                }
+            }
+        }
+        out
+    }
+
+    /// Hands one simulcast packet to `client`'s publisher connection (see `send_layer`).
+    fn write_layer(&mut self, client: usize, layer: usize, keyframe: bool, size: usize) {
         let c = &mut self.clients[client];
         let Some((sender, _)) = c.video else {
             return;
@@ -788,6 +906,5 @@ impl Net {
         if let Some(mut s) = c.publisher.rtp_sender(sender) {
             let _ = s.write_rtp(self.now, packet);
         }
-        self.pump();
     }
 }

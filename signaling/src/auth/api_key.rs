@@ -1,5 +1,5 @@
 //! Who is calling the licensing API: the platform operator (`Authorization: Bearer
-//! <PARLEY_ADMIN_TOKEN>`), an account by one of its API keys (`Authorization: Bearer
+//! <PARLEY_ADMIN_TOKEN>`, or an operator session `Bearer op_…` opened with it), an account by one of its API keys (`Authorization: Bearer
 //! <key_id>.<secret>`), or a signed-in user of an account (the `parley_session` cookie or
 //! `Bearer s_…`, see [`crate::users::session`]).
 //!
@@ -107,6 +107,12 @@ impl ServiceCredential {
         if let Some(admin) = &app.config.admin_token
             && constant_time_eq(bearer, admin.expose())
         {
+            return Ok(ServiceCredential::Operator);
+        }
+        // The console's operator session stands for the operator token (see
+        // `operator_session`); an expired or revoked one is 401 like any bad credential.
+        if bearer.starts_with(super::operator_session::PREFIX) {
+            super::operator_session::authenticate(app, bearer).await?;
             return Ok(ServiceCredential::Operator);
         }
         let Some((key_id, secret)) = bearer.split_once('.') else {

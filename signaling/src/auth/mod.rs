@@ -3,6 +3,7 @@
 
 mod api_key;
 mod host;
+pub mod operator_session;
 mod token;
 
 pub use api_key::{Caller, IssuedKey, ServiceCredential, issue_key};

@@ -155,6 +155,16 @@ pub struct CardSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A CRM user linked to a Parley user, as the admin console lists it.
+#[derive(Debug, Clone, FromRow)]
+pub struct LinkRow {
+    pub crm_user_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// The card's tables (see migrations `20260421000000_crm_card.sql` and
 /// `20260506120000_crm_frame_origin.sql`).
 #[derive(Clone)]
@@ -238,6 +248,42 @@ impl CardStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// When the account's card secret was set (last rotated), if it has one: never the secret.
+    pub async fn secret_set_at(&self, account: &str) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar("SELECT created_at FROM crm_card_settings WHERE account_id = ?")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// One page of the account's CRM-user links, by CRM user id, with the linked user's name
+    /// and address; and how many there are.
+    pub async fn links(
+        &self,
+        account: &str,
+        limit: u32,
+        offset: u32,
+    ) -> sqlx::Result<(Vec<LinkRow>, u64)> {
+        let rows = sqlx::query_as::<_, LinkRow>(
+            "SELECT l.crm_user_id, l.user_id, u.email, u.display_name, l.created_at \
+             FROM crm_user_links l JOIN users u ON u.id = l.user_id \
+             WHERE l.account_id = ? ORDER BY l.crm_user_id LIMIT ? OFFSET ?",
+        )
+        .bind(account)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM crm_user_links l JOIN users u ON u.id = l.user_id \
+             WHERE l.account_id = ?",
+        )
+        .bind(account)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((rows, u64::try_from(total).unwrap_or(0)))
     }
 
     pub async fn linked_user(&self, account: &str, crm_user: &str) -> sqlx::Result<Option<String>> {

@@ -198,10 +198,38 @@ pub struct AuditParams {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Only this action (`seat.assign`), or a group of them when it ends with a dot (`seat.`).
+    pub action: Option<String>,
+    /// Only entries on or after this Moscow day, `YYYY-MM-DD`.
+    pub from: Option<String>,
+    /// Only entries on or before this Moscow day, `YYYY-MM-DD`.
+    pub to: Option<String>,
 }
 
-/// The account's audit log, newest first (account admin session, the account's API key or the
-/// operator; another account's admin gets 404).
+/// An action name or group as [`AuditParams::action`] takes it: lower-case words and dots.
+fn action_filter(a: &str) -> Result<&str, ApiError> {
+    let ok = (1..=64).contains(&a.len())
+        && a.bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
+    ok.then_some(a).ok_or_else(|| ApiError::BadRequest {
+        code: "invalid_query",
+        message: "action must be an action such as seat.assign, or a group such as seat.".into(),
+    })
+}
+
+fn day_filter(field: &str, v: &str) -> Result<chrono::NaiveDate, ApiError> {
+    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .ok()
+        .filter(|_| v.len() == 10)
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_date",
+            message: format!("{field} must be a date YYYY-MM-DD."),
+        })
+}
+
+/// The account's audit log, newest first, optionally of one action (or group) and a period of
+/// Moscow days (account admin session, the account's API key or the operator; another
+/// account's admin gets 404).
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/audit", tag = "privacy",
     params(("account" = String, Path), AuditParams), security(("bearer" = [])),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody),
@@ -228,13 +256,40 @@ pub async fn list(
             message: "cursor is not one this server returned.".into(),
         })?,
     };
+    let action = params.action.as_deref().map(action_filter).transpose()?;
+    let (exact, group) = match action {
+        Some(a) if a.ends_with('.') => (None, Some(a)),
+        other => (other, None),
+    };
+    // Timestamps are RFC 3339 text in UTC, all written by sqlx alike: text order is time order.
+    let since = params
+        .from
+        .as_deref()
+        .map(|v| day_filter("from", v))
+        .transpose()?
+        .map(crate::usage::day_start);
+    let until = params
+        .to
+        .as_deref()
+        .map(|v| day_filter("to", v))
+        .transpose()?
+        .and_then(|d| d.succ_opt())
+        .map(crate::usage::day_start);
     let entries = sqlx::query_as::<_, AuditEntry>(
         "SELECT seq, at, actor_kind, actor_id, account_id, action, target_kind, target_id, \
-         from_ip FROM audit_log WHERE account_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+         from_ip FROM audit_log WHERE account_id = ?1 AND seq < ?2 \
+         AND (?4 IS NULL OR action = ?4) \
+         AND (?5 IS NULL OR substr(action, 1, length(?5)) = ?5) \
+         AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
+         ORDER BY seq DESC LIMIT ?3",
     )
     .bind(account.to_string())
     .bind(before)
     .bind(i64::from(limit))
+    .bind(exact)
+    .bind(group)
+    .bind(since)
+    .bind(until)
     .fetch_all(app.store.pool())
     .await?;
     let next_cursor = (entries.len() == limit as usize)

@@ -1,9 +1,8 @@
 //! The `recordings` and `recording_files` tables.
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 
-use crate::domain::random_token;
 use crate::store::DbPool;
 
 /// One recording as stored.
@@ -53,18 +52,6 @@ const COLUMNS: &str = "r.id, r.meeting_id, r.account_id, r.started_by, r.started
                        r.stopped_at, r.status, r.stop_reason, r.bytes, r.expires_at, r.error, \
                        r.dir, m.host_user_id, m.title AS meeting_title";
 
-/// The HMAC key of download links, made once and kept (like the JWT secret).
-pub async fn link_secret(pool: &DbPool) -> sqlx::Result<String> {
-    sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('recording_link_secret', ?)")
-        .bind(random_token(64))
-        .execute(pool)
-        .await?;
-    sqlx::query("SELECT value FROM settings WHERE key = 'recording_link_secret'")
-        .fetch_one(pool)
-        .await?
-        .try_get("value")
-}
-
 pub async fn insert(pool: &DbPool, r: NewRecording<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO recordings (id, meeting_id, account_id, started_by, started_at, status, \
@@ -109,16 +96,27 @@ pub async fn of_account(
     pool: &DbPool,
     account: &str,
     limit: u32,
+    offset: u32,
 ) -> sqlx::Result<Vec<RecordingRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM recordings r JOIN meetings m ON m.id = r.meeting_id \
-         WHERE r.account_id = ? ORDER BY r.started_at DESC, r.id LIMIT ?"
+         WHERE r.account_id = ? ORDER BY r.started_at DESC, r.id LIMIT ? OFFSET ?"
     );
     sqlx::query_as::<_, RecordingRow>(&sql)
         .bind(account)
         .bind(i64::from(limit))
+        .bind(i64::from(offset))
         .fetch_all(pool)
         .await
+}
+
+/// How many recordings the account has (for paging through [`of_account`]).
+pub async fn count_of_account(pool: &DbPool, account: &str) -> sqlx::Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recordings WHERE account_id = ?")
+        .bind(account)
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// The id of a meeting's first recording.

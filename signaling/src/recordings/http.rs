@@ -110,9 +110,20 @@ pub struct StorageView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountRecordings {
-    /// Newest first, at most 200.
+    /// Newest first, one page (`limit`, default and at most 200).
     pub recordings: Vec<RecordingView>,
+    /// All the account's recordings, for paging.
+    pub total: u64,
     pub storage: StorageView,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRecordingsParams {
+    /// 1 to 200, default 200.
+    pub limit: Option<u32>,
+    /// Recordings to skip (newest first), default 0.
+    pub offset: Option<u32>,
 }
 
 /// The answer to a start.
@@ -506,27 +517,39 @@ pub async fn links(
     }))
 }
 
-/// An account's recordings, newest first, and its storage used and allowed (the account's
-/// admins, its key, the operator).
+/// An account's recordings, newest first and paged, and its storage used and allowed (the
+/// account's admins, its key, the operator).
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/recordings", tag = "recordings",
-    params(("account" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = AccountRecordings), (status = 401, body = ErrorBody),
+    params(("account" = String, Path), AccountRecordingsParams), security(("bearer" = [])),
+    responses((status = 200, body = AccountRecordings), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn of_account(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<AccountRecordingsParams>,
 ) -> Result<Json<AccountRecordings>, ApiError> {
     let (_, account) = crate::routes::users::manager(&app, &headers, &account).await?;
+    let limit = page.limit.unwrap_or(MAX_LISTED);
+    if !(1..=MAX_LISTED).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit must be between 1 and {MAX_LISTED}."),
+        });
+    }
     let id = account.to_string();
     let mut recordings = Vec::new();
-    for r in db::of_account(&app.recordings.pool, &id, MAX_LISTED).await? {
+    let rows = db::of_account(&app.recordings.pool, &id, limit, page.offset.unwrap_or(0)).await?;
+    for r in rows {
         recordings.push(view(&app, r).await?);
     }
+    let total = db::count_of_account(&app.recordings.pool, &id).await?;
     let used_bytes = control::storage_used(&app, &id).await?;
     let quota_bytes = account_quota(&app, account).await?;
     Ok(Json(AccountRecordings {
         recordings,
+        total,
         storage: StorageView {
             used_bytes,
             quota_bytes,

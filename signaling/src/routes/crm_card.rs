@@ -52,8 +52,14 @@ pub fn page_routes() -> Router<AppState> {
 
 pub fn api_routes() -> Router<AppState> {
     Router::new()
-        .route("/accounts/{account}/crm/card-secret", post(put_secret))
-        .route("/accounts/{account}/crm/users", post(link_user))
+        .route(
+            "/accounts/{account}/crm/card-secret",
+            post(put_secret).get(secret_status),
+        )
+        .route(
+            "/accounts/{account}/crm/users",
+            post(link_user).get(list_links),
+        )
         .route(
             "/accounts/{account}/crm/users/{crm_user}",
             delete(unlink_user),
@@ -773,6 +779,100 @@ pub async fn put_secret(
                 .into(),
         }),
     ))
+}
+
+/// Whether the account has a card secret, and since when. The secret itself is shown only when
+/// it is made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CardSecretStatus {
+    pub configured: bool,
+    /// When it was set or last rotated.
+    pub set_at: Option<DateTime<Utc>>,
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{account}/crm/card-secret", tag = "crm card",
+    params(("account" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = CardSecretStatus), (status = 401, body = ErrorBody),
+        (status = 403, description = "A member of the account", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn secret_status(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<CardSecretStatus>, ApiError> {
+    let (_, account_id) = manager(&app, &headers, &account).await?;
+    app.licensing.account(account_id).await?;
+    let set_at = store(&app).secret_set_at(&account_id.to_string()).await?;
+    Ok(Json(CardSecretStatus {
+        configured: set_at.is_some(),
+        set_at,
+    }))
+}
+
+/// Most CRM-user links one page lists.
+const MAX_LINKS_LISTED: u32 = 100;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPage {
+    /// 1 to 100, default 100.
+    pub limit: Option<u32>,
+    /// Links to skip (ordered by CRM user id), default 0.
+    pub offset: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CrmUserLinkView {
+    pub crm_user_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CrmUserLinks {
+    pub links: Vec<CrmUserLinkView>,
+    /// All the account's links, for paging.
+    pub total: u64,
+}
+
+/// The account's CRM users and the Parley users they are linked to, by CRM user id.
+#[utoipa::path(get, path = "/api/v1/accounts/{account}/crm/users", tag = "crm card",
+    params(("account" = String, Path), LinkPage), security(("bearer" = [])),
+    responses((status = 200, body = CrmUserLinks), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_links(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    crate::error::ApiQuery(page): crate::error::ApiQuery<LinkPage>,
+) -> Result<Json<CrmUserLinks>, ApiError> {
+    let (_, account_id) = manager(&app, &headers, &account).await?;
+    let limit = page.limit.unwrap_or(MAX_LINKS_LISTED);
+    if !(1..=MAX_LINKS_LISTED).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit must be between 1 and {MAX_LINKS_LISTED}."),
+        });
+    }
+    let (rows, total) = store(&app)
+        .links(&account_id.to_string(), limit, page.offset.unwrap_or(0))
+        .await?;
+    Ok(Json(CrmUserLinks {
+        links: rows
+            .into_iter()
+            .map(|r| CrmUserLinkView {
+                crm_user_id: r.crm_user_id,
+                user_id: r.user_id,
+                email: r.email,
+                display_name: r.display_name,
+                created_at: r.created_at,
+            })
+            .collect(),
+        total,
+    }))
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

@@ -36,8 +36,8 @@ use crate::store::MeetingLicense;
 
 /// Endpoints per account: plenty for real integrations, few enough to bound fan-out per event.
 const MAX_ENDPOINTS: usize = 20;
-/// Messages listed per request.
-const MAX_LISTED: i64 = 100;
+/// Messages listed per request (the default page).
+const MAX_LISTED: u32 = 100;
 /// Contacts accepted per inbound meeting request.
 const MAX_CONTACTS: usize = 50;
 const MAX_TEXT: usize = 2048;
@@ -453,17 +453,21 @@ pub async fn create_webhook(
     ))
 }
 
+/// The account's webhook endpoints, oldest first unless `order=newest`, paged with `limit` and
+/// `offset`.
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/webhooks", tag = "integrations",
-    params(("account" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Vec<WebhookView>), (status = 401, body = ErrorBody),
+    params(("account" = String, Path), crate::routes::licensing::ListPage), security(("bearer" = [])),
+    responses((status = 200, body = Vec<WebhookView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_webhooks(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<crate::routes::licensing::ListPage>,
 ) -> Result<Json<Vec<WebhookView>>, ApiError> {
     let (_, account_id) = manager(&app, &headers, &account).await?;
-    let list = endpoints::list(app.store.pool(), &account_id.to_string()).await?;
+    let list = page.apply(endpoints::list(app.store.pool(), &account_id.to_string()).await?)?;
     Ok(Json(list.iter().map(WebhookView::from).collect()))
 }
 
@@ -489,8 +493,12 @@ pub async fn delete_webhook(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxParams {
-    /// `pending`, `delivered` or `failed` (default `failed`).
+    /// `pending`, `delivered`, `failed` (default) or `all`.
     pub status: Option<String>,
+    /// 1 to 100, default 100.
+    pub limit: Option<u32>,
+    /// Messages to skip (newest first), default 0: the next page is `offset + limit`.
+    pub offset: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -510,6 +518,9 @@ pub struct OutboxMessageView {
     pub kind: String,
     /// The webhook endpoint or CRM connection id; `mail_relay` for an email.
     pub destination: String,
+    /// Who receives it, masked: a webhook endpoint's `scheme://host[:port]` (its path may hold
+    /// a token, so it shows as `/…`), the CRM's kind and address, an email's masked address.
+    pub recipient: Option<String>,
     pub status: String,
     pub attempts: u32,
     pub max_attempts: u32,
@@ -532,6 +543,7 @@ async fn account_message_ids(
     account: &str,
     status: Option<Status>,
     id: Option<&str>,
+    (limit, offset): (u32, u32),
 ) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM outbox_messages WHERE \
@@ -539,12 +551,13 @@ async fn account_message_ids(
           OR destination IN (SELECT id FROM webhook_endpoints WHERE account_id = ?1) \
           OR destination IN (SELECT id FROM crm_connections WHERE account_id = ?1)) \
          AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id = ?3) \
-         ORDER BY seq DESC LIMIT ?4",
+         ORDER BY seq DESC LIMIT ?4 OFFSET ?5",
     )
     .bind(account)
     .bind(status.map(Status::as_str))
     .bind(id)
-    .bind(MAX_LISTED)
+    .bind(i64::from(limit))
+    .bind(i64::from(offset))
     .fetch_all(app.store.pool())
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -564,6 +577,60 @@ fn outbox_error(e: OutboxError) -> ApiError {
     }
 }
 
+/// `scheme://host[:port]`, with `/…` when the URL had more (a path or query may hold a token).
+fn masked_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let origin = u.origin().ascii_serialization();
+            let more = (u.path() != "/" && !u.path().is_empty()) || u.query().is_some();
+            if more {
+                format!("{origin}/…")
+            } else {
+                origin
+            }
+        }
+        Err(_) => "[hidden]".into(),
+    }
+}
+
+/// The masked recipient of a message (see [`OutboxMessageView::recipient`]); deleted endpoints
+/// and connections included, since their failed messages stay listed.
+async fn recipient(
+    app: &AppState,
+    kind: &str,
+    destination: &str,
+    payload: &Value,
+) -> sqlx::Result<Option<String>> {
+    if kind == crate::outbox::email::EMAIL {
+        return Ok(payload.get("to").and_then(Value::as_str).map(str::to_owned));
+    }
+    let pool = app.store.pool();
+    if let Some((url,)) =
+        sqlx::query_as::<_, (String,)>("SELECT url FROM webhook_endpoints WHERE id = ?")
+            .bind(destination)
+            .fetch_optional(pool)
+            .await?
+    {
+        return Ok(Some(masked_url(&url)));
+    }
+    let crm: Option<(String, String)> =
+        sqlx::query_as("SELECT kind, settings FROM crm_connections WHERE id = ?")
+            .bind(destination)
+            .fetch_optional(pool)
+            .await?;
+    Ok(crm.map(|(kind, settings)| {
+        let settings: Value = serde_json::from_str(&settings).unwrap_or(Value::Null);
+        let address = ["base_url", "portal", "url"]
+            .iter()
+            .find_map(|k| settings.get(*k).and_then(Value::as_str))
+            .map(masked_url);
+        match address {
+            Some(a) => format!("{kind} {a}"),
+            None => kind,
+        }
+    }))
+}
+
 async fn view(app: &AppState, id: &str) -> Result<Option<OutboxMessageView>, ApiError> {
     let Some(m) = app.outbox.get(id).await.map_err(outbox_error)? else {
         return Ok(None);
@@ -575,10 +642,12 @@ async fn view(app: &AppState, id: &str) -> Result<Option<OutboxMessageView>, Api
     } else {
         m.payload
     };
+    let recipient = recipient(app, &m.kind, &m.destination, &payload).await?;
     Ok(Some(OutboxMessageView {
         id: m.id,
         kind: m.kind,
         destination: m.destination,
+        recipient,
         status: m.status.as_str().into(),
         attempts: m.attempts,
         max_attempts: m.max_attempts,
@@ -600,7 +669,7 @@ async fn view(app: &AppState, id: &str) -> Result<Option<OutboxMessageView>, Api
     }))
 }
 
-/// The account's outbox messages (newest first, at most 100) with their delivery logs: its
+/// The account's outbox messages (newest first, 100 a page) with their delivery logs: its
 /// webhooks, CRM writes and emails (invitations, its users' password resets, the summaries of
 /// its meetings, seat reviews; summaries of meetings of no account belong to no outbox).
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/outbox", tag = "integrations",
@@ -616,13 +685,22 @@ pub async fn list_outbox(
 ) -> Result<Json<Vec<OutboxMessageView>>, ApiError> {
     let (_, account_id) = manager(&app, &headers, &account).await?;
     let status = match params.status.as_deref() {
-        None => Status::Failed,
-        Some(s) => Status::parse(s).ok_or_else(|| ApiError::BadRequest {
+        None => Some(Status::Failed),
+        Some("all") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| ApiError::BadRequest {
             code: "invalid_query",
-            message: "status must be pending, delivered or failed.".into(),
-        })?,
+            message: "status must be pending, delivered, failed or all.".into(),
+        })?),
     };
-    let ids = account_message_ids(&app, &account_id.to_string(), Some(status), None).await?;
+    let limit = params.limit.unwrap_or(MAX_LISTED);
+    if !(1..=MAX_LISTED).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("limit must be between 1 and {MAX_LISTED}."),
+        });
+    }
+    let page = (limit, params.offset.unwrap_or(0));
+    let ids = account_message_ids(&app, &account_id.to_string(), status, None, page).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(v) = view(&app, &id).await? {
@@ -645,7 +723,7 @@ pub async fn retry_outbox(
 ) -> Result<Json<OutboxMessageView>, ApiError> {
     let (_, account_id) = manager(&app, &headers, &account).await?;
     // Another account's message is "not found", like one that does not exist.
-    if account_message_ids(&app, &account_id.to_string(), None, Some(&message))
+    if account_message_ids(&app, &account_id.to_string(), None, Some(&message), (1, 0))
         .await?
         .is_empty()
     {

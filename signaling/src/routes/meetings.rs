@@ -353,6 +353,10 @@ pub async fn list(
     };
     match bearer_token(&headers) {
         Some(t) if constant_time_eq(t, admin.expose()) => {}
+        // The admin console's operator session; an expired or revoked one is 401.
+        Some(t) if t.starts_with(crate::auth::operator_session::PREFIX) => {
+            crate::auth::operator_session::authenticate(&app, t).await?;
+        }
         Some(_) => return Err(ApiError::Forbidden("The admin token is not valid.".into())),
         None => {
             return Err(ApiError::Unauthorized(

@@ -7,8 +7,10 @@ pub(crate) mod integrations;
 pub(crate) mod licensing;
 pub(crate) mod meeting_access;
 pub(crate) mod meetings;
+pub(crate) mod operator;
 mod participants;
 pub(crate) mod sdk;
+pub(crate) mod usage;
 pub(crate) mod users;
 pub(crate) mod web;
 
@@ -43,6 +45,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/openapi.json", get(openapi::serve))
         .merge(licensing::routes())
+        .merge(operator::routes())
         .merge(users::routes())
         .merge(integrations::routes())
         .route(
@@ -74,6 +77,7 @@ pub fn router(app: AppState) -> Router {
             get(crate::recordings::http::of_account),
         )
         .route("/accounts/{account}/audit", get(crate::privacy::list))
+        .route("/accounts/{account}/usage", get(usage::usage))
         .route(
             "/accounts/{account}/erasure",
             post(crate::privacy::erasure::erase),

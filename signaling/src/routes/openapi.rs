@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::licensing::{
-    accounts, documents, invoices, lots, orders, payments, promotions, tariffs, terminations,
+    accounts, card_payments, documents, invoices, lots, orders, payments, promotions, tariffs,
+    terminations,
 };
 use super::users::{auth, manage, me, seat_review};
 use super::{crm_card, health, integrations, meetings, participants};
@@ -37,9 +38,12 @@ use super::{crm_card, health, integrations, meetings, participants};
         invoices::list, invoices::get, invoices::retro_discount, invoices::list_corrective,
         invoices::get_corrective,
         payments::register, payments::list,
+        card_payments::start, card_payments::list, card_payments::notification,
         documents::list, documents::get, documents::object,
         terminations::suspend, terminations::resume, terminations::terminate,
-        terminations::refunds,
+        terminations::refunds, terminations::preview, accounts::list,
+        super::operator::sessions::open, super::operator::sessions::close,
+        super::operator::node::status, super::operator::live::list,
         auth::sign_in, auth::sign_out, auth::list_sessions, auth::revoke_session,
         auth::request_reset, auth::confirm_reset, auth::accept_invitation,
         auth::preview_invitation, me::me,
@@ -51,13 +55,15 @@ use super::{crm_card, health, integrations, meetings, participants};
         crate::recordings::http::of_meeting, crate::recordings::http::get,
         crate::recordings::http::delete, crate::recordings::http::links,
         crate::recordings::http::of_account, crate::recordings::http::download,
-        crm_card::put_secret, crm_card::link_user, crm_card::unlink_user, crm_card::deal,
+        crm_card::put_secret, crm_card::secret_status, crm_card::list_links,
+        crm_card::link_user, crm_card::unlink_user, crm_card::deal,
         crm_card::meetings, crm_card::create, crm_card::summary,
         integrations::put_crm, integrations::get_crm, integrations::delete_crm,
         integrations::create_webhook, integrations::list_webhooks, integrations::delete_webhook,
         integrations::list_outbox, integrations::retry_outbox, integrations::inbound_meeting,
         super::sdk::create_key, super::sdk::list_keys, super::sdk::revoke_key,
-        super::sdk::mint_token
+        super::sdk::mint_token,
+        super::usage::usage
     ),
     modifiers(&BearerAuth),
     tags(
@@ -72,6 +78,10 @@ use super::{crm_card, health, integrations, meetings, participants};
             account's admins and key, the operator) and host controls (mute, remove: the host \
             key, a host token or the hosting user's session)"),
         (name = "operations", description = "Health and metrics"),
+        (name = "operator", description = "The platform operator's console: operator sessions \
+            (the operator token exchanged for an expiring, revocable `Bearer op_<token>` that \
+            acts as the operator token everywhere but here), the node's load and the meetings \
+            live on it. Anyone else who is identified gets 403."),
         (name = "licensing", description = "Tariffs, accounts, quotes and orders, lots and seats, \
             invoices, payments, transfer documents, suspension and termination. The operator \
             calls with `Bearer <PARLEY_ADMIN_TOKEN>`; an account with its API key (`Bearer \
@@ -110,7 +120,10 @@ use super::{crm_card, health, integrations, meetings, participants};
             your backend mints with the account API key. A token minted with `sdk_key_id` is \
             admitted by the WebSocket only from the key's origins and opens the iframe page \
             `GET /embed/{meeting}?token=…`, framable only by them. The SDK module is \
-            `/sdk/v1/parley.js`.")
+            `/sdk/v1/parley.js`."),
+        (name = "usage", description = "The account's usage per Moscow day for the admin \
+            console's charts: meetings held, meeting minutes, seats in use (users who hosted a \
+            meeting that day) and seats licensed.")
     )
 )]
 pub struct ApiDoc;
@@ -127,8 +140,9 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "A join token (JWT), the meeting's host key, its invitation secret, the \
-                         operator's admin token, an account API key (`<key_id>.<secret>`), or a \
-                         user session (`s_<token>`), depending on the call.",
+                         operator's admin token or an operator session (`op_<token>`), an \
+                         account API key (`<key_id>.<secret>`), or a user session \
+                         (`s_<token>`), depending on the call.",
                     ))
                     .build(),
             ),

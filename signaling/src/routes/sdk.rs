@@ -212,19 +212,22 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(SdkKeyView::from(&key))))
 }
 
-/// The account's live SDK keys, oldest first.
+/// The account's live SDK keys, oldest first unless `order=newest`, paged with `limit` and
+/// `offset`.
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/sdk-keys", tag = "sdk",
     operation_id = "list_sdk_keys",
-    params(("account" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Vec<SdkKeyView>), (status = 401, body = ErrorBody),
+    params(("account" = String, Path), crate::routes::licensing::ListPage), security(("bearer" = [])),
+    responses((status = 200, body = Vec<SdkKeyView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_keys(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    crate::error::ApiQuery(page): crate::error::ApiQuery<crate::routes::licensing::ListPage>,
 ) -> Result<Json<Vec<SdkKeyView>>, ApiError> {
     let (_, account) = sdk_manager(&app, &headers, &account).await?;
-    let keys = store(&app).list(&account.to_string()).await?;
+    let keys = page.apply(store(&app).list(&account.to_string()).await?)?;
     Ok(Json(keys.iter().map(SdkKeyView::from).collect()))
 }
 

@@ -36,6 +36,11 @@ pub fn router(web_root: &Path) -> Router<AppState> {
         .route_service("/forgot-password", html("forgot-password.html"))
         .route_service("/reset-password", html("reset-password.html"))
         .route_service("/invitation", html("invitation.html"))
+        // The admin console: one page, hash routing (`/admin/#/lots`); its scripts and styles
+        // come from the web root like the rest.
+        .route_service("/admin", html("admin/index.html"))
+        .route_service("/admin/", html("admin/index.html"))
+        .route_service("/admin/index.html", html("admin/index.html"))
         .layer(no_store)
         .nest_service("/static", ServeDir::new(web_root))
         .fallback_service(ServeDir::new(web_root))

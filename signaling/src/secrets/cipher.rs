@@ -31,22 +31,36 @@ pub enum Field {
     WebhookEndpointSecret,
     /// `crm_card_settings.secret`: the HMAC key of deal-card launch URLs.
     CardSecret,
+    /// `settings.value` of the server's own signing keys (see [`Field::rows`]): the join-token
+    /// (JWT) key and the recording-link key. Whoever reads them can mint tokens and links.
+    ServerSecret,
 }
 
 impl Field {
-    pub const ALL: [Field; 5] = [
+    pub const ALL: [Field; 6] = [
         Field::CrmSecrets,
         Field::CrmAccessToken,
         Field::CrmRefreshToken,
         Field::WebhookEndpointSecret,
         Field::CardSecret,
+        Field::ServerSecret,
     ];
+
+    /// The rows of the column that hold secrets, when not all of them do (`settings` may hold
+    /// other values one day: only these keys are sealed).
+    pub fn rows(self) -> Option<&'static [&'static str]> {
+        match self {
+            Field::ServerSecret => Some(&["jwt_secret", "recording_link_secret"]),
+            _ => None,
+        }
+    }
 
     pub fn table(self) -> &'static str {
         match self {
             Field::CrmSecrets | Field::CrmAccessToken | Field::CrmRefreshToken => "crm_connections",
             Field::WebhookEndpointSecret => "webhook_endpoints",
             Field::CardSecret => "crm_card_settings",
+            Field::ServerSecret => "settings",
         }
     }
 
@@ -56,6 +70,7 @@ impl Field {
             Field::CrmAccessToken => "amo_access_token",
             Field::CrmRefreshToken => "amo_refresh_token",
             Field::WebhookEndpointSecret | Field::CardSecret => "secret",
+            Field::ServerSecret => "value",
         }
     }
 
@@ -63,6 +78,7 @@ impl Field {
     pub fn row_key(self) -> &'static str {
         match self {
             Field::CardSecret => "account_id",
+            Field::ServerSecret => "key",
             _ => "id",
         }
     }

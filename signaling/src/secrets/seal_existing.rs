@@ -51,8 +51,12 @@ async fn seal_on(
     for field in Field::ALL {
         let (table, column, key) = (field.table(), field.column(), field.row_key());
         // Names from `Field`'s fixed strings, never from input.
+        let only = field.rows().map_or(String::new(), |rows| {
+            let list: Vec<String> = rows.iter().map(|r| format!("'{r}'")).collect();
+            format!(" AND {key} IN ({})", list.join(", "))
+        });
         let rows: Vec<(String, String)> = sqlx::query_as(&format!(
-            "SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL"
+            "SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL{only}"
         ))
         .fetch_all(&mut *tx)
         .await?;
@@ -126,12 +130,20 @@ mod tests {
         .await
         .expect("card");
 
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('jwt_secret', 'jwt-plain'), \
+             ('some_option', 'not a secret')",
+        )
+        .execute(pool)
+        .await
+        .expect("settings");
+
         let cipher = SecretsCipher::new(&SecretsKey::generate());
         let first = seal_existing(pool, &cipher).await.expect("seal");
         assert_eq!(
             first,
             Sealed {
-                sealed: 4,
+                sealed: 5,
                 verified: 0
             }
         );
@@ -167,6 +179,20 @@ mod tests {
             cipher.open(Field::CardSecret, "acc", &card).as_deref(),
             Ok("card-plain")
         );
+        let jwt = column(pool, "SELECT value FROM settings WHERE key = 'jwt_secret'")
+            .await
+            .expect("set");
+        assert_eq!(
+            cipher
+                .open(Field::ServerSecret, "jwt_secret", &jwt)
+                .as_deref(),
+            Ok("jwt-plain")
+        );
+        assert_eq!(
+            column(pool, "SELECT value FROM settings WHERE key = 'some_option'").await,
+            Some("not a secret".into()),
+            "only the listed settings are secrets"
+        );
         assert_eq!(
             column(pool, "SELECT amo_refresh_token FROM crm_connections").await,
             None,
@@ -179,7 +205,7 @@ mod tests {
             again,
             Sealed {
                 sealed: 0,
-                verified: 4
+                verified: 5
             }
         );
         assert_eq!(

@@ -11,16 +11,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::NaiveDate;
+use parley_licensing::store::AccountPage;
 use parley_licensing::{Account, AccountKind, LotStatus, NewAccount};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::schemas::{AccountCreatedDoc, AccountDoc, ApiKeyDoc, ApiKeyInfoDoc};
+use super::schemas::{AccountCreatedDoc, AccountDoc, AccountPageDoc, ApiKeyDoc, ApiKeyInfoDoc};
 use super::{account_scope, amount, bounded_text};
 use crate::auth::{Caller, IssuedKey, issue_key};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::startup::AppState;
 use crate::store::{ApiKeyInfo, Revocation};
 
@@ -126,6 +127,40 @@ pub async fn create(
     ))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListAccounts {
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// Accounts to skip, default 0.
+    pub offset: Option<u64>,
+    /// Only accounts whose name, INN, CRM system or CRM id contains this (any case), or whose id
+    /// it is; at most 100 characters.
+    pub q: Option<String>,
+}
+
+/// The accounts, newest first, a page at a time, with what each holds today (operator).
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "licensing", params(ListAccounts),
+    security(("bearer" = [])),
+    responses((status = 200, body = AccountPageDoc), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, description = "invalid_request: the search is too long", body = ErrorBody)))]
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<ListAccounts>,
+) -> Result<Json<AccountPage>, ApiError> {
+    Caller::from_headers(&app, &headers)
+        .await?
+        .require_operator()?;
+    let (limit, offset) = crate::routes::operator::page_bounds(params.limit, params.offset)?;
+    Ok(Json(
+        app.licensing
+            .accounts_page(params.q.as_deref(), limit, offset)
+            .await?,
+    ))
+}
+
 #[utoipa::path(get, path = "/api/v1/accounts/{account}", tag = "licensing",
     params(("account" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = AccountDoc), (status = 401, body = ErrorBody),
@@ -164,19 +199,23 @@ pub async fn create_key(
     Ok((StatusCode::CREATED, Json(key.into())))
 }
 
-/// The account's API keys, revoked ones included; secrets are never shown again.
+/// The account's API keys, revoked ones included (oldest first unless `order=newest`, paged
+/// with `limit` and `offset`); secrets are never shown again.
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/api-keys", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = Vec<ApiKeyInfoDoc>), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
+    responses((status = 200, body = Vec<ApiKeyInfoDoc>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_keys(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<ApiKeyInfo>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
     app.licensing.account(id).await?;
-    Ok(Json(app.store.api_keys(&id.to_string()).await?))
+    Ok(Json(
+        page.apply(app.store.api_keys(&id.to_string()).await?)?,
+    ))
 }
 
 /// Largest key id accepted in a path (issued ids are far shorter).

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::schemas::TransferDocumentDoc;
 use super::{account_scope, bounded_text, html, path_id, split_html};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::startup::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -24,15 +24,18 @@ pub struct Objection {
 
 /// The account's transfer documents, with acceptance as of today.
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/documents", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<TransferDocumentDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<TransferDocument>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
-    Ok(Json(app.licensing.transfer_documents(id).await?))
+    Ok(Json(
+        page.apply(app.licensing.transfer_documents(id).await?)?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/documents/{document}", tag = "licensing",

@@ -13,19 +13,20 @@ use utoipa::ToSchema;
 
 use super::schemas::{CorrectiveInvoiceDoc, InvoiceDoc};
 use super::{account_scope, amount, bounded_text, html, path_id, split_html};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::startup::AppState;
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/invoices", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<InvoiceDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<Invoice>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
-    Ok(Json(app.licensing.invoices(id).await?))
+    Ok(Json(page.apply(app.licensing.invoices(id).await?)?))
 }
 
 /// One invoice; `{invoice}.html` is its printable form ("without VAT", seller and buyer, lines).
@@ -91,15 +92,18 @@ pub async fn retro_discount(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/corrective-invoices", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<CorrectiveInvoiceDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_corrective(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<CorrectiveInvoice>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
-    Ok(Json(app.licensing.corrective_invoices(id).await?))
+    Ok(Json(
+        page.apply(app.licensing.corrective_invoices(id).await?)?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/corrective-invoices/{corrective}", tag = "licensing",

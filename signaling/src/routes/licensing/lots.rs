@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::schemas::{LotDoc, SeatDoc};
 use super::{account_scope, bounded_text, path_id};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::startup::AppState;
 
 /// User ids come from the account's own directory (the CRM); bounded because they are stored
@@ -27,15 +27,16 @@ pub struct AssignSeat {
 
 /// Lots with their status as of today.
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/lots", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<LotDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<Lot>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
-    Ok(Json(app.licensing.lots(id).await?))
+    Ok(Json(page.apply(app.licensing.lots(id).await?)?))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/lots/{lot}", tag = "licensing",
@@ -55,15 +56,16 @@ pub async fn get(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/seats", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<SeatDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_seats(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<SeatAssignment>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
-    Ok(Json(app.licensing.seats(id).await?))
+    Ok(Json(page.apply(app.licensing.seats(id).await?)?))
 }
 
 /// Gives a user a seat of the lot (one seat per user per account).

@@ -12,7 +12,7 @@
 //! - an account's API key, and an account admin signed in to that account (the
 //!   `parley_session` cookie of the admin console, or `Bearer s_…`): the account's own
 //!   resources — read them, quote and order, sign and cancel orders, assign and reclaim seats,
-//!   pay by card, object to documents, manage the account's API keys. Orders, signatures,
+//!   pay by card (through the acquirer: `card_payments`), object to documents, manage the account's API keys. Orders, signatures,
 //!   seats and payments go to the audit log with who did them (the key, or the admin user);
 //! - a member of the account (session): 403 on all of this. What a member needs of the
 //!   license — the lot of their own seat and whether they may host — is in `GET /api/v1/me`;
@@ -23,6 +23,7 @@
 //! - another account's key, admin or member: 404, as for an account that does not exist.
 
 pub(crate) mod accounts;
+pub(crate) mod card_payments;
 pub(crate) mod documents;
 pub(crate) mod invoices;
 pub(crate) mod lots;
@@ -55,7 +56,7 @@ pub fn routes() -> Router<AppState> {
             "/promotions",
             get(promotions::list).post(promotions::create),
         )
-        .route("/accounts", post(accounts::create))
+        .route("/accounts", post(accounts::create).get(accounts::list))
         .route(
             "/accounts/by-crm/{system}/{external_id}",
             get(accounts::by_crm),
@@ -117,6 +118,19 @@ pub fn routes() -> Router<AppState> {
             get(invoices::get_corrective),
         )
         .route("/accounts/{account}/payments", get(payments::list))
+        .route(
+            "/accounts/{account}/invoices/{invoice}/card-payments",
+            post(card_payments::start),
+        )
+        .route("/accounts/{account}/card-payments", get(card_payments::list))
+        // The acquirer's notifications: public by design (see `card_payments`), so their own
+        // tighter body limit.
+        .route(
+            "/payments/yookassa/notifications",
+            post(card_payments::notification).layer(axum::extract::DefaultBodyLimit::max(
+                card_payments::MAX_NOTIFICATION_BYTES,
+            )),
+        )
         .route("/accounts/{account}/documents", get(documents::list))
         .route(
             "/accounts/{account}/documents/{document}",
@@ -133,6 +147,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/accounts/{account}/termination",
             post(terminations::terminate),
+        )
+        .route(
+            "/accounts/{account}/termination/preview",
+            post(terminations::preview),
         )
         .route("/accounts/{account}/refunds", get(terminations::refunds))
 }
@@ -159,6 +177,49 @@ pub(crate) async fn account_scope(
 /// Operator-only calls.
 pub(crate) async fn operator(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Caller::from_headers(app, headers).await?.require_operator()
+}
+
+/// Largest page of a list.
+pub const MAX_PAGE: u32 = 500;
+
+/// `?limit&offset&order` of the account's lists (orders, invoices, payments, documents, lots,
+/// seats, users). Without `limit` the whole list comes back, as before these parameters
+/// existed. The list is read whole and cut here: an account's lists grow by a few entries a
+/// month, so one indexed read per page costs less than a second query for the count.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListPage {
+    /// 1 to 500; absent: the whole list.
+    pub limit: Option<u32>,
+    /// Entries to skip, default 0: the next page starts at `offset + limit`.
+    pub offset: Option<u32>,
+    /// `oldest` first (default) or `newest` first.
+    pub order: Option<String>,
+}
+
+impl ListPage {
+    /// The page of `items` (given oldest first) the query asks for.
+    pub fn apply<T>(&self, mut items: Vec<T>) -> Result<Vec<T>, ApiError> {
+        let bad = |message: String| ApiError::BadRequest {
+            code: "invalid_query",
+            message,
+        };
+        match self.order.as_deref() {
+            None | Some("oldest") => {}
+            Some("newest") => items.reverse(),
+            Some(_) => return Err(bad("order must be oldest or newest.".into())),
+        }
+        let offset = usize::try_from(self.offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        let Some(limit) = self.limit else {
+            return Ok(items.into_iter().skip(offset).collect());
+        };
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(bad(format!("limit must be between 1 and {MAX_PAGE}.")));
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(items.into_iter().skip(offset).take(limit).collect())
+    }
 }
 
 /// A path id; a malformed one is "not found" like any id that does not exist.
@@ -255,4 +316,68 @@ pub(crate) fn amount(field: &'static str, v: &Value) -> Result<Money, ApiError> 
 /// An optional `YYYY-MM-DD` field.
 pub(crate) fn opt_date(v: Option<&str>) -> Result<Option<chrono::NaiveDate>, ApiError> {
     Ok(v.map(parley_licensing::calendar::parse_date).transpose()?)
+}
+
+#[cfg(test)]
+mod list_page_tests {
+    use super::ListPage;
+
+    fn page(limit: Option<u32>, offset: Option<u32>, order: Option<&str>) -> ListPage {
+        ListPage {
+            limit,
+            offset,
+            order: order.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn without_a_limit_the_whole_list_as_before() {
+        assert_eq!(
+            page(None, None, None).apply(vec![1, 2, 3]).unwrap(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            page(None, Some(1), None).apply(vec![1, 2, 3]).unwrap(),
+            [2, 3]
+        );
+    }
+
+    #[test]
+    fn pages_in_either_order() {
+        let items: Vec<u32> = (1..=7).collect();
+        let p = |o, order| page(Some(3), Some(o), order).apply(items.clone()).unwrap();
+        assert_eq!(p(0, None), [1, 2, 3]);
+        assert_eq!(p(3, Some("oldest")), [4, 5, 6]);
+        assert_eq!(p(6, None), [7]);
+        assert_eq!(p(9, None), Vec::<u32>::new());
+        assert_eq!(p(0, Some("newest")), [7, 6, 5]);
+        assert_eq!(p(6, Some("newest")), [1]);
+    }
+
+    #[test]
+    fn bad_queries_are_refused_not_clamped() {
+        for bad in [
+            page(Some(0), None, None),
+            page(Some(super::MAX_PAGE + 1), None, None),
+            page(Some(5), None, Some("random")),
+        ] {
+            let e = bad.apply(vec![1]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    crate::error::ApiError::BadRequest {
+                        code: "invalid_query",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+        }
+        assert!(
+            page(Some(super::MAX_PAGE), Some(u32::MAX), None)
+                .apply(vec![1])
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::schemas::{OrderDoc, PlacedOrderDoc, QuoteDoc, QuoteRequestDoc, SignedOrderDoc};
 use super::{account_scope, idempotency_key, path_id};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::startup::AppState;
 
 /// Prices an order without placing it.
@@ -64,15 +64,16 @@ pub async fn place(
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/orders", tag = "licensing",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), super::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<OrderDoc>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<super::ListPage>,
 ) -> Result<Json<Vec<OrderRecord>>, ApiError> {
     let (_, id) = account_scope(&app, &headers, &account).await?;
-    Ok(Json(app.licensing.orders(id).await?))
+    Ok(Json(page.apply(app.licensing.orders(id).await?)?))
 }
 
 /// An order with its invoice.

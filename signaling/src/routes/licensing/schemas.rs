@@ -152,6 +152,8 @@ pub struct PaymentDoc {
     pub granted_on: String,
     pub granted_late: bool,
     pub lot_id: String,
+    /// The bank's reference of a transfer, as registered.
+    pub reference: Option<String>,
 }
 
 #[derive(ToSchema)]
@@ -321,4 +323,34 @@ pub struct TerminationDoc {
     pub effective_on: String,
     pub refund: String,
     pub refund_due_on: Option<String>,
+}
+
+/// One account of the operator's list: the account's fields plus what it holds today.
+#[derive(ToSchema)]
+pub struct AccountSummaryDoc {
+    pub id: String,
+    pub name: String,
+    /// `individual`, `sole_proprietor`, `legal_entity`.
+    pub kind: String,
+    pub inn: Option<String>,
+    pub resident: bool,
+    pub crm: CrmLinkDoc,
+    pub status: AccountStatusDoc,
+    pub postpay_allowed: bool,
+    pub card_limit: Option<String>,
+    pub address: Option<String>,
+    /// Seats on active lots valid today.
+    pub seats: u32,
+    /// Invoices issued and not yet paid.
+    pub unpaid_invoices: u32,
+    /// The day a termination takes (or took) effect.
+    pub terminates_on: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct AccountPageDoc {
+    /// Newest first.
+    pub items: Vec<AccountSummaryDoc>,
+    /// Accounts matching the search in all.
+    pub total: u64,
 }

@@ -88,24 +88,50 @@ pub async fn terminate(
 ) -> Result<Json<TerminationOutcome>, ApiError> {
     let (caller, id) = account_scope(&app, &headers, &account).await?;
     caller.require_operator()?;
-    let kind = match body.kind.as_str() {
-        "provider" => TerminationKind::Provider,
-        "breach" => TerminationKind::Breach,
-        "client" => TerminationKind::Client,
-        other => {
-            return Err(LicensingError::InvalidRequest {
-                field: "kind",
-                reason: format!(
-                    "unknown termination kind {other:.40?}; provider, breach or client"
-                ),
-            }
-            .into());
-        }
-    };
+    let kind = termination_kind(&body.kind)?;
     let effective_on = opt_date(body.effective_on.as_deref())?;
     let outcome = app.licensing.terminate(id, kind, effective_on).await?;
     tracing::info!(account = %id, kind = kind.as_str(), "agreement terminated");
     Ok(Json(outcome))
+}
+
+fn termination_kind(kind: &str) -> Result<TerminationKind, ApiError> {
+    match kind {
+        "provider" => Ok(TerminationKind::Provider),
+        "breach" => Ok(TerminationKind::Breach),
+        "client" => Ok(TerminationKind::Client),
+        other => Err(LicensingError::InvalidRequest {
+            field: "kind",
+            reason: format!("unknown termination kind {other:.40?}; provider, breach or client"),
+        }
+        .into()),
+    }
+}
+
+/// What ending the agreement now would give (operator), changing nothing: the effective date,
+/// the refund the rules give (8.3.3: paid × unexpired days / paid days, rounded once at the
+/// end) and its due date, so the operator sees them before confirming. The same body as the
+/// termination; the same refusals (`notice_too_short`, ...).
+#[utoipa::path(post, path = "/api/v1/accounts/{account}/termination/preview", tag = "licensing",
+    params(("account" = String, Path)), request_body = Terminate, security(("bearer" = [])),
+    responses((status = 200, body = TerminationDoc), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "notice_too_short, no_active_license, invalid_date", body = ErrorBody)))]
+pub async fn preview(
+    State(app): State<AppState>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Terminate>,
+) -> Result<Json<TerminationOutcome>, ApiError> {
+    let (caller, id) = account_scope(&app, &headers, &account).await?;
+    caller.require_operator()?;
+    let kind = termination_kind(&body.kind)?;
+    let effective_on = opt_date(body.effective_on.as_deref())?;
+    Ok(Json(
+        app.licensing
+            .termination_preview(id, kind, effective_on)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/refunds", tag = "licensing",

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::auth::INVITATION_PREFIX;
 use super::{Manager, manager, not_found_user, unprocessable};
 use crate::domain::{DisplayName, Email};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::outbox::email::{Purpose, email_message};
 use crate::routes::licensing::path_id;
 use crate::routes::licensing::schemas::SeatDoc;
@@ -226,17 +226,18 @@ pub async fn invite(
 
 /// The account's users with their seats.
 #[utoipa::path(get, path = "/api/v1/accounts/{account}/users", tag = "users",
-    params(("account" = String, Path)), security(("bearer" = [])),
+    params(("account" = String, Path), crate::routes::licensing::ListPage), security(("bearer" = [])),
     responses((status = 200, body = Vec<AccountUser>), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(app): State<AppState>,
     Path(account): Path<String>,
     headers: HeaderMap,
+    ApiQuery(page): ApiQuery<crate::routes::licensing::ListPage>,
 ) -> Result<Json<Vec<AccountUser>>, ApiError> {
     let (_, account_id) = manager(&app, &headers, &account).await?;
     let seats = app.licensing.seats(account_id).await?;
-    let users = app.users.store.of_account(&account_id.to_string()).await?;
+    let users = page.apply(app.users.store.of_account(&account_id.to_string()).await?)?;
     Ok(Json(
         users
             .iter()
