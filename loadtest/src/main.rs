@@ -96,7 +96,9 @@ fn media_options(mut args: impl Iterator<Item = String>) -> Options {
             _ => {
                 let value = args.next().unwrap_or_else(|| usage());
                 match flag.as_str() {
-                    "--scenario" => scenario = Some(Scenario::parse(&value).unwrap_or_else(|| usage())),
+                    "--scenario" => {
+                        scenario = Some(Scenario::parse(&value).unwrap_or_else(|| usage()))
+                    }
                     "--n" => sizes = Some(vec![value.parse().unwrap_or_else(|_| usage())]),
                     "--ramp" => {
                         ramp = true;
@@ -147,7 +149,9 @@ fn media_options(mut args: impl Iterator<Item = String>) -> Options {
     }
     if let Some(url) = target {
         if !is_loopback(&url) {
-            eprintln!("--target must be a loopback address: a load generator stays on this machine");
+            eprintln!(
+                "--target must be a loopback address: a load generator stays on this machine"
+            );
             std::process::exit(2);
         }
         o.parley = ParleyTarget::External { url, pid };
@@ -185,7 +189,10 @@ fn pin_to(cpus: &str) -> anyhow::Result<()> {
     // SAFETY: `set` is a valid, initialised cpu_set_t of the size passed.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if r != 0 {
-        anyhow::bail!("sched_setaffinity({cpus}): {}", std::io::Error::last_os_error());
+        anyhow::bail!(
+            "sched_setaffinity({cpus}): {}",
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }

@@ -712,7 +712,9 @@ fn yookassa_config(
     secret_key: Option<Secret>,
     api_url: Option<String>,
 ) -> Result<Option<YooKassaConfig>, ConfigError> {
-    let shop_id = shop_id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let shop_id = shop_id
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
     let secret_key = secret_key.filter(|k| !k.expose().trim().is_empty());
     let (shop_id, secret_key) = match (shop_id, secret_key) {
         (None, None) => return Ok(None),
@@ -909,7 +911,10 @@ mod tests {
         };
         let c = Config::merge(&cli, FileConfig::default()).expect("valid");
         let y = c.yookassa.as_ref().expect("configured");
-        assert_eq!((y.shop_id.as_str(), y.api_url.as_str()), ("506751", YOOKASSA_API_URL));
+        assert_eq!(
+            (y.shop_id.as_str(), y.api_url.as_str()),
+            ("506751", YOOKASSA_API_URL)
+        );
         for shown in [c.describe(), format!("{c:?}")] {
             assert!(!shown.contains("live_c2Vj"), "{shown}");
             assert!(shown.contains("506751"), "{shown}");

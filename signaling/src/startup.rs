@@ -164,7 +164,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     let link_key =
         crate::secrets::server_secret(store.pool(), &secrets_cipher, "recording_link_secret")
             .await
-        .context("cannot load the recording link secret")?;
+            .context("cannot load the recording link secret")?;
 
     let outbox = crate::outbox::Outbox::new(
         Arc::new(crate::outbox::SqliteOutboxStore::new(store.pool().clone())),

@@ -512,7 +512,11 @@ fn table() -> Vec<Row> {
             FOREIGN_LICENSING,
         )
         .bind("invoice", "b.invoice"),
-        get("/api/v1/accounts/{account}/card-payments", AccountA, LICENSING),
+        get(
+            "/api/v1/accounts/{account}/card-payments",
+            AccountA,
+            LICENSING,
+        ),
         // The acquirer's notification: public by design (YooKassa cannot authenticate; its
         // body is never believed — only the payment id is read and the payment looked up at
         // the acquirer). An unknown id is the same quiet 200 for everyone.

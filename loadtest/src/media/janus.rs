@@ -173,10 +173,14 @@ impl Session {
 
     /// Trickles our host candidate and the end of candidates.
     fn trickle(&self, handle: u64, peer: &Peer) -> anyhow::Result<()> {
-        self.send(json!({"janus": "trickle", "session_id": self.id, "handle_id": handle,
-            "candidate": {"candidate": peer.candidate_line(), "sdpMLineIndex": 0, "sdpMid": "0"}}))?;
-        self.send(json!({"janus": "trickle", "session_id": self.id, "handle_id": handle,
-            "candidate": {"completed": true}}))
+        self.send(
+            json!({"janus": "trickle", "session_id": self.id, "handle_id": handle,
+            "candidate": {"candidate": peer.candidate_line(), "sdpMLineIndex": 0, "sdpMid": "0"}}),
+        )?;
+        self.send(
+            json!({"janus": "trickle", "session_id": self.id, "handle_id": handle,
+            "candidate": {"completed": true}}),
+        )
     }
 }
 

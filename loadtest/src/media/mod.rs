@@ -185,7 +185,11 @@ impl Options {
             sizes,
             ramp: false,
             window: Duration::from_secs(10),
-            settle: Duration::from_secs(if scenario == Scenario::AudioRoom { 3 } else { 8 }),
+            settle: Duration::from_secs(if scenario == Scenario::AudioRoom {
+                3
+            } else {
+                8
+            }),
             systems: vec![System::Parley],
             parley: ParleyTarget::Binary(server::default_parley_bin()),
             janus_script: server::default_janus_script(),
@@ -233,7 +237,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 server::start_janus(&opts.janus_script, opts.server_cpus.as_deref()).await?
             }
         };
-        eprintln!("{}: server at {} (pid {:?})", server.name, server.url, server.pid);
+        eprintln!(
+            "{}: server at {} (pid {:?})",
+            server.name, server.url, server.pid
+        );
         let result = run_system(opts, *system, &server, &http).await;
         let log = server.log_path();
         server.stop().await;
@@ -436,8 +443,8 @@ async fn join_range(
                 let url = server.url.clone();
                 let room = room.janus_id();
                 async move {
-                    let r = janus::join(&url, room, &format!("load-{i}-sub"), role, &feeds, stop)
-                        .await;
+                    let r =
+                        janus::join(&url, room, &format!("load-{i}-sub"), role, &feeds, stop).await;
                     (i, r)
                 }
             })
@@ -526,17 +533,8 @@ async fn run_system(
         }
         let load_before = server::loadavg();
         let t0 = Instant::now();
-        let (new, join_times, failures) = join_range(
-            opts,
-            system,
-            server,
-            &room,
-            joined_so_far,
-            target,
-            n,
-            &stop,
-        )
-        .await;
+        let (new, join_times, failures) =
+            join_range(opts, system, server, &room, joined_so_far, target, n, &stop).await;
         joined_so_far = target;
         people.extend(new.into_iter().map(|(_, j, _)| j));
         eprintln!(

@@ -81,8 +81,10 @@ pub async fn join(
         .await
         .context("websocket")?;
     let ws_open = Instant::now();
-    ws.send(Message::text(json!({"type": "join", "token": token}).to_string()))
-        .await?;
+    ws.send(Message::text(
+        json!({"type": "join", "token": token}).to_string(),
+    ))
+    .await?;
     let joined = loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -98,7 +100,10 @@ pub async fn join(
             bail!("join refused: {v}");
         }
     };
-    let id = joined["participant_id"].as_str().unwrap_or_default().to_owned();
+    let id = joined["participant_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let subscriber = if role.subscribe {
         Some(Peer::receiving(stop.clone()).await?)
     } else {

@@ -120,7 +120,16 @@ mod tests {
     fn vp8_stamp_round_trips_after_the_frame_header() {
         let mut buf = Vec::new();
         for (first, key) in [(true, true), (true, false), (false, false)] {
-            vp8_packet(&mut buf, 0x1234, first, key, (640, 360), 987_654_321, 1000, 0x33);
+            vp8_packet(
+                &mut buf,
+                0x1234,
+                first,
+                key,
+                (640, 360),
+                987_654_321,
+                1000,
+                0x33,
+            );
             assert_eq!(buf.len(), 1000);
             let info = read_vp8(&buf);
             assert_eq!(info.stamp_us, Some(987_654_321));

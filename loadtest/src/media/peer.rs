@@ -345,7 +345,13 @@ impl Peer {
             scratch: Vec::with_capacity(1500),
             counters: SendCounters::default(),
         };
-        Ok(Self::spawn(pc, Role::Send(Box::new(sender)), socket, local, stop))
+        Ok(Self::spawn(
+            pc,
+            Role::Send(Box::new(sender)),
+            socket,
+            local,
+            stop,
+        ))
     }
 
     /// A peer that receives (it answers the server's offer with [`Peer::answer`]).
@@ -359,7 +365,13 @@ impl Peer {
             delay: Histogram::default(),
             first_media: None,
         };
-        Ok(Self::spawn(pc, Role::Receive(Box::new(receiver)), socket, local, stop))
+        Ok(Self::spawn(
+            pc,
+            Role::Receive(Box::new(receiver)),
+            socket,
+            local,
+            stop,
+        ))
     }
 
     fn spawn(
@@ -393,7 +405,10 @@ impl Peer {
         let mut g = self.lock();
         let offer = g.pc.create_offer(None)?;
         g.pc.set_local_description(Instant::now(), offer)?;
-        let sdp = g.pc.local_description().context("no local description")?.sdp;
+        let sdp =
+            g.pc.local_description()
+                .context("no local description")?
+                .sdp;
         let mut mids = Vec::new();
         let tids: Vec<_> = g.pc.get_transceivers().collect();
         for tid in tids {
@@ -415,12 +430,18 @@ impl Peer {
     pub fn apply_answer(&self, sdp: String) -> anyhow::Result<()> {
         let mut g = self.lock();
         let now = Instant::now();
-        g.pc
-            .set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
+        g.pc.set_remote_description(now, RTCSessionDescription::answer(sdp)?)?;
         let Inner { pc, role, .. } = &mut *g;
         if let Role::Send(s) = role {
             if let Some(v) = s.video.as_mut() {
-                learn(pc, v.sender, &mut v.pt, &mut v.mid_ext, Some(&mut v.rid_ext), &mut v.mid);
+                learn(
+                    pc,
+                    v.sender,
+                    &mut v.pt,
+                    &mut v.mid_ext,
+                    Some(&mut v.rid_ext),
+                    &mut v.mid,
+                );
             }
             if let Some(a) = s.audio.as_mut() {
                 learn(pc, a.sender, &mut a.pt, &mut a.mid_ext, None, &mut a.mid);
@@ -435,11 +456,13 @@ impl Peer {
     pub fn answer(&self, sdp: String) -> anyhow::Result<String> {
         let mut g = self.lock();
         let now = Instant::now();
-        g.pc
-            .set_remote_description(now, RTCSessionDescription::offer(sdp)?)?;
+        g.pc.set_remote_description(now, RTCSessionDescription::offer(sdp)?)?;
         let answer = g.pc.create_answer(None)?;
         g.pc.set_local_description(now, answer)?;
-        let sdp = g.pc.local_description().context("no local description")?.sdp;
+        let sdp =
+            g.pc.local_description()
+                .context("no local description")?
+                .sdp;
         drop(g);
         self.notify.notify_one();
         Ok(sdp)
@@ -668,13 +691,18 @@ fn process(g: &mut Inner, now: Instant, out: &mut Vec<(BytesMut, SocketAddr)>) {
     while let Some(TaggedRTCMessage { message, .. }) = pc.poll_read() {
         match (message, &mut *role) {
             (RTCMessage::RtpPacket(track, p), Role::Receive(r)) => {
-                let idx = match r.streams.iter().position(|(ssrc, _, _)| *ssrc == p.header.ssrc) {
+                let idx = match r
+                    .streams
+                    .iter()
+                    .position(|(ssrc, _, _)| *ssrc == p.header.ssrc)
+                {
                     Some(i) => i,
                     None => {
                         let Some(&(rx, video)) = r.tracks.get(&track) else {
                             continue;
                         };
-                        r.streams.push((p.header.ssrc, rx, Stream::new(video, p.header.ssrc)));
+                        r.streams
+                            .push((p.header.ssrc, rx, Stream::new(video, p.header.ssrc)));
                         r.streams.len() - 1
                     }
                 };

@@ -122,7 +122,10 @@ pub fn routes() -> Router<AppState> {
             "/accounts/{account}/invoices/{invoice}/card-payments",
             post(card_payments::start),
         )
-        .route("/accounts/{account}/card-payments", get(card_payments::list))
+        .route(
+            "/accounts/{account}/card-payments",
+            get(card_payments::list),
+        )
         // The acquirer's notifications: public by design (see `card_payments`), so their own
         // tighter body limit.
         .route(
