@@ -88,7 +88,7 @@ pub struct Sfu {
     /// would keep up to twice that per participant in empty buckets and move it all on growth.
     participants: FastMap<PKey, Box<Participant>>,
     by_name: HashMap<(RoomId, ParticipantId), PKey>,
-    rooms: HashMap<RoomId, Room>,
+    rooms: FastMap<RoomId, Room>,
     by_ufrag: HashMap<String, (PKey, PeerRole)>,
     by_addr: FastMap<SocketAddr, (PKey, PeerRole)>,
     transmits: VecDeque<Transmit>,
@@ -134,7 +134,7 @@ impl Sfu {
             next_key: 1,
             participants: FastMap::default(),
             by_name: HashMap::new(),
-            rooms: HashMap::new(),
+            rooms: FastMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: FastMap::default(),
             transmits: VecDeque::new(),
