@@ -33,6 +33,8 @@ install_prerequisites() {
   command -v pkg-config >/dev/null || missing+=(pkg-config)
   # ffprobe checks the recording files the SFU writes.
   command -v ffprobe >/dev/null || missing+=(ffmpeg)
+  # Janus (its VideoRoom) is the comparison server of the media load test's smoke test.
+  command -v janus >/dev/null || missing+=(janus)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
       echo "installing: ${missing[*]}"

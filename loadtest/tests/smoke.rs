@@ -1,6 +1,6 @@
 //! Smoke test of the media load generator: a tiny webinar (one publisher, three subscribers)
-//! for a few seconds against Parley started in this process (the Janus side of the generator
-//! does not get media through yet; its smoke test comes with it). Asserts only that media flowed to every subscriber and that the written report
+//! for a few seconds against Parley started in this process, and against Janus when it is
+//! installed. Asserts only that media flowed to every subscriber and that the written report
 //! reads back — no timing or throughput figures (those are for docs/PERFORMANCE.md).
 
 use std::time::Duration;
@@ -48,4 +48,17 @@ async fn a_small_webinar_gets_media_through_parley() {
         .await
         .expect("the run completes");
     check(&report, out.path(), "Parley");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_webinar_gets_media_through_janus() {
+    if server::janus_available().is_none() {
+        eprintln!("skipped: the janus binary is not installed (Debian: apt-get install janus)");
+        return;
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let report = media::run(&smoke_options(System::Janus, out.path()))
+        .await
+        .expect("the run completes");
+    check(&report, out.path(), "Janus");
 }

@@ -5,6 +5,7 @@
 //! simulcast substream with `configure`, as Parley's `video_size` does.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -211,10 +212,12 @@ pub async fn create_room(
 }
 
 /// Joins one participant: a publisher handle publishing what `role` says, and a subscriber
-/// handle subscribing to `feeds`, asking for the substream its render size needs. Returns the
+/// handle subscribing to `feeds`, asking for the substream its render size needs. Its sockets
+/// bind to `local_ip`, the address Janus offers its candidate on (see [`super::server::Server::media_ip`]). Returns the
 /// participant and, for a publisher, its feed id.
 pub async fn join(
     ws_url: &str,
+    local_ip: IpAddr,
     room: u64,
     name: &str,
     role: Role,
@@ -238,7 +241,7 @@ pub async fn join(
             )
             .await?;
         feed = r["plugindata"]["data"]["id"].as_u64();
-        let p = Peer::sending(what, stop.clone()).await?;
+        let p = Peer::sending(what, local_ip, stop.clone()).await?;
         let (sdp, _) = p.create_offer()?;
         let r = s
             .message(
@@ -271,7 +274,7 @@ pub async fn join(
         let offer = r["jsep"]["sdp"]
             .as_str()
             .with_context(|| format!("no offer from janus: {r}"))?;
-        let p = Peer::receiving(stop.clone()).await?;
+        let p = Peer::receiving(local_ip, stop.clone()).await?;
         let answer = p.answer(offer.to_owned())?;
         s.message(
             h,

@@ -354,7 +354,7 @@ async fn join_range(
                     parley::join(m, &name, role, stop).await.map(|j| (j, None))
                 }
                 (System::Janus, Room::Janus(id, _)) => {
-                    janus::join(&server.url, *id, &name, role, &feeds, stop).await
+                    janus::join(&server.url, server.media_ip, *id, &name, role, &feeds, stop).await
                 }
                 _ => unreachable!("room matches system"),
             };
@@ -441,10 +441,12 @@ async fn join_range(
                 };
                 let stop = stop.clone();
                 let url = server.url.clone();
+                let ip = server.media_ip;
                 let room = room.janus_id();
                 async move {
                     let r =
-                        janus::join(&url, room, &format!("load-{i}-sub"), role, &feeds, stop).await;
+                        janus::join(&url, ip, room, &format!("load-{i}-sub"), role, &feeds, stop)
+                            .await;
                     (i, r)
                 }
             })

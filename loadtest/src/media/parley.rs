@@ -3,6 +3,7 @@
 //! and the SFU's UDP port for media.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::peer::{Peer, wait_connected};
 use super::{Joined, Role};
+
+/// Parley listens on loopback (its default announced address), so the peers bind there too.
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A meeting on the server under test, and how to reach it.
 #[derive(Clone)]
@@ -105,13 +109,13 @@ pub async fn join(
         .unwrap_or_default()
         .to_owned();
     let subscriber = if role.subscribe {
-        Some(Peer::receiving(stop.clone()).await?)
+        Some(Peer::receiving(LOOPBACK, stop.clone()).await?)
     } else {
         None
     };
     let publisher = match role.publish {
         Some(what) => {
-            let p = Peer::sending(what, stop.clone()).await?;
+            let p = Peer::sending(what, LOOPBACK, stop.clone()).await?;
             let (sdp, mids) = p.create_offer()?;
             let tracks: Vec<Value> = mids
                 .into_iter()

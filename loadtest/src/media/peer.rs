@@ -9,7 +9,7 @@
 //! connection wants to send goes out at once.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -284,8 +284,12 @@ fn coding(rid: &str, mime: &str, clock_rate: u32, channels: u16) -> RTCRtpEncodi
 
 impl Peer {
     /// A peer that publishes `what` (its offer is made with [`Peer::create_offer`]).
-    pub async fn sending(what: Publish, stop: CancellationToken) -> anyhow::Result<Arc<Peer>> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    pub async fn sending(
+        what: Publish,
+        bind: IpAddr,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Peer>> {
+        let socket = UdpSocket::bind((bind, 0)).await?;
         let local = socket.local_addr()?;
         let now = Instant::now();
         let mut pc = build_pc(now, local, true)?;
@@ -355,8 +359,8 @@ impl Peer {
     }
 
     /// A peer that receives (it answers the server's offer with [`Peer::answer`]).
-    pub async fn receiving(stop: CancellationToken) -> anyhow::Result<Arc<Peer>> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    pub async fn receiving(bind: IpAddr, stop: CancellationToken) -> anyhow::Result<Arc<Peer>> {
+        let socket = UdpSocket::bind((bind, 0)).await?;
         let local = socket.local_addr()?;
         let pc = build_pc(Instant::now(), local, false)?;
         let receiver = Receiver {

@@ -2,7 +2,7 @@
 //! ports (so the /proc figures are the server's alone), Parley in this process (the smoke test),
 //! or a server already running (`--target`). Plus the /proc readings.
 
-use std::net::{TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +18,10 @@ pub struct Server {
     pub pid: Option<u32>,
     /// The figures include the load generator itself (in-process server).
     pub shares_process: bool,
+    /// The address the server offers its ICE candidate on, where the generator's peers bind:
+    /// loopback for Parley; this host's own address for Janus (libnice gathers no loopback
+    /// candidate; packets to it still never leave the machine).
+    pub media_ip: IpAddr,
     child: Option<Child>,
     in_process: Option<parley_signaling::RunningServer>,
     dir: Option<tempfile::TempDir>,
@@ -152,6 +156,7 @@ pub async fn start_parley(
         url,
         pid: Some(child.id()),
         shares_process: false,
+        media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         child: Some(child),
         in_process: None,
         dir: Some(dir),
@@ -176,6 +181,7 @@ pub async fn start_parley_in_process() -> anyhow::Result<Server> {
         url: s.base_url(),
         pid: Some(std::process::id()),
         shares_process: true,
+        media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         child: None,
         in_process: Some(s),
         dir: Some(dir),
@@ -189,6 +195,7 @@ pub fn external(name: &'static str, url: String, pid: Option<u32>) -> Server {
         url,
         pid,
         shares_process: false,
+        media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         child: None,
         in_process: None,
         dir: None,
@@ -221,8 +228,10 @@ pub async fn start_janus(script: &Path, cpus: Option<&str>) -> anyhow::Result<Se
     let ws_port = free_tcp_port()?;
     // Below Linux's ephemeral range (32768 up), where the generator's own sockets live.
     let rtp = "10000-14999";
+    let ip = host_ipv4().context("no IPv4 address on this host for Janus's ICE candidate")?;
     let mut cmd = Command::new(script);
     cmd.env("JANUS_WS_PORT", ws_port.to_string())
+        .env("JANUS_ICE_IP", ip.to_string())
         .env("JANUS_RTP_RANGE", rtp)
         .env("JANUS_CONF_DIR", dir.path().join("conf"))
         .stdin(Stdio::null())
@@ -258,10 +267,20 @@ pub async fn start_janus(script: &Path, cpus: Option<&str>) -> anyhow::Result<Se
         url,
         pid: Some(child.id()),
         shares_process: false,
+        media_ip: ip.into(),
         child: Some(child),
         in_process: None,
         dir: Some(dir),
     })
+}
+
+/// This host's first IPv4 address that is not loopback (`hostname -I`).
+fn host_ipv4() -> Option<std::net::Ipv4Addr> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
 }
 
 fn clock_ticks() -> f64 {
