@@ -3,7 +3,7 @@
 //! H.264, and the RTCP machinery the forwarding core relies on.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
     NackGeneratorBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
@@ -117,21 +117,37 @@ fn media_engine(role: PeerRole) -> Result<MediaEngine, rtc::shared::error::Error
     Ok(me)
 }
 
-/// The interceptor chain: NACK generation towards publishers and RTCP reports both ways. There is
-/// deliberately no NACK responder: subscribers' NACKs are answered by the forwarding core from its
-/// own per-down-track cache, which holds packets as rewritten for that subscriber.
+/// How often a subscriber connection sends a sender report per stream (rtc's default, named
+/// because the fan-out relies on it: see `Sfu::drain_forwarded`).
+pub const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The interceptor chain: NACK generation and receiver reports towards publishers, sender reports
+/// towards subscribers. There is deliberately no NACK responder: subscribers' NACKs are answered by
+/// the forwarding core from its own per-down-track cache, which holds packets as rewritten for
+/// that subscriber.
+///
+/// Each connection carries media one way only (a publisher connection only receives, a subscriber
+/// connection only sends), so each gets only the report interceptor of its direction: a sender
+/// report interceptor on a connection without senders, or a receiver report one on a connection
+/// without receivers, never emits anything, yet every packet would pass through it (on the
+/// fan-out, one interceptor hop per subscriber per packet).
 fn interceptors(role: PeerRole) -> Registry {
-    let registry = Registry::new()
-        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
-        .with(Slot::SenderReport, SenderReportBuilder::new().build());
     match role {
-        PeerRole::Publisher => registry
+        PeerRole::Publisher => Registry::new()
+            .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()),
-        PeerRole::Subscriber => registry.with(
-            Slot::Custom(crate::engine::feedback_tap::SLOT),
-            crate::engine::feedback_tap::FeedbackTap::default(),
-        ),
+        PeerRole::Subscriber => Registry::new()
+            .with(
+                Slot::SenderReport,
+                SenderReportBuilder::new()
+                    .with_interval(SENDER_REPORT_INTERVAL)
+                    .build(),
+            )
+            .with(
+                Slot::Custom(crate::engine::feedback_tap::SLOT),
+                crate::engine::feedback_tap::FeedbackTap::default(),
+            ),
     }
 }
 
