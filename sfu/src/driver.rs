@@ -58,6 +58,7 @@ fn bind_all(config: &SfuConfig) -> std::io::Result<Vec<StdUdpSocket>> {
         }
         let socket = StdUdpSocket::bind(addr)?;
         socket.set_nonblocking(true)?;
+        size_buffers(&socket);
         if port == 0 {
             // The first socket picks the port; the others follow it.
             port = socket.local_addr()?.port();
@@ -70,6 +71,37 @@ fn bind_all(config: &SfuConfig) -> std::io::Result<Vec<StdUdpSocket>> {
         ));
     }
     Ok(sockets)
+}
+
+/// What the media socket asks of the kernel for each direction (it grants at most
+/// `net.core.{r,w}mem_max`; docs/operations.md says how to raise them).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// One socket carries every participant's media, so its buffers must absorb a burst to all of
+/// them: a keyframe fanned out to hundreds of subscribers, or the time the media thread is
+/// descheduled. The kernel default (~208 KiB, some 170 full-size packets) is what a single
+/// call needs; past a few hundred subscribers the sends found it full and dropped packets,
+/// and the publishers' packets were lost before we read them.
+fn size_buffers(socket: &StdUdpSocket) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let (send, recv) = (
+        s.send_buffer_size().unwrap_or(0),
+        s.recv_buffer_size().unwrap_or(0),
+    );
+    // Linux reports twice the size it was given (half is bookkeeping).
+    if send < SOCKET_BUFFER || recv < SOCKET_BUFFER {
+        tracing::warn!(
+            send,
+            recv,
+            "the media socket's buffers are smaller than the {} MiB asked for; raise \
+             net.core.wmem_max and net.core.rmem_max (see docs/operations.md)",
+            SOCKET_BUFFER >> 20
+        );
+    } else {
+        tracing::debug!(send, recv, "media socket buffers");
+    }
 }
 
 /// Starts the media plane on its own thread. Returns the handle and the event stream.
