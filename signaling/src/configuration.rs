@@ -76,6 +76,51 @@ pub struct YooKassaConfig {
     pub api_url: String,
 }
 
+/// Several nodes behind one address (see [`crate::cluster`]): present when `PARLEY_REDIS_URL`
+/// is set.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]`; may hold a password, so it is a secret.
+    pub redis_url: Secret,
+    /// This node's name in the registry (`PARLEY_NODE_ID`; default: random at each start).
+    pub node_id: String,
+    /// This node's own http(s) base that clients can reach (`PARLEY_NODE_URL`): where
+    /// participants of its meetings are redirected. Unlike `public_url` (the one address in
+    /// front of every node, used in links), it names this node alone. Empty (a test hook; the
+    /// configuration refuses it): `http://` and the address the listener bound.
+    pub node_url: String,
+    /// Prefix of every Redis key (`PARLEY_REDIS_PREFIX`, `parley`): several installations, or
+    /// test runs, can share one Redis.
+    pub key_prefix: String,
+    /// How often the node writes its registry entry (1 s)...
+    pub heartbeat: Duration,
+    /// ...and how long the entry lives without one (5 s): a node silent this long is dead.
+    pub node_ttl: Duration,
+    /// Lifetime of a meeting's claim unless its owner refreshes it (it does while the meeting
+    /// has a hub there): an emptied meeting is free to go elsewhere this long after (15 s).
+    pub claim_ttl: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(redis_url: Secret, node_id: String, node_url: String) -> Self {
+        ClusterConfig {
+            redis_url,
+            node_id,
+            node_url: node_url.trim_end_matches('/').to_owned(),
+            key_prefix: "parley".into(),
+            heartbeat: Duration::from_secs(1),
+            node_ttl: Duration::from_secs(5),
+            claim_ttl: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A random node id (`node-` and 12 hex digits) when none is configured.
+pub fn random_node_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("node-{}", &id[..12])
+}
+
 /// The acquirer's API unless `PARLEY_YOOKASSA_API_URL` says otherwise.
 pub const YOOKASSA_API_URL: &str = "https://api.yookassa.ru";
 
@@ -185,6 +230,8 @@ pub struct Config {
     /// Test hook: bytes in one "MB" of a tariff's storage quota (1 MiB; tests shrink it so a
     /// quota fills within seconds). Not settable from outside.
     pub storage_megabyte: u64,
+    /// Redis routing between nodes (`PARLEY_REDIS_URL` and friends); none: a single process.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -234,6 +281,7 @@ impl Default for Config {
             recording_quota_check: Duration::from_secs(5),
             recording_retention_check: Duration::from_secs(3600),
             storage_megabyte: 1024 * 1024,
+            cluster: None,
         }
     }
 }
@@ -346,6 +394,19 @@ pub struct Cli {
     /// Allow recording meetings that run without a license (default false).
     #[arg(long, env = "PARLEY_RECORD_UNLICENSED")]
     pub record_unlicensed: Option<bool>,
+    /// Redis for routing between several nodes, e.g. redis://127.0.0.1:6379 (needs a shared
+    /// PostgreSQL database; unset: a single process).
+    #[arg(long, env = "PARLEY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+    /// This node's id in the cluster (default: random).
+    #[arg(long, env = "PARLEY_NODE_ID")]
+    pub node_id: Option<String>,
+    /// This node's own http(s) base URL that clients can reach (required with Redis).
+    #[arg(long, env = "PARLEY_NODE_URL")]
+    pub node_url: Option<String>,
+    /// Prefix of the Redis keys (default parley).
+    #[arg(long, env = "PARLEY_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// Write the OpenAPI document to this path and exit.
     #[arg(long)]
     pub dump_openapi: Option<PathBuf>,
@@ -386,6 +447,10 @@ pub struct FileConfig {
     pub ffmpeg: Option<PathBuf>,
     pub recording_link_secs: Option<u64>,
     pub record_unlicensed: Option<bool>,
+    pub redis_url: Option<Secret>,
+    pub node_id: Option<String>,
+    pub node_url: Option<String>,
+    pub redis_prefix: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -457,6 +522,13 @@ impl Config {
             .clone()
             .or(file.database_url)
             .unwrap_or(d.database_url);
+        let cluster = cluster_config(
+            cli.redis_url.clone().or(file.redis_url),
+            cli.node_id.clone().or(file.node_id),
+            cli.node_url.clone().or(file.node_url),
+            cli.redis_prefix.clone().or(file.redis_prefix),
+            &database_url,
+        )?;
         if !database_url.starts_with("sqlite:") {
             return Err(ConfigError::Invalid(format!(
                 "only sqlite:// database URLs are supported so far, got {:?}",
@@ -599,6 +671,7 @@ impl Config {
                 .record_unlicensed
                 .or(file.record_unlicensed)
                 .unwrap_or(d.record_unlicensed),
+            cluster,
             ..d
         })
     }
@@ -609,7 +682,8 @@ impl Config {
             "http_addr={} udp_addr={} announced_ips={:?} database_url={} public_url={} \
              jwt_secret={} secrets_key={} admin_token={} web_root={} token_ttl={}s resume_grace={}s \
              require_license={} card_limit={} licensing_database_url={} session_idle={}s \
-             session_max={}s smtp_url={} smtp_from={} recordings_dir={} ffmpeg={} yookassa={}{}",
+             session_max={}s smtp_url={} smtp_from={} recordings_dir={} ffmpeg={} yookassa={} \
+             cluster={}{}",
             self.http_addr,
             self.udp_addr,
             self.announced_ips,
@@ -654,6 +728,14 @@ impl Config {
                 // The shop id is not a secret (it is on every receipt); the key is.
                 Some(y) => format!("shop {} at {} (key ********)", y.shop_id, y.api_url),
                 None => "<none: card payments unavailable>".into(),
+            },
+            match &self.cluster {
+                // The Redis URL may carry a password: only the node's own names are shown.
+                Some(c) => format!(
+                    "node {} at {} (redis ********, prefix {})",
+                    c.node_id, c.node_url, c.key_prefix
+                ),
+                None => "<none: single node>".into(),
             },
             match &self.licensing_clock {
                 Some(c) => format!(" licensing_today={} (test clock)", c.today()),
@@ -746,6 +828,75 @@ fn yookassa_config(
         secret_key,
         api_url,
     }))
+}
+
+/// The cluster settings when Redis is configured. Every node must read the same durable state,
+/// so a node-local SQLite file is refused; each node needs its own reachable URL.
+fn cluster_config(
+    redis_url: Option<Secret>,
+    node_id: Option<String>,
+    node_url: Option<String>,
+    prefix: Option<String>,
+    database_url: &str,
+) -> Result<Option<ClusterConfig>, ConfigError> {
+    let Some(redis_url) = redis_url.filter(|u| !u.expose().trim().is_empty()) else {
+        return Ok(None);
+    };
+    let url = redis_url.expose();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(ConfigError::Invalid(format!(
+            "redis_url (PARLEY_REDIS_URL) must start with redis:// or rediss://, got {:?}",
+            mask_url(url)
+        )));
+    }
+    if database_url.starts_with("sqlite:") {
+        return Err(ConfigError::Invalid(
+            "PARLEY_REDIS_URL runs several nodes, which must share one PostgreSQL database: \
+             set DATABASE_URL to postgres://... (a sqlite:// file is this node's alone, and \
+             nodes would disagree about meetings, seats and limits)"
+                .into(),
+        ));
+    }
+    let Some(node_url) = node_url
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+    else {
+        return Err(ConfigError::Invalid(
+            "with PARLEY_REDIS_URL, set PARLEY_NODE_URL to this node's own http(s) address \
+             that clients can reach (participants are redirected there)"
+                .into(),
+        ));
+    };
+    if !(node_url.starts_with("http://") || node_url.starts_with("https://")) {
+        return Err(ConfigError::Invalid(format!(
+            "node_url (PARLEY_NODE_URL) must start with http:// or https://, got {node_url:?}"
+        )));
+    }
+    let node_id = match node_id.map(|s| s.trim().to_owned()) {
+        None => random_node_id(),
+        Some(id) if valid_name(&id) => id,
+        Some(id) => {
+            return Err(ConfigError::Invalid(format!(
+                "node_id (PARLEY_NODE_ID) must be 1 to 64 letters, digits, '-' or '_', got {id:?}"
+            )));
+        }
+    };
+    let mut cluster = ClusterConfig::new(redis_url, node_id, node_url);
+    if let Some(prefix) = prefix {
+        if !valid_name(&prefix) {
+            return Err(ConfigError::Invalid(format!(
+                "redis_prefix (PARLEY_REDIS_PREFIX) must be 1 to 64 letters, digits, '-' or '_', got {prefix:?}"
+            )));
+        }
+        cluster.key_prefix = prefix;
+    }
+    Ok(Some(cluster))
+}
+
+fn valid_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `name` in one of the `PATH` directories.
@@ -935,6 +1086,83 @@ mod tests {
             Config::merge(&bad_url, FileConfig::default()),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn redis_needs_a_shared_database_and_a_node_url() {
+        let with = |db: Option<&str>, node_url: Option<&str>, node_id: Option<&str>| Cli {
+            redis_url: Some(Secret::new("redis://:hunter2@127.0.0.1:6379")),
+            database_url: db.map(str::to_owned),
+            node_url: node_url.map(str::to_owned),
+            node_id: node_id.map(str::to_owned),
+            ..Cli::default()
+        };
+        // The default database is SQLite: refused with a message naming the fix.
+        match Config::merge(
+            &with(None, Some("http://10.0.0.5:8080"), None),
+            FileConfig::default(),
+        ) {
+            Err(ConfigError::Invalid(m)) => {
+                assert!(m.contains("PostgreSQL") && m.contains("sqlite"), "{m}");
+                assert!(!m.contains("hunter2"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let pg = Some("postgres://u@db/parley");
+        match cluster_config(
+            with(pg, None, None).redis_url,
+            None,
+            None,
+            None,
+            "postgres://u@db/parley",
+        ) {
+            Err(ConfigError::Invalid(m)) => assert!(m.contains("PARLEY_NODE_URL"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let c = cluster_config(
+            Some(Secret::new("redis://:hunter2@127.0.0.1:6379")),
+            Some("node-a".into()),
+            Some("http://10.0.0.5:8080/".into()),
+            None,
+            "postgres://u@db/parley",
+        )
+        .expect("valid")
+        .expect("configured");
+        assert_eq!(
+            (
+                c.node_id.as_str(),
+                c.node_url.as_str(),
+                c.key_prefix.as_str()
+            ),
+            ("node-a", "http://10.0.0.5:8080", "parley")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let random = cluster_config(
+            Some(Secret::new("redis://127.0.0.1")),
+            None,
+            Some("http://a".into()),
+            None,
+            "postgres://db",
+        )
+        .expect("valid")
+        .expect("configured");
+        assert!(random.node_id.starts_with("node-") && random.node_id.len() == 17);
+        for (id, url) in [(Some("a b"), "http://a"), (None, "ftp://a")] {
+            assert!(
+                cluster_config(
+                    Some(Secret::new("redis://127.0.0.1")),
+                    id.map(str::to_owned),
+                    Some(url.into()),
+                    None,
+                    "postgres://db",
+                )
+                .is_err()
+            );
+        }
+        // Without Redis nothing of the cluster is configured.
+        let single = Config::merge(&Cli::default(), FileConfig::default()).expect("valid");
+        assert!(single.cluster.is_none());
+        assert!(single.describe().contains("single node"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod card;
 pub mod card_payments;
+pub mod cluster;
 pub mod configuration;
 pub mod crm;
 pub mod domain;

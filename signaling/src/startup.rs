@@ -54,6 +54,8 @@ pub struct AppInner {
     pub recordings: crate::recordings::Recordings,
     /// Card payments through the acquirer (YooKassa), when one is configured.
     pub card_payments: crate::card_payments::CardPayments,
+    /// The node registry and meeting placement, when several nodes share Redis.
+    pub cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Deref for AppState {
@@ -70,6 +72,8 @@ pub struct RunningServer {
     app: AppState,
     server: JoinHandle<std::io::Result<()>>,
     events: JoinHandle<()>,
+    /// The cluster heartbeat, stopped (and the node's entry removed) at shutdown.
+    heartbeat: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl RunningServer {
@@ -99,6 +103,9 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let app = self.app;
         tracing::info!("shutting down");
+        if let Some(cluster) = &app.cluster {
+            drain_before_exit(cluster, &app).await;
+        }
         app.shutdown.cancel();
         app.ws_tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), app.ws_tasks.wait())
@@ -116,6 +123,10 @@ impl RunningServer {
         app.sfu.shutdown().await;
         app.recordings.drain(Duration::from_secs(10)).await;
         self.events.abort();
+        if let Some((stop, task)) = self.heartbeat {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
         app.store.close().await;
         app.licensing.store().close().await;
         tracing::info!("shut down");
@@ -214,6 +225,29 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
     );
     let card_payments =
         crate::card_payments::CardPayments::new(&config, store.pool().clone(), crm_http.clone());
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let live = hubs.clone();
+            let mut c = c.clone();
+            if c.node_url.is_empty() {
+                // Test hook (configuration refuses an empty URL): a node on port 0 is reached
+                // where it bound.
+                c.node_url = format!("http://{http_addr}");
+            }
+            Some(
+                crate::cluster::Cluster::connect(
+                    c,
+                    Box::new(crate::cluster::ProcessProbe::new(
+                        metrics.clone(),
+                        sfu.metrics().clone(),
+                    )),
+                    Arc::new(move || live.live_meetings()),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     let app = AppState(Arc::new(AppInner {
         config,
         store,
@@ -233,7 +267,12 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         integrations: integrations.clone(),
         recordings,
         card_payments,
+        cluster,
     }));
+    let heartbeat = app.cluster.as_ref().map(|c| {
+        let stop = CancellationToken::new();
+        (stop.clone(), c.spawn_heartbeat(stop))
+    });
     // One outbox worker; several processes on one database would each run one (claims keep
     // them apart).
     let deliveries = integrations
@@ -291,7 +330,23 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         app,
         server,
         events,
+        heartbeat,
     })
+}
+
+/// SIGTERM on a cluster node: drain (no new meetings here, claims released, participants told
+/// to move), then wait, bounded, for them to go before the sockets are closed for good.
+async fn drain_before_exit(cluster: &crate::cluster::Cluster, app: &AppState) {
+    if let Err(e) = cluster.drain().await {
+        tracing::error!(error = %e, "cannot drain through Redis; closing sockets anyway");
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.metrics.participants.load(Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The licensing service on its database, migrations applied. Opened after the meeting store so

@@ -354,6 +354,8 @@ fn table() -> Vec<Row> {
         delete("/api/v1/operator/sessions/current", Platform, OPERATOR),
         get("/api/v1/operator/node", Platform, OPERATOR),
         get("/api/v1/operator/meetings", Platform, OPERATOR),
+        // The fixture is one node: the operator reaches the endpoint's own 409 `not_clustered`.
+        post("/api/v1/operator/drain", Platform, OPERATOR),
         // Accounts and keys.
         get("/api/v1/accounts/{account}", AccountA, LICENSING),
         get("/api/v1/accounts/{account}", AccountB, LICENSING_B).bind("account", "b.account"),

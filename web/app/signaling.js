@@ -6,15 +6,24 @@ const FINAL_CLOSE_CODES = new Set([1000, 1008, 1009, 4000, 4001, 4002, 4003]);
 /** The server keeps a dropped participant's seat for 30 s; stop trying a little before that. */
 const RESUME_WINDOW_MS = 29_000;
 const JOIN_TIMEOUT_MS = 10_000;
+/**
+ * Close codes after a `redirect` (docs/protocol.md, "Several nodes"): 4010 the meeting is on
+ * another node, 4011 this node drains and we rejoin through the public address.
+ */
+const REDIRECT_CLOSE_CODES = new Set([4010, 4011]);
+/** Redirects followed for one join before giving up (nodes that disagree must not loop us). */
+const MAX_REDIRECTS = 3;
 const PING_INTERVAL_MS = 10_000;
 /** No frame at all for this long means the socket is dead even if the browser has not noticed. */
 const SILENCE_LIMIT_MS = 25_000;
 
 export class SignalingClosed extends Error {
-  constructor(code, reason) {
+  constructor(code, reason, redirected = false) {
     super(reason || `connection closed (${code})`);
     this.code = code;
     this.reason = reason || '';
+    /** The server sent us elsewhere (`this.url` already points there). */
+    this.redirected = redirected;
   }
 }
 
@@ -35,6 +44,8 @@ export class Signaling extends EventTarget {
   constructor(url, token, { meetingId = null } = {}) {
     super();
     this.url = url;
+    /** The public address: where a drained node sends us and where every reconnect starts. */
+    this.homeUrl = url;
     this.token = token;
     this.meetingId = meetingId;
     this.ws = null;
@@ -49,7 +60,7 @@ export class Signaling extends EventTarget {
   /** Opens the socket and joins; resolves with the `joined` message. */
   async connect() {
     this.state = 'connecting';
-    const joined = await this._open(null);
+    const joined = await this._openFollowing(null);
     this._onJoined(joined);
     return joined;
   }
@@ -76,6 +87,23 @@ export class Signaling extends EventTarget {
     this._finish(1000, 'left', false);
   }
 
+  // Joins, following the server's redirects to the meeting's node (a few at most).
+  async _openFollowing(resume) {
+    for (let hop = 0; ; hop++) {
+      try {
+        return await this._open(resume);
+      } catch (e) {
+        if (!(e instanceof SignalingClosed) || !e.redirected || hop >= MAX_REDIRECTS) throw e;
+      }
+    }
+  }
+
+  // Where a `redirect` sends us: its url when it is a WebSocket URL, else the public address.
+  _redirectTarget(msg) {
+    const url = typeof msg.url === 'string' ? msg.url : '';
+    return /^wss?:\/\//.test(url) ? url : this.homeUrl;
+  }
+
   // One socket: open, send `join`, wait for `joined` (or a close, or a timeout).
   _open(resume) {
     return new Promise((resolve, reject) => {
@@ -88,6 +116,7 @@ export class Signaling extends EventTarget {
       }
       this.ws = ws;
       let joined = false;
+      let redirect = null;
       const timer = setTimeout(() => {
         if (!joined) {
           ws.close();
@@ -109,6 +138,11 @@ export class Signaling extends EventTarget {
         } catch {
           return; // the server only sends JSON; ignore anything else rather than crash
         }
+        if (msg.type === 'redirect') {
+          // The close follows; we go where it says then.
+          redirect = this._redirectTarget(msg);
+          return;
+        }
         if (!joined) {
           if (msg.type === 'joined') {
             joined = true;
@@ -124,8 +158,10 @@ export class Signaling extends EventTarget {
       };
       ws.onclose = (ev) => {
         clearTimeout(timer);
+        const redirected = redirect !== null && REDIRECT_CLOSE_CODES.has(ev.code);
+        if (redirected) this.url = redirect;
         if (!joined) {
-          reject(new SignalingClosed(ev.code, ev.reason));
+          reject(new SignalingClosed(ev.code, ev.reason, redirected));
         } else if (this.ws === ws) {
           this._onDrop(ev.code, ev.reason);
         }
@@ -181,15 +217,23 @@ export class Signaling extends EventTarget {
     clearInterval(this._pingTimer);
     this.dispatchEvent(new CustomEvent('reconnecting', { detail: { code, reason } }));
     const droppedAt = Date.now();
+    // Told to move (the node drains): go at once; `this.url` is where the redirect said.
+    let moved = REDIRECT_CLOSE_CODES.has(code);
     let delay = 500;
     let last = { code, reason };
     while (!this.leaving && Date.now() - droppedAt < RESUME_WINDOW_MS) {
       // Exponential backoff with jitter so a restarted server is not hit by everyone at once.
-      await sleep(delay * (0.75 + Math.random() * 0.5));
-      delay = Math.min(delay * 2, 8000);
+      if (!moved) {
+        await sleep(delay * (0.75 + Math.random() * 0.5));
+        delay = Math.min(delay * 2, 8000);
+        // A lost node's address is no use: start again from the public address, which sends
+        // us to the meeting's (possibly new) node.
+        this.url = this.homeUrl;
+      }
+      moved = false;
       if (this.leaving) return;
       try {
-        const joined = await this._open({
+        const joined = await this._openFollowing({
           participant_id: this.participantId,
           resume_token: this.resumeToken,
         });

@@ -99,7 +99,15 @@ pub fn router(app: AppState) -> Router {
         )
         .merge(crm_card::page_routes())
         .merge(sdk::page_routes(&app.config.web_root))
-        .merge(web::router(&app.config.web_root))
+        .merge(web::router(
+            &app.config.web_root,
+            &web::csp(app.config.cluster.as_ref()),
+        ))
+        // On a cluster, calls acting on a meeting live on another node go there.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::cluster::forward::to_owner,
+        ))
         // The caller's address for the audit log (see `privacy::client_ip`).
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -44,6 +44,7 @@ use super::{crm_card, health, integrations, meetings, participants};
         terminations::refunds, terminations::preview, accounts::list,
         super::operator::sessions::open, super::operator::sessions::close,
         super::operator::node::status, super::operator::live::list,
+        super::operator::drain::drain,
         auth::sign_in, auth::sign_out, auth::list_sessions, auth::revoke_session,
         auth::request_reset, auth::confirm_reset, auth::accept_invitation,
         auth::preview_invitation, me::me,

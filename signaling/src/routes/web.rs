@@ -18,7 +18,40 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
     font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
-pub fn router(web_root: &Path) -> Router<AppState> {
+/// [`CSP`], widened on a cluster: the meeting app follows a `redirect` to the meeting's node, so
+/// `connect-src` also allows the WebSockets of the nodes' domain, the parent domain of this
+/// node's URL (`https://n3b.meet.example.com` → `wss://*.meet.example.com`). Nodes addressed by
+/// IP or by a one- or two-label name have no such domain: then any ws(s) origin is allowed
+/// (scripts still come only from this origin, so no page script can choose one).
+pub fn csp(cluster: Option<&crate::configuration::ClusterConfig>) -> String {
+    let Some(cluster) = cluster else {
+        return CSP.to_owned();
+    };
+    let (ws, rest) = match cluster.node_url.split_once("://") {
+        Some(("https", rest)) => ("wss", rest),
+        Some((_, rest)) => ("ws", rest),
+        None => ("wss", cluster.node_url.as_str()),
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    let labels: Vec<&str> = host.split('.').collect();
+    let named = labels.len() >= 3
+        && host.parse::<std::net::IpAddr>().is_err()
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let extra = if named {
+        format!("{ws}://*.{}:*", labels[1..].join("."))
+    } else {
+        "ws: wss:".to_owned()
+    };
+    CSP.replace(
+        "connect-src 'self';",
+        &format!("connect-src 'self' {extra};"),
+    )
+}
+
+pub fn router(web_root: &Path, csp: &str) -> Router<AppState> {
+    let csp = HeaderValue::from_str(csp).unwrap_or(HeaderValue::from_static(CSP));
     let html = |file: &str| ServeFile::new(web_root.join(file));
     let no_store = SetResponseHeaderLayer::overriding(
         header::CACHE_CONTROL,
@@ -46,7 +79,7 @@ pub fn router(web_root: &Path) -> Router<AppState> {
         .fallback_service(ServeDir::new(web_root))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
+            csp,
         ))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -57,4 +90,28 @@ pub fn router(web_root: &Path) -> Router<AppState> {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configuration::{ClusterConfig, Secret};
+
+    fn node(url: &str) -> ClusterConfig {
+        ClusterConfig::new(Secret::new("redis://r"), "n".into(), url.into())
+    }
+
+    #[test]
+    fn a_cluster_node_lets_the_app_reach_its_sibling_nodes() {
+        assert_eq!(csp(None), CSP);
+        let named = csp(Some(&node("https://n3b.meet.example.com")));
+        assert!(
+            named.contains("connect-src 'self' wss://*.meet.example.com:*;"),
+            "{named}"
+        );
+        let by_ip = csp(Some(&node("http://10.0.0.5:8080")));
+        assert!(by_ip.contains("connect-src 'self' ws: wss:;"), "{by_ip}");
+        // Everything else stays as strict as on one node.
+        assert!(named.contains("script-src 'self';") && named.contains("frame-ancestors 'none'"));
+    }
 }

@@ -18,6 +18,7 @@ use super::messages::{ClientMessage, HostAction, RecordingAction, ServerMessage,
 use super::rate_limit::TokenBucket;
 use super::{MAX_CHAT_CHARS, MAX_FRAME_BYTES};
 use crate::auth::{Claims, TokenError};
+use crate::cluster::{MOVE_CLOSE, REDIRECT_CLOSE, Route};
 use crate::domain::{MeetingId, ParticipantId};
 use crate::metrics::Metrics;
 use crate::startup::AppState;
@@ -202,6 +203,7 @@ impl Conn {
             self.app.metrics.protocol_error("invalid_token");
             return Err(invalid(&TokenError::WrongMeeting));
         }
+        self.route(&meeting).await?;
         match self.app.store.meeting(&meeting).await {
             Ok(Some(m)) if m.ended_at.is_some() => {
                 Err(Some(CloseReason::new(4001, "meeting ended")))
@@ -217,6 +219,33 @@ impl Conn {
             Err(e) => {
                 tracing::error!(error = %e, "cannot load meeting for join");
                 Err(Some(CloseReason::new(1011, "internal error")))
+            }
+        }
+    }
+
+    /// On a cluster, sends a participant whose meeting is (or is now placed) on another node
+    /// there: a `redirect` with that node's WebSocket, then a close. Decided on the signed
+    /// token alone, before the meeting is read: the owner makes every other check, and this
+    /// node need not read what it will not serve.
+    async fn route(&mut self, meeting: &MeetingId) -> Result<(), Option<CloseReason>> {
+        let Some(cluster) = self.app.cluster.clone() else {
+            return Ok(());
+        };
+        match cluster.route(meeting.as_str()).await {
+            Ok(Route::Here) => Ok(()),
+            Ok(Route::There { node, ws_url }) => {
+                tracing::debug!(meeting = %meeting, node = %node, "join redirected");
+                let _ = self
+                    .send(&ServerMessage::Redirect { url: Some(ws_url) }.encode())
+                    .await;
+                Err(Some(CloseReason::new(
+                    REDIRECT_CLOSE,
+                    "meeting is on another node",
+                )))
+            }
+            Err(e) => {
+                tracing::error!(meeting = %meeting, error = %e, "cannot route a join through Redis");
+                Err(Some(CloseReason::new(1013, "try again later")))
             }
         }
     }
@@ -380,6 +409,13 @@ impl Conn {
         mut close: oneshot::Receiver<CloseReason>,
     ) -> Exit {
         let shutdown = self.app.shutdown.clone();
+        // A node that is not clustered never drains: a token nobody cancels.
+        let moving = self
+            .app
+            .cluster
+            .as_ref()
+            .map(|c| c.moving())
+            .unwrap_or_default();
         loop {
             tokio::select! {
                 // Close requests first: when the hub drops a connection it sends the close and
@@ -387,6 +423,16 @@ impl Conn {
                 biased;
                 _ = shutdown.cancelled() => {
                     return Exit::Final(Some(CloseReason::new(1001, "server shutting down")));
+                }
+                _ = moving.cancelled() => {
+                    // The node drains: the client rejoins through the public address and lands
+                    // on the meeting's new node. It leaves here at once (no grace seat).
+                    let _ = self.send(&ServerMessage::Redirect { url: None }.encode()).await;
+                    let _ = s.hub.send(HubCommand::Leave {
+                        participant: s.participant.clone(),
+                        conn: s.conn_id,
+                    });
+                    return Exit::Final(Some(CloseReason::new(MOVE_CLOSE, "node draining, rejoin")));
                 }
                 reason = &mut close => {
                     // Deliver what the hub queued before the close (e.g. a last update).

@@ -146,6 +146,14 @@ impl Hubs {
         }
     }
 
+    /// The meetings with a hub on this node now (the cluster keeps their claims alive).
+    pub fn live_meetings(&self) -> Vec<String> {
+        match self.ctx.map.lock() {
+            Ok(map) => map.keys().map(|id| id.to_string()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub fn new_map() -> super::hub::HubMap {
         Arc::new(Mutex::new(HashMap::new()))
     }

@@ -221,6 +221,13 @@ pub enum ServerMessage {
         code: &'static str,
         message: String,
     },
+    /// The meeting is on another node (`url`: its WebSocket; join there with the same token),
+    /// or, without `url`, this node is draining: rejoin through the public address. The close
+    /// follows (docs/protocol.md, "Several nodes").
+    Redirect {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
     Pong,
 }
 

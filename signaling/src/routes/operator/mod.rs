@@ -2,6 +2,7 @@
 //! sessions, the node's load and the meetings live on it. Everything here is the operator's
 //! alone (the token or a session opened with it); any other identified caller gets 403.
 
+pub(crate) mod drain;
 pub(crate) mod live;
 pub(crate) mod node;
 pub(crate) mod sessions;
@@ -17,6 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/operator/sessions/current", delete(sessions::close))
         .route("/operator/node", get(node::status))
         .route("/operator/meetings", get(live::list))
+        .route("/operator/drain", post(drain::drain))
 }
 
 /// Largest page of the operator's lists, and the farthest offset (a console pages, it does not
