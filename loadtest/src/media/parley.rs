@@ -200,7 +200,7 @@ pub async fn join(
                         }
                     }
                 }
-                Some("error") => eprintln!("{name}: server error {v}", name = "participant"),
+                Some("error") => eprintln!("participant: server error {v}"),
                 _ => {}
             }
         }
