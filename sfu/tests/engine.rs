@@ -25,7 +25,7 @@ fn media_reaches_the_other_participant_as_one_continuous_stream() {
     // Bob's subscriber connection is offered once alice's first packets announce her tracks.
     net.send(alice, true, true, 1000);
     net.send(alice, false, false, 80);
-    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
     for i in 0..200 {
         net.send(alice, true, i % 50 == 0, 1000);
         net.send(alice, false, false, 80);
@@ -63,7 +63,7 @@ fn a_new_subscriber_gets_a_keyframe_requested_and_plis_are_rate_limited() {
     let before = SfuMetrics::get(&m.plis_sent);
     let bob = net.join("bob", false);
     net.send(alice, true, false, 500);
-    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
     // The new subscriber has no keyframe yet: the SFU asks alice for one.
     assert!(net.run_until(Duration::from_secs(2), |n| SfuMetrics::get(
         &n.metrics.plis_sent
@@ -96,7 +96,7 @@ fn lost_packets_are_retransmitted_from_the_cache() {
     let alice = net.join("alice", true);
     let bob = net.join("bob", false);
     net.send(alice, true, true, 1000);
-    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
     // The subscriber's first keyframe (alice answers the SFU's PLI).
     net.send(alice, true, true, 1000);
     net.advance(Duration::from_millis(10));
@@ -173,7 +173,7 @@ fn h264_is_forwarded_when_both_sides_offer_it() {
     let alice = net.join_with_video("alice", true, "video/H264");
     let bob = net.join("bob", false);
     net.send(alice, true, true, 1000);
-    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
     for i in 0..60u32 {
         net.send(alice, true, i.is_multiple_of(30), 1000);
         net.advance(Duration::from_millis(10));
@@ -215,7 +215,7 @@ fn simulcast_layers_follow_render_size_and_switch_seamlessly() {
         }
     };
     run(&mut net, 200);
-    let connected = net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1);
+    let connected = net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob));
     assert!(connected, "{}", net.sfu.debug_state());
     run(&mut net, 1500);
     let sizes = |net: &Net| -> Vec<usize> {
@@ -372,7 +372,7 @@ fn a_connection_is_up_without_waiting_for_an_ice_tick() {
     let bob = net.join("bob", false);
     net.send(alice, true, true, 1000);
     let offered = net.now;
-    assert!(net.run_until(Duration::from_secs(10), |n| n.clients[bob].connected.1));
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
     let subscriber_up = net.now - offered;
     assert!(
         subscriber_up < Duration::from_millis(100),

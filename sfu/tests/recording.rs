@@ -16,7 +16,7 @@ fn a_recorded_room_produces_files_and_events() {
     let bob = net.join("bob", false);
     net.send(alice, true, true, 1200);
     assert!(
-        net.run_until(Duration::from_secs(30), |n| n.clients[bob].connected.1),
+        net.run_until(Duration::from_secs(30), |n| n.subscriber_up(bob)),
         "bob connects: {}",
         net.sfu.debug_state()
     );

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use parley_sfu::engine::Sfu;
-use parley_sfu::{ParticipantOptions, SfuEvent, SfuMetrics, TrackDescriptor, TrackSource};
+use parley_sfu::{
+    ParticipantOptions, PeerRole, SfuEvent, SfuMetrics, TrackDescriptor, TrackSource,
+};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -591,6 +593,18 @@ impl Net {
             }
             self.pump();
         }
+    }
+
+    /// Both ends of `client`'s subscriber connection are up: the client's, which (as the DTLS
+    /// server) finishes the handshake first, and the SFU's, which forwards only from then on. A
+    /// test that starts sending when only the client's end is up loses what it sends in between.
+    pub fn subscriber_up(&self, client: usize) -> bool {
+        let c = &self.clients[client];
+        c.connected.1
+            && self.events.iter().any(|e| {
+                matches!(e, SfuEvent::PeerState { participant, role: PeerRole::Subscriber,
+                    connected: true, .. } if *participant == c.id)
+            })
     }
 
     /// Runs the network in 5 ms steps until `done` or `limit` of simulated time.
