@@ -354,28 +354,3 @@ fn chat_up_to_the_size_limit_is_relayed_to_the_others_with_the_sender() {
         "the sender does not get its own message back"
     );
 }
-
-/// Joining waits for no timer of ours: once ICE connects, the SFU (the DTLS client of every
-/// connection) sends its first handshake flight at once rather than at the connection's next
-/// ICE tick, 200 ms later — which was most of a join on loopback. Simulated time, so the
-/// figure is exact rather than a measurement.
-#[test]
-fn a_connection_is_up_without_waiting_for_an_ice_tick() {
-    let mut net = Net::new();
-    let started = net.now;
-    let alice = net.join("alice", true);
-    let publisher_up = net.now - started;
-    assert!(
-        publisher_up < Duration::from_millis(100),
-        "alice's publisher connection took {publisher_up:?} of simulated time"
-    );
-    let bob = net.join("bob", false);
-    net.send(alice, true, true, 1000);
-    let offered = net.now;
-    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
-    let subscriber_up = net.now - offered;
-    assert!(
-        subscriber_up < Duration::from_millis(100),
-        "bob's subscriber connection took {subscriber_up:?} of simulated time"
-    );
-}

@@ -324,7 +324,8 @@ test('integrations: API and SDK keys, webhooks with a failed delivery retried, C
       await page.getByLabel('CRM web address (frame origin)').fill('https://crm.example.com');
       await assertLabelled(page);
       await page.locator('#crm-connect').click();
-      await page.locator('#crm-current', { hasText: 'Connected' }).waitFor();
+      // Not 'Connected': hasText is a case-insensitive substring, and 'Not connected' matches it.
+      await page.locator('#crm-current', { hasText: 'Generic webhook' }).waitFor();
       const current = await page.textContent('#crm-current');
       assert.match(current, /Generic webhook/);
       assert.match(current, /webhook secret/, 'which secrets are stored');

@@ -24,6 +24,8 @@ use super::{Joined, Role};
 const PLUGIN: &str = "janus.plugin.videoroom";
 const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEPALIVE: Duration = Duration::from_secs(25);
+/// How long a subscriber waits for the feeds it asks for to be listed (see `join`).
+const FEED_LISTED_WITHIN: Duration = Duration::from_secs(10);
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
 
@@ -263,14 +265,20 @@ pub async fn join(
     if role.subscribe && !feeds.is_empty() {
         let h = s.attach().await?;
         let streams: Vec<Value> = feeds.iter().map(|f| json!({"feed": f})).collect();
-        let r = s
-            .message(
-                h,
-                json!({"request": "join", "ptype": "subscriber", "room": room,
-                    "streams": streams}),
-                None,
-            )
-            .await?;
+        let join = json!({"request": "join", "ptype": "subscriber", "room": room,
+            "streams": streams});
+        // Janus lists a feed only once its publisher's PeerConnection is up on Janus's side,
+        // which can trail the publisher's own "connected" by a moment: until then a join
+        // answers "No such feed". Ask again until it is listed (bounded).
+        let listed_by = Instant::now() + FEED_LISTED_WITHIN;
+        let r = loop {
+            match s.message(h, join.clone(), None).await {
+                Err(e) if e.to_string().contains("No such feed") && Instant::now() < listed_by => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => break r?,
+            }
+        };
         let offer = r["jsep"]["sdp"]
             .as_str()
             .with_context(|| format!("no offer from janus: {r}"))?;

@@ -24,7 +24,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
+use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -735,21 +735,6 @@ impl Sfu {
                         dt.wants_keyframe = true;
                     }
                 }
-            }
-            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
-                RTCIceConnectionState::Connected,
-            ) => {
-                // We are the DTLS client of every connection. rtc starts the handshake when ICE
-                // selects a pair but leaves the first flight queued until the connection's next
-                // timeout (its ICE tick, up to 200 ms later); that wait was most of a join. The
-                // timeout runs now (its other timers check their own deadlines), so the
-                // ClientHello leaves at once.
-                if let Some(p) = self.participants.get_mut(&key)
-                    && let Err(e) = p.peer_mut(role).pc.handle_timeout(now)
-                {
-                    tracing::debug!(?role, "handle_timeout after ICE connected: {e}");
-                }
-                self.drain_writes(key, role);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
                 if role == PeerRole::Publisher =>
