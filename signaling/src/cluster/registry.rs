@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::routes::operator::node::ProcStat;
+
 /// What a node reports about itself each heartbeat (also what the claim scripts read:
 /// `draining` is looked at inside Redis).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,16 +127,7 @@ impl LoadProbe for ProcessProbe {
 /// utime + stime of this process, in ticks (Linux; `None` elsewhere).
 fn cpu_ticks() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/stat").ok()?;
-    parse_cpu_ticks(&text)
-}
-
-/// The command name (field 2) may hold spaces and `)`: fields are counted from the last `)`;
-/// utime and stime are fields 14 and 15.
-fn parse_cpu_ticks(text: &str) -> Option<u64> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
-    field(14)?.checked_add(field(15)?)
+    ProcStat::parse(&text).map(|p| p.cpu_ticks)
 }
 
 #[cfg(test)]
@@ -159,8 +152,8 @@ mod tests {
     fn cpu_ticks_count_from_the_last_parenthesis() {
         let line = "4242 (par ley) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 130 0 0 20 0 \
                     17 0 98765 123456789 2000 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(line), Some(380));
-        assert_eq!(parse_cpu_ticks("4242 (parley) S 1 2"), None);
+        assert_eq!(ProcStat::parse(line).map(|p| p.cpu_ticks), Some(380));
+        assert_eq!(ProcStat::parse("4242 (parley) S 1 2"), None);
     }
 
     #[test]

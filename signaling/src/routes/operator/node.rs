@@ -149,9 +149,9 @@ fn read(path: &str) -> Option<String> {
 
 /// The fields of `/proc/self/stat` the console shows.
 #[derive(Debug, PartialEq)]
-struct ProcStat {
+pub(crate) struct ProcStat {
     /// utime + stime.
-    cpu_ticks: u64,
+    pub(crate) cpu_ticks: u64,
     threads: u64,
     /// Start time after boot.
     start_ticks: u64,
@@ -161,7 +161,7 @@ impl ProcStat {
     /// The command name (field 2) is in parentheses and may itself hold spaces and `)`, so the
     /// fields are counted from the last `)`: utime and stime are fields 14 and 15, the thread
     /// count 20, the start time 22.
-    fn parse(text: &str) -> Option<ProcStat> {
+    pub(crate) fn parse(text: &str) -> Option<ProcStat> {
         let rest = &text[text.rfind(')')? + 1..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         // `rest` starts at field 3.
