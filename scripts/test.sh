@@ -35,6 +35,8 @@ install_prerequisites() {
   command -v ffprobe >/dev/null || missing+=(ffmpeg)
   # Janus (its VideoRoom) is the comparison server of the media load test's smoke test.
   command -v janus >/dev/null || missing+=(janus)
+  # coturn relays the TURN test's client to the SFU (the credentials Parley hands out).
+  command -v turnserver >/dev/null || missing+=(coturn)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
       echo "installing: ${missing[*]}"

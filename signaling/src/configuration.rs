@@ -94,7 +94,8 @@ pub struct ClusterConfig {
     pub key_prefix: String,
     /// How often the node writes its registry entry (1 s)...
     pub heartbeat: Duration,
-    /// ...and how long the entry lives without one (5 s): a node silent this long is dead.
+    /// ...and how long the entry lives without one (3 s, three missed heartbeats): a node
+    /// silent this long is dead, and its meetings go to other nodes at their next join.
     pub node_ttl: Duration,
     /// Lifetime of a meeting's claim unless its owner refreshes it (it does while the meeting
     /// has a hub there): an emptied meeting is free to go elsewhere this long after (15 s).
@@ -109,7 +110,7 @@ impl ClusterConfig {
             node_url: node_url.trim_end_matches('/').to_owned(),
             key_prefix: "parley".into(),
             heartbeat: Duration::from_secs(1),
-            node_ttl: Duration::from_secs(5),
+            node_ttl: Duration::from_secs(3),
             claim_ttl: Duration::from_secs(15),
         }
     }
@@ -133,8 +134,12 @@ pub struct Config {
     pub udp_addr: SocketAddr,
     /// Host candidates the SFU announces; empty lets the SFU decide.
     pub announced_ips: Vec<IpAddr>,
-    /// `sqlite://path` (created if missing); `postgres://` is reserved for later.
+    /// `sqlite://path` (created if missing), or `postgres://...` for nodes sharing one database.
     pub database_url: String,
+    /// Test hook: a PostgreSQL schema (created if missing) for the server's tables (and the
+    /// licensing tables when they share `database_url`), so parallel tests can share one
+    /// database. Not settable from the environment.
+    pub database_schema: Option<String>,
     /// Base of the links handed out (host and invite links).
     pub public_url: String,
     /// Signing key for join tokens; generated once and kept in the database when not configured.
@@ -167,8 +172,8 @@ pub struct Config {
     /// Test hook: a pending card payment is looked up at the acquirer again (notifications can
     /// be lost) once it has been this long without news (60 s). Not settable from outside.
     pub card_payment_recheck: Duration,
-    /// Where the licensing tables live; defaults to `database_url`. May be `postgres://` while
-    /// meetings stay on SQLite (the meeting store is SQLite-only so far).
+    /// Where the licensing tables live; defaults to `database_url`. May differ from it (e.g.
+    /// licensing on PostgreSQL, meetings on SQLite).
     pub licensing_database_url: Option<String>,
     /// Test hook: a PostgreSQL schema (created if missing) for the licensing tables, so parallel
     /// tests can share one database. Not settable from the environment.
@@ -232,6 +237,20 @@ pub struct Config {
     pub storage_megabyte: u64,
     /// Redis routing between nodes (`PARLEY_REDIS_URL` and friends); none: a single process.
     pub cluster: Option<ClusterConfig>,
+    /// A TURN relay for clients whose network blocks the SFU's UDP port; none: no relay.
+    pub turn: Option<TurnConfig>,
+}
+
+/// coturn with `use-auth-secret`: Parley gives every participant time-limited credentials.
+#[derive(Debug, Clone)]
+pub struct TurnConfig {
+    /// `turn:` / `turns:` URLs of the relay (`PARLEY_TURN_URLS`, comma-separated).
+    pub urls: Vec<String>,
+    /// coturn's `static-auth-secret` (`PARLEY_TURN_SECRET`).
+    pub secret: Secret,
+    /// How long a credential stays valid (`PARLEY_TURN_TTL_SECS`, 12 h): at least a long
+    /// meeting, as a relayed client re-authenticates its allocation while it lasts.
+    pub ttl: Duration,
 }
 
 impl Default for Config {
@@ -258,6 +277,7 @@ impl Default for Config {
             card_payment_recheck: Duration::from_secs(60),
             licensing_database_url: None,
             licensing_schema: None,
+            database_schema: None,
             licensing_clock: None,
             meeting_minute: Duration::from_secs(60),
             session_idle: Duration::from_secs(12 * 3600),
@@ -282,6 +302,7 @@ impl Default for Config {
             recording_retention_check: Duration::from_secs(3600),
             storage_megabyte: 1024 * 1024,
             cluster: None,
+            turn: None,
         }
     }
 }
@@ -314,6 +335,10 @@ pub struct Cli {
     /// Database URL, e.g. sqlite://parley.db.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL schema to keep every table in (created if missing), so that several
+    /// installations can share one database.
+    #[arg(long, env = "PARLEY_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
     /// Public base URL used in links.
     #[arg(long, env = "PARLEY_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -407,6 +432,15 @@ pub struct Cli {
     /// Prefix of the Redis keys (default parley).
     #[arg(long, env = "PARLEY_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// TURN relay URLs handed to clients, comma-separated (turn:host:3478?transport=udp,...).
+    #[arg(long, env = "PARLEY_TURN_URLS", value_delimiter = ',')]
+    pub turn_urls: Option<Vec<String>>,
+    /// coturn's static-auth-secret, from which client credentials are derived.
+    #[arg(long, env = "PARLEY_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<Secret>,
+    /// Lifetime of a TURN credential in seconds (default 43200).
+    #[arg(long, env = "PARLEY_TURN_TTL_SECS")]
+    pub turn_ttl_secs: Option<u64>,
     /// Write the OpenAPI document to this path and exit.
     #[arg(long)]
     pub dump_openapi: Option<PathBuf>,
@@ -421,6 +455,7 @@ pub struct FileConfig {
     pub udp_addr: Option<SocketAddr>,
     pub announced_ips: Option<Vec<IpAddr>>,
     pub database_url: Option<String>,
+    pub database_schema: Option<String>,
     pub public_url: Option<String>,
     pub jwt_secret: Option<Secret>,
     pub secrets_key: Option<Secret>,
@@ -451,6 +486,9 @@ pub struct FileConfig {
     pub node_id: Option<String>,
     pub node_url: Option<String>,
     pub redis_prefix: Option<String>,
+    pub turn_urls: Option<Vec<String>>,
+    pub turn_secret: Option<Secret>,
+    pub turn_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -529,9 +567,14 @@ impl Config {
             cli.redis_prefix.clone().or(file.redis_prefix),
             &database_url,
         )?;
-        if !database_url.starts_with("sqlite:") {
+        let turn = turn_config(
+            cli.turn_urls.clone().or(file.turn_urls),
+            cli.turn_secret.clone().or(file.turn_secret),
+            cli.turn_ttl_secs.or(file.turn_ttl_secs),
+        )?;
+        if crate::store::Backend::of_url(&database_url).is_none() {
             return Err(ConfigError::Invalid(format!(
-                "only sqlite:// database URLs are supported so far, got {:?}",
+                "database_url must be sqlite:// or postgres://, got {:?}",
                 mask_url(&database_url)
             )));
         }
@@ -631,6 +674,7 @@ impl Config {
                 .or(file.announced_ips)
                 .unwrap_or_default(),
             database_url,
+            database_schema: cli.database_schema.clone().or(file.database_schema),
             public_url: public_url.trim_end_matches('/').to_owned(),
             jwt_secret: cli.jwt_secret.clone().or(file.jwt_secret),
             secrets_key,
@@ -672,6 +716,7 @@ impl Config {
                 .or(file.record_unlicensed)
                 .unwrap_or(d.record_unlicensed),
             cluster,
+            turn,
             ..d
         })
     }
@@ -746,6 +791,14 @@ impl Config {
 }
 
 impl Config {
+    /// This node's name on what it writes to a shared database (sessions, recordings, job
+    /// runs): its cluster id, or `local` for a process on its own.
+    pub fn node_id(&self) -> &str {
+        self.cluster
+            .as_ref()
+            .map_or("local", |c| c.node_id.as_str())
+    }
+
     /// Where recordings go: the configured directory, else `recordings/` beside the SQLite file
     /// of `database_url` (the working directory for an in-memory database).
     pub fn recordings_dir(&self) -> PathBuf {
@@ -832,6 +885,56 @@ fn yookassa_config(
 
 /// The cluster settings when Redis is configured. Every node must read the same durable state,
 /// so a node-local SQLite file is refused; each node needs its own reachable URL.
+fn turn_config(
+    urls: Option<Vec<String>>,
+    secret: Option<Secret>,
+    ttl_secs: Option<u64>,
+) -> Result<Option<TurnConfig>, ConfigError> {
+    let urls: Vec<String> = urls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let secret = secret.filter(|s| !s.expose().is_empty());
+    let (urls, secret) = match (urls.is_empty(), secret) {
+        (true, None) => return Ok(None),
+        (false, Some(secret)) => (urls, secret),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "set both PARLEY_TURN_URLS and PARLEY_TURN_SECRET (coturn's static-auth-secret), \
+                 or neither"
+                    .into(),
+            ));
+        }
+    };
+    if let Some(bad) = urls.iter().find(|u| {
+        !(u.starts_with("turn:") || u.starts_with("turns:") || u.starts_with("stun:"))
+            || u.len() > 256
+    }) {
+        return Err(ConfigError::Invalid(format!(
+            "turn_urls (PARLEY_TURN_URLS) must be turn:, turns: or stun: URLs, got {bad:?}"
+        )));
+    }
+    if secret.expose().len() < 16 {
+        return Err(ConfigError::Invalid(
+            "turn_secret (PARLEY_TURN_SECRET) must be at least 16 characters: anyone who \
+             guesses it can use the relay"
+                .into(),
+        ));
+    }
+    let ttl = Duration::from_secs(match ttl_secs {
+        None => 12 * 3600,
+        Some(s) if (60..=7 * 24 * 3600).contains(&s) => s,
+        Some(s) => {
+            return Err(ConfigError::Invalid(format!(
+                "turn_ttl_secs (PARLEY_TURN_TTL_SECS) must be 60 to 604800, got {s}"
+            )));
+        }
+    });
+    Ok(Some(TurnConfig { urls, secret, ttl }))
+}
+
 fn cluster_config(
     redis_url: Option<Secret>,
     node_id: Option<String>,
@@ -908,7 +1011,7 @@ fn find_in_path(name: &std::path::Path) -> Option<PathBuf> {
 }
 
 /// Hides a password in `scheme://user:password@host` URLs.
-fn mask_url(url: &str) -> String {
+pub(crate) fn mask_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
         && let Some((userinfo, host)) = rest.split_once('@')
         && let Some((user, _)) = userinfo.split_once(':')
@@ -921,6 +1024,47 @@ fn mask_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turn_needs_urls_and_a_real_secret_together() {
+        let with = |urls: Option<&str>, secret: Option<&str>| {
+            let cli = Cli {
+                turn_urls: urls.map(|u| u.split(',').map(str::to_owned).collect()),
+                turn_secret: secret.map(Secret::new),
+                ..Cli::default()
+            };
+            Config::merge(&cli, FileConfig::default())
+        };
+        let none = with(None, None).expect("no relay is fine");
+        assert!(none.turn.is_none());
+        let c = with(
+            Some("turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349"),
+            Some("a-long-enough-shared-secret"),
+        )
+        .expect("valid");
+        let turn = c.turn.expect("relay configured");
+        assert_eq!(turn.urls.len(), 2);
+        assert_eq!(turn.ttl, Duration::from_secs(12 * 3600));
+        for (urls, secret, says) in [
+            (Some("turn:t.example.com"), None, "PARLEY_TURN_SECRET"),
+            (
+                None,
+                Some("a-long-enough-shared-secret"),
+                "PARLEY_TURN_URLS",
+            ),
+            (
+                Some("http://t.example.com"),
+                Some("a-long-enough-shared-secret"),
+                "turn:",
+            ),
+            (Some("turn:t.example.com"), Some("short"), "16 characters"),
+        ] {
+            match with(urls, secret) {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(says), "{m}"),
+                other => panic!("{urls:?} {secret:?}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn flags_override_file_which_overrides_defaults() {

@@ -59,6 +59,8 @@ pub struct Metrics {
     /// Protocol errors by kind (`malformed_json`, `unknown_type`, `flood`, ...). A mutex is fine:
     /// it is touched only on errors, never on the media path.
     ws_protocol_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Runs of scheduled jobs this node claimed and ran, by job (see `schedule`).
+    scheduled_runs: Mutex<BTreeMap<&'static str, u64>>,
     /// `join` received → `joined` sent.
     pub join_latency: Histogram,
     /// `join` received → first peer connection of the participant connected.
@@ -80,6 +82,12 @@ impl Metrics {
     pub fn protocol_error(&self, kind: &'static str) {
         if let Ok(mut m) = self.ws_protocol_errors.lock() {
             *m.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    pub fn scheduled_run(&self, job: &'static str) {
+        if let Ok(mut m) = self.scheduled_runs.lock() {
+            *m.entry(job).or_insert(0) += 1;
         }
     }
 
@@ -232,6 +240,16 @@ impl Metrics {
         if let Ok(m) = self.ws_protocol_errors.lock() {
             for (kind, n) in m.iter() {
                 let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {n}");
+            }
+        }
+        let name = "parley_scheduled_runs_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Runs of scheduled jobs this node ran, by job.\n# TYPE {name} counter"
+        );
+        if let Ok(m) = self.scheduled_runs.lock() {
+            for (job, n) in m.iter() {
+                let _ = writeln!(out, "{name}{{job=\"{job}\"}} {n}");
             }
         }
         self.join_latency.render(

@@ -138,9 +138,15 @@ impl RunningServer {
 /// Fails if the database cannot be opened or the media plane cannot start: a meeting server
 /// without media is not something to run silently.
 pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
-    let store = Store::connect(&config.database_url)
+    let store = Store::connect_in_schema(&config.database_url, config.database_schema.as_deref())
         .await
-        .with_context(|| format!("cannot open database {}", config.database_url))?;
+        .with_context(|| {
+            format!(
+                "cannot open database {}",
+                crate::configuration::mask_url(&config.database_url)
+            )
+        })?;
+    let store = store.for_node(config.node_id());
     let closed = store.close_dangling_sessions().await?;
     if closed > 0 {
         tracing::info!(closed, "closed sessions left open by a previous run");
@@ -178,7 +184,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
             .context("cannot load the recording link secret")?;
 
     let outbox = crate::outbox::Outbox::new(
-        Arc::new(crate::outbox::SqliteOutboxStore::new(store.pool().clone())),
+        Arc::new(crate::outbox::DbOutboxStore::new(store.pool().clone())),
         crate::outbox::RetryPolicy {
             max_attempts: config.outbox_max_attempts,
             base_delay: config.outbox_base_delay,
@@ -209,6 +215,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         resume_grace: config.resume_grace,
         meeting_minute: config.meeting_minute,
         map: Hubs::new_map(),
+        turn: config.turn.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -284,12 +291,24 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
             )),
         );
     tokio::spawn(crate::outbox::OutboxWorker::new(outbox, deliveries).run(app.shutdown.clone()));
-    tokio::spawn(crate::integrations::license_events::run(
-        app.licensing.clone(),
-        integrations.events.clone(),
-        app.config.license_events_interval,
-        app.shutdown.clone(),
-    ));
+    // Jobs that act on the shared database run on one node per period; watching the quota of
+    // this node's own recordings stays local.
+    let schedule = crate::schedule::Schedule::new(
+        app.store.pool().clone(),
+        app.config.node_id(),
+        app.metrics.clone(),
+    );
+    {
+        let (licensing, events) = (app.licensing.clone(), integrations.events.clone());
+        tokio::spawn(schedule.clone().every(
+            "license_events",
+            app.config.license_events_interval,
+            app.shutdown.clone(),
+            move || {
+                crate::integrations::license_events::run_once(licensing.clone(), events.clone())
+            },
+        ));
+    }
     crate::recordings::events::recover(&app).await;
     app.recordings.tasks.spawn(crate::recordings::events::run(
         recording_events,
@@ -300,16 +319,22 @@ pub async fn spawn(config: Config) -> anyhow::Result<RunningServer> {
         app.config.recording_quota_check,
         app.shutdown.clone(),
     ));
-    tokio::spawn(crate::recordings::jobs::retention(
-        app.clone(),
-        app.config.recording_retention_check,
-        app.shutdown.clone(),
-    ));
-    tokio::spawn(crate::integrations::seat_review::run(
-        app.clone(),
-        app.config.license_events_interval,
-        app.shutdown.clone(),
-    ));
+    {
+        let a = app.clone();
+        tokio::spawn(schedule.clone().every(
+            "recording_retention",
+            app.config.recording_retention_check,
+            app.shutdown.clone(),
+            move || crate::recordings::jobs::retention_once(a.clone()),
+        ));
+        let a = app.clone();
+        tokio::spawn(schedule.every(
+            "seat_review",
+            app.config.license_events_interval,
+            app.shutdown.clone(),
+            move || crate::integrations::seat_review::run_logged(a.clone()),
+        ));
+    }
     let events = tokio::spawn(route_events(events, hubs, app.clone()));
     tokio::spawn(crate::summaries::on_ended(ended_rx, app.clone()));
     let router = crate::routes::router(app.clone());
@@ -353,7 +378,13 @@ async fn drain_before_exit(cluster: &crate::cluster::Cluster, app: &AppState) {
 /// that a shared SQLite file already exists (the Any driver does not create it).
 async fn open_licensing(config: &Config) -> anyhow::Result<Licensing> {
     let url = config.licensing_database_url();
-    let store = LicensingStore::connect_in_schema(url, config.licensing_schema.as_deref())
+    // Sharing the server's database means sharing its schema too, unless told otherwise.
+    let schema = config.licensing_schema.as_deref().or(config
+        .licensing_database_url
+        .is_none()
+        .then_some(config.database_schema.as_deref())
+        .flatten());
+    let store = LicensingStore::connect_in_schema(url, schema)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| "cannot open the licensing database".to_string())?;

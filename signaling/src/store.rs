@@ -1,21 +1,90 @@
-//! Persistence through sqlx. All SQL lives here so that adding PostgreSQL later (a second
-//! migrations directory and an `AnyPool` or an enum of pools) touches one module.
+//! Persistence through sqlx, on SQLite (the default: one embedded file) or PostgreSQL (several
+//! nodes sharing one database).
+//!
+//! Like the licensing store, everything goes through `sqlx::Any`: each query is written once, with
+//! `$N` placeholders, and runs on both databases, so the two cannot drift apart. The price is
+//! Any's small type set, which the schema follows: instants are text ([`time`]), flags are
+//! integers ([`flag`]). The two migration directories differ only in type names and share
+//! versions, and with the licensing migrator the one `_sqlx_migrations` table.
+
+pub mod flag;
+pub mod time;
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{FromRow, Row};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Any, ConnectOptions, Connection, Executor, FromRow, Row, Transaction};
 
 use crate::domain::{MeetingId, ParticipantId, Role, random_token};
 
 /// The connection pool. A type alias so that the rest of the code names one thing.
-pub type DbPool = sqlx::SqlitePool;
+pub type DbPool = sqlx::AnyPool;
+
+/// A transaction on [`DbPool`].
+pub type DbTransaction = Transaction<'static, Any>;
+
+// `ignore_missing`: the licensing tables may share this database and record their migrations in
+// the same `_sqlx_migrations` table; their versions are not ours to complain about.
+static SQLITE_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
+static POSTGRES_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/postgres")
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+
+    pub fn of_pool(pool: &DbPool) -> Backend {
+        Backend::of_url(pool.connect_options().database_url.as_str()).unwrap_or(Backend::Sqlite)
+    }
+}
+
+/// Starts a transaction that reads and then writes on what it read, serialized with every other
+/// such transaction: on SQLite `BEGIN IMMEDIATE` takes the write lock up front (no snapshot can
+/// go stale, no upgrade can fail); on PostgreSQL a transaction-scoped advisory lock does the
+/// same among the nodes sharing the database. Plain writers are not held up on PostgreSQL, so
+/// these transactions also guard their writes with conditions where a race would matter.
+pub async fn begin_serialized(pool: &DbPool) -> sqlx::Result<DbTransaction> {
+    match Backend::of_pool(pool) {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            let mut tx = pool.begin().await?;
+            // An arbitrary constant of ours: one lock for all serialized transactions.
+            sqlx::query("SELECT pg_advisory_xact_lock(7305114427)")
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
     pool: DbPool,
+    backend: Backend,
+    /// This node's id in a cluster (`local` on its own): written on the sessions it holds.
+    node: Arc<str>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -23,10 +92,15 @@ pub struct MeetingRow {
     pub seq: i64,
     pub id: String,
     pub title: String,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub scheduled_start: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub started_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub ended_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::flag::DbFlag")]
     pub locked: bool,
     pub host_key: String,
     pub invite_secret: String,
@@ -36,8 +110,11 @@ pub struct MeetingRow {
     /// The tariff's limits, copied at creation so later tariff changes never alter a meeting.
     pub max_participants: Option<i64>,
     pub max_meeting_minutes: Option<i64>,
+    #[sqlx(try_from = "crate::store::flag::OptDbFlag")]
     pub recording_allowed: Option<bool>,
+    #[sqlx(try_from = "crate::store::flag::OptDbFlag")]
     pub screen_share_allowed: Option<bool>,
+    #[sqlx(try_from = "crate::store::flag::OptDbFlag")]
     pub sdk_allowed: Option<bool>,
 }
 
@@ -71,7 +148,9 @@ pub struct ApiKeyRow {
     pub key_id: String,
     pub account_id: String,
     pub secret_hash: String,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -79,9 +158,12 @@ pub struct ApiKeyRow {
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct ApiKeyInfo {
     pub key_id: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub created_at: DateTime<Utc>,
     /// To the hour (see [`Store::touch_api_key`]); `None` if never used.
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -104,7 +186,9 @@ pub struct SessionRow {
     pub identity: String,
     pub display_name: String,
     pub role: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub joined_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub left_at: Option<DateTime<Utc>>,
     pub leave_reason: Option<String>,
 }
@@ -115,6 +199,7 @@ pub struct ChatRow {
     pub display_name: String,
     pub text: String,
     pub via: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub sent_at: DateTime<Utc>,
 }
 
@@ -133,24 +218,98 @@ const MEETING_COLUMNS: &str = "seq, id, title, scheduled_start, created_at, star
                                screen_share_allowed, sdk_allowed";
 
 impl Store {
-    /// Opens (creating if missing) the database and applies migrations.
+    /// Opens the database and applies migrations: `sqlite://path` (the file is created if
+    /// missing) or `postgres://...`.
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // WAL lets REST reads proceed while a room hub writes.
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        Self::connect_in_schema(url, None).await
+    }
+
+    /// Like [`Store::connect`], with every PostgreSQL connection's `search_path` set to
+    /// `schema` (created if missing): lets tests and separate installations share one database.
+    pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let Some(backend) = Backend::of_url(url) else {
+            anyhow::bail!("unsupported database url scheme (sqlite:// or postgres://)");
+        };
+        let schema = schema.map(str::to_string);
+        if let Some(s) = &schema
+            && !s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            anyhow::bail!("bad schema name {s:?}");
+        }
+        match (backend, &schema) {
+            (Backend::Sqlite, _) => {
+                // Any cannot ask for the file to be created, so one direct connection does,
+                // and switches it to WAL (a property of the file, kept across connections).
+                let conn = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .connect()
+                    .await?;
+                conn.close().await?;
+            }
+            (Backend::Postgres, Some(s)) => {
+                let setup = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await?;
+                setup
+                    .execute(format!("CREATE SCHEMA IF NOT EXISTS {s}").as_str())
+                    .await?;
+                setup.close().await;
+            }
+            (Backend::Postgres, None) => {}
+        }
+        let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .after_connect(move |conn, _| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            // WAL lets REST reads proceed while a room hub writes.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Backend::Postgres => {
+                            if let Some(s) = schema {
+                                conn.execute(format!("SET search_path TO {s}").as_str())
+                                    .await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await?;
-        // The licensing tables may share this file and record their migrations in the same
-        // `_sqlx_migrations` table; their versions are not ours to complain about.
-        let mut migrator = sqlx::migrate!("./migrations/sqlite");
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
-        Ok(Store { pool })
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Store {
+            pool,
+            backend,
+            node: "local".into(),
+        })
+    }
+
+    /// The node this store writes as (see [`Store::for_node`]).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The same store for node `id` of a cluster.
+    pub fn for_node(mut self, id: &str) -> Store {
+        self.node = id.into();
+        self
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -162,12 +321,30 @@ impl Store {
     }
 
     /// Sessions left open by a previous process (crash, kill -9) are closed at start.
+    /// Closes the sessions this node left open when it last stopped (other nodes' sessions on
+    /// a shared database are theirs).
     pub async fn close_dangling_sessions(&self) -> sqlx::Result<u64> {
         let r = sqlx::query(
-            "UPDATE participant_sessions SET left_at = ?, leave_reason = 'server_restart' \
-             WHERE left_at IS NULL",
+            "UPDATE participant_sessions SET left_at = $1, leave_reason = 'server_restart' \
+             WHERE left_at IS NULL AND node = $2",
         )
-        .bind(Utc::now())
+        .bind(crate::store::time::now_text())
+        .bind(&*self.node)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Closes the open sessions of `meeting` held by other nodes: called by the node the
+    /// meeting has just been placed on, when those nodes have lost it (died or drained).
+    pub async fn close_sessions_elsewhere(&self, meeting: &MeetingId) -> sqlx::Result<u64> {
+        let r = sqlx::query(
+            "UPDATE participant_sessions SET left_at = $1, leave_reason = 'node_lost' \
+             WHERE meeting_id = $2 AND left_at IS NULL AND node <> $3",
+        )
+        .bind(crate::store::time::now_text())
+        .bind(meeting.as_str())
+        .bind(&*self.node)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected())
@@ -184,28 +361,28 @@ impl Store {
             "INSERT INTO meetings (id, title, scheduled_start, created_at, host_key, invite_secret, \
              account_id, host_user_id, max_participants, max_meeting_minutes, recording_allowed, \
              screen_share_allowed, sdk_allowed) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {MEETING_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {MEETING_COLUMNS}"
         );
         sqlx::query_as::<_, MeetingRow>(&sql)
             .bind(id.as_str())
             .bind(title)
-            .bind(scheduled_start)
-            .bind(Utc::now())
+            .bind(crate::store::time::opt_text(scheduled_start))
+            .bind(crate::store::time::now_text())
             .bind(random_token(32))
             .bind(random_token(32))
             .bind(license.map(|l| l.account_id.clone()))
             .bind(license.map(|l| l.host_user_id.clone()))
             .bind(license.map(|l| i64::from(l.max_participants)))
             .bind(license.map(|l| i64::from(l.max_meeting_minutes)))
-            .bind(license.map(|l| l.recording_allowed))
-            .bind(license.map(|l| l.screen_share_allowed))
-            .bind(license.map(|l| l.sdk_allowed))
+            .bind(license.map(|l| flag::int(l.recording_allowed)))
+            .bind(license.map(|l| flag::int(l.screen_share_allowed)))
+            .bind(license.map(|l| flag::int(l.sdk_allowed)))
             .fetch_one(&self.pool)
             .await
     }
 
     pub async fn meeting(&self, id: &MeetingId) -> sqlx::Result<Option<MeetingRow>> {
-        let sql = format!("SELECT {MEETING_COLUMNS} FROM meetings WHERE id = ?");
+        let sql = format!("SELECT {MEETING_COLUMNS} FROM meetings WHERE id = $1");
         sqlx::query_as::<_, MeetingRow>(&sql)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -219,7 +396,7 @@ impl Store {
         before: Option<i64>,
     ) -> sqlx::Result<Vec<MeetingRow>> {
         let sql = format!(
-            "SELECT {MEETING_COLUMNS} FROM meetings WHERE seq < ? ORDER BY seq DESC LIMIT ?"
+            "SELECT {MEETING_COLUMNS} FROM meetings WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
         );
         sqlx::query_as::<_, MeetingRow>(&sql)
             .bind(before.unwrap_or(i64::MAX))
@@ -229,8 +406,8 @@ impl Store {
     }
 
     pub async fn mark_started(&self, id: &MeetingId) -> sqlx::Result<()> {
-        sqlx::query("UPDATE meetings SET started_at = ? WHERE id = ? AND started_at IS NULL")
-            .bind(Utc::now())
+        sqlx::query("UPDATE meetings SET started_at = $1 WHERE id = $2 AND started_at IS NULL")
+            .bind(crate::store::time::now_text())
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -241,16 +418,16 @@ impl Store {
     pub async fn end_meeting(&self, id: &MeetingId) -> sqlx::Result<()> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE meetings SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
-            .bind(now)
+        sqlx::query("UPDATE meetings SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            .bind(crate::store::time::text(now))
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE participant_sessions SET left_at = ?, leave_reason = 'ended' \
-             WHERE meeting_id = ? AND left_at IS NULL",
+            "UPDATE participant_sessions SET left_at = $1, leave_reason = 'ended' \
+             WHERE meeting_id = $2 AND left_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
@@ -258,8 +435,8 @@ impl Store {
     }
 
     pub async fn set_locked(&self, id: &MeetingId, locked: bool) -> sqlx::Result<()> {
-        sqlx::query("UPDATE meetings SET locked = ? WHERE id = ?")
-            .bind(locked)
+        sqlx::query("UPDATE meetings SET locked = $1 WHERE id = $2")
+            .bind(flag::int(locked))
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
@@ -269,15 +446,16 @@ impl Store {
     pub async fn insert_session(&self, s: NewSession<'_>) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO participant_sessions \
-             (meeting_id, participant_id, identity, display_name, role, joined_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             (meeting_id, participant_id, identity, display_name, role, joined_at, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(s.meeting.as_str())
         .bind(s.participant.as_str())
         .bind(s.identity)
         .bind(s.display_name)
         .bind(s.role.as_str())
-        .bind(s.joined_at)
+        .bind(crate::store::time::text(s.joined_at))
+        .bind(&*self.node)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -290,10 +468,10 @@ impl Store {
         reason: &str,
     ) -> sqlx::Result<()> {
         sqlx::query(
-            "UPDATE participant_sessions SET left_at = ?, leave_reason = ? \
-             WHERE meeting_id = ? AND participant_id = ? AND left_at IS NULL",
+            "UPDATE participant_sessions SET left_at = $1, leave_reason = $2 \
+             WHERE meeting_id = $3 AND participant_id = $4 AND left_at IS NULL",
         )
-        .bind(Utc::now())
+        .bind(crate::store::time::now_text())
         .bind(reason)
         .bind(meeting.as_str())
         .bind(participant.as_str())
@@ -305,7 +483,7 @@ impl Store {
     pub async fn sessions(&self, meeting: &MeetingId) -> sqlx::Result<Vec<SessionRow>> {
         sqlx::query_as::<_, SessionRow>(
             "SELECT participant_id, identity, display_name, role, joined_at, left_at, leave_reason \
-             FROM participant_sessions WHERE meeting_id = ? ORDER BY seq",
+             FROM participant_sessions WHERE meeting_id = $1 ORDER BY seq",
         )
         .bind(meeting.as_str())
         .fetch_all(&self.pool)
@@ -323,14 +501,14 @@ impl Store {
     ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO chat_messages (meeting_id, participant_id, display_name, text, via, sent_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(meeting.as_str())
         .bind(participant.as_str())
         .bind(display_name)
         .bind(text)
         .bind(via)
-        .bind(sent_at)
+        .bind(crate::store::time::text(sent_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -339,7 +517,7 @@ impl Store {
     pub async fn chat(&self, meeting: &MeetingId) -> sqlx::Result<Vec<ChatRow>> {
         sqlx::query_as::<_, ChatRow>(
             "SELECT participant_id, display_name, text, via, sent_at FROM chat_messages \
-             WHERE meeting_id = ? ORDER BY seq",
+             WHERE meeting_id = $1 ORDER BY seq",
         )
         .bind(meeting.as_str())
         .fetch_all(&self.pool)
@@ -349,7 +527,7 @@ impl Store {
     /// Participants currently in the meeting (sessions not yet closed).
     pub async fn open_sessions(&self, meeting: &MeetingId) -> sqlx::Result<i64> {
         sqlx::query(
-            "SELECT COUNT(*) AS n FROM participant_sessions WHERE meeting_id = ? AND left_at IS NULL",
+            "SELECT COUNT(*) AS n FROM participant_sessions WHERE meeting_id = $1 AND left_at IS NULL",
         )
         .bind(meeting.as_str())
         .fetch_one(&self.pool)
@@ -365,12 +543,12 @@ impl Store {
     ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO account_api_keys (key_id, account_id, secret_hash, created_at) \
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(key_id)
         .bind(account_id)
         .bind(secret_hash)
-        .bind(Utc::now())
+        .bind(crate::store::time::now_text())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -379,7 +557,7 @@ impl Store {
     pub async fn api_key(&self, key_id: &str) -> sqlx::Result<Option<ApiKeyRow>> {
         sqlx::query_as::<_, ApiKeyRow>(
             "SELECT key_id, account_id, secret_hash, last_used_at, revoked_at \
-             FROM account_api_keys WHERE key_id = ?",
+             FROM account_api_keys WHERE key_id = $1",
         )
         .bind(key_id)
         .fetch_optional(&self.pool)
@@ -389,8 +567,8 @@ impl Store {
     /// Records that the key was used at `now`. Callers do it only when the stored time is an
     /// hour old or more, so a busy key costs one write an hour, not one per request.
     pub async fn touch_api_key(&self, key_id: &str, now: DateTime<Utc>) -> sqlx::Result<()> {
-        sqlx::query("UPDATE account_api_keys SET last_used_at = ? WHERE key_id = ?")
-            .bind(now)
+        sqlx::query("UPDATE account_api_keys SET last_used_at = $1 WHERE key_id = $2")
+            .bind(crate::store::time::text(now))
             .bind(key_id)
             .execute(&self.pool)
             .await?;
@@ -401,7 +579,7 @@ impl Store {
     pub async fn api_keys(&self, account_id: &str) -> sqlx::Result<Vec<ApiKeyInfo>> {
         sqlx::query_as::<_, ApiKeyInfo>(
             "SELECT key_id, created_at, last_used_at, revoked_at FROM account_api_keys \
-             WHERE account_id = ? ORDER BY created_at, key_id",
+             WHERE account_id = $1 ORDER BY created_at, key_id",
         )
         .bind(account_id)
         .fetch_all(&self.pool)
@@ -418,9 +596,9 @@ impl Store {
         key_id: &str,
         keep_one_active: bool,
     ) -> sqlx::Result<Revocation> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = begin_serialized(&self.pool).await?;
         let select = "SELECT key_id, created_at, last_used_at, revoked_at FROM account_api_keys \
-                      WHERE key_id = ? AND account_id = ?";
+                      WHERE key_id = $1 AND account_id = $2";
         let Some(key) = sqlx::query_as::<_, ApiKeyInfo>(select)
             .bind(key_id)
             .bind(account_id)
@@ -435,7 +613,7 @@ impl Store {
         if keep_one_active {
             let active: i64 = sqlx::query(
                 "SELECT COUNT(*) AS n FROM account_api_keys \
-                 WHERE account_id = ? AND revoked_at IS NULL",
+                 WHERE account_id = $1 AND revoked_at IS NULL",
             )
             .bind(account_id)
             .fetch_one(&mut *tx)
@@ -446,8 +624,8 @@ impl Store {
             }
         }
         let now = Utc::now();
-        sqlx::query("UPDATE account_api_keys SET revoked_at = ? WHERE key_id = ?")
-            .bind(now)
+        sqlx::query("UPDATE account_api_keys SET revoked_at = $1 WHERE key_id = $2")
+            .bind(crate::store::time::text(now))
             .bind(key_id)
             .execute(&mut *tx)
             .await?;

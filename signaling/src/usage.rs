@@ -23,6 +23,7 @@ use chrono_tz::Europe::Moscow;
 use parley_licensing::{Lot, LotStatus};
 
 use crate::store::DbPool;
+use crate::store::time::{self, DbTime, OptDbTime};
 
 /// The longest period one request may ask for: a year, leap day included.
 pub const MAX_DAYS: i64 = 366;
@@ -149,12 +150,7 @@ pub fn per_day(
 }
 
 /// `started_at, ended_at, host_user_id, max_meeting_minutes` of a meeting.
-type SpanRow = (
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<i64>,
-);
+type SpanRow = (DbTime, OptDbTime, Option<String>, Option<i64>);
 
 /// The held meetings of `account` that overlap `[from_start, to_end)`, with the end a running
 /// one counts up to (see the module docs).
@@ -165,20 +161,21 @@ pub async fn meetings(
     to_end: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<MeetingSpan>> {
-    // Timestamps are RFC 3339 text in UTC, written by sqlx alike, so text order is time order.
+    // Timestamps are RFC 3339 text in UTC in one form (`store::time`), so text order is time
+    // order.
     let rows: Vec<SpanRow> = sqlx::query_as(
         "SELECT started_at, ended_at, host_user_id, max_meeting_minutes FROM meetings \
-             WHERE account_id = ? AND started_at IS NOT NULL AND started_at < ? \
-             AND (ended_at IS NULL OR ended_at >= ?)",
+             WHERE account_id = $1 AND started_at IS NOT NULL AND started_at < $2 \
+             AND (ended_at IS NULL OR ended_at >= $3)",
     )
     .bind(account)
-    .bind(to_end)
-    .bind(from_start)
+    .bind(time::text(to_end))
+    .bind(time::text(from_start))
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(start, ended, host, max_minutes)| {
+        .map(|(DbTime(start), OptDbTime(ended), host, max_minutes)| {
             let end = ended.unwrap_or_else(|| {
                 let cap = max_minutes
                     .filter(|m| *m > 0)

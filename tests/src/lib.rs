@@ -4,6 +4,7 @@
 pub mod crm_standins;
 pub mod fixtures;
 pub mod media_client;
+pub mod postgres;
 pub mod yookassa;
 
 use std::future::Future;
@@ -30,11 +31,16 @@ pub struct TestApp {
     pub ws_url: String,
     pub http: reqwest::Client,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL schema of a run with `PARLEY_TEST_SIGNALING_DB=postgres`; dropped last.
+    _schema: Option<postgres::Schema>,
 }
 
 /// A configuration for tests: random ports on loopback, a fresh database, known secrets.
+///
+/// The database is a SQLite file in `dir`, or with `PARLEY_TEST_SIGNALING_DB=postgres` a
+/// PostgreSQL schema of `dir`'s own (see [`postgres`]).
 pub fn test_config(dir: &tempfile::TempDir) -> Config {
-    Config {
+    let mut config = Config {
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         udp_addr: "127.0.0.1:0".parse().expect("addr"),
         announced_ips: vec!["127.0.0.1".parse().expect("ip")],
@@ -42,7 +48,11 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
         jwt_secret: Some(Secret::new(JWT_SECRET)),
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         ..Config::default()
+    };
+    if let Some(url) = postgres::suite_url() {
+        postgres::on_postgres(&mut config, &url, &postgres::schema_of(dir.path()));
     }
+    config
 }
 
 impl TestApp {
@@ -54,6 +64,10 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config(&dir);
+        let schema = postgres::suite_url().map(|url| postgres::Schema {
+            url,
+            name: postgres::schema_of(dir.path()),
+        });
         tweak(&mut config);
         let server = parley_signaling::spawn(config)
             .await
@@ -66,6 +80,7 @@ impl TestApp {
             ws_url,
             http: reqwest::Client::new(),
             _dir: dir,
+            _schema: schema,
         }
     }
 

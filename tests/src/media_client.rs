@@ -134,7 +134,15 @@ pub struct MediaClient {
 /// The microphone's frames carry no audio-level extension.
 const NO_LEVEL: u8 = u8::MAX;
 
-async fn build_pc(shared: Arc<Mutex<Shared>>) -> anyhow::Result<Pc> {
+/// A TURN relay as the server's `joined` message hands it out.
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+async fn build_pc(shared: Arc<Mutex<Shared>>, relay: Option<&Relay>) -> anyhow::Result<Pc> {
     let mut me = MediaEngine::default();
     me.register_default_codecs()?;
     // As browsers do: the microphone may tell its level (see `MediaClient::set_audio_level`).
@@ -146,8 +154,19 @@ async fn build_pc(shared: Arc<Mutex<Shared>>) -> anyhow::Result<Pc> {
         None,
     )?;
     let registry = register_default_interceptors(Registry::new(), &mut me)?;
+    let mut config = RTCConfigurationBuilder::new();
+    if let Some(r) = relay {
+        // Relayed candidates only, as a client whose network blocks the SFU's port ends up.
+        config = config
+            .with_ice_servers(vec![webrtc::peer_connection::RTCIceServer {
+                urls: r.urls.clone(),
+                username: r.username.clone(),
+                credential: r.credential.clone(),
+            }])
+            .with_ice_transport_policy(webrtc::peer_connection::RTCIceTransportPolicy::Relay);
+    }
     let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(config.build())
         .with_media_engine(me)
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(Handler { shared }) as Arc<dyn PeerConnectionEventHandler>)
@@ -191,9 +210,18 @@ fn local_track(
 impl MediaClient {
     /// A client that publishes a VP8 camera and an Opus microphone when `publish` is true.
     pub async fn new(publish: bool) -> anyhow::Result<Self> {
+        Self::build(publish, None).await
+    }
+
+    /// Like [`MediaClient::new`], reaching the SFU only through the TURN `relay`.
+    pub async fn relayed(publish: bool, relay: &Relay) -> anyhow::Result<Self> {
+        Self::build(publish, Some(relay)).await
+    }
+
+    async fn build(publish: bool, relay: Option<&Relay>) -> anyhow::Result<Self> {
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let publisher = build_pc(shared.clone()).await?;
-        let subscriber = build_pc(shared.clone()).await?;
+        let publisher = build_pc(shared.clone(), relay).await?;
+        let subscriber = build_pc(shared.clone(), relay).await?;
         let (mut video, mut audio) = (None, None);
         if publish {
             let v = local_track(RtpCodecKind::Video, "video/VP8", 90000, 0)?;
@@ -386,6 +414,17 @@ impl MediaClient {
     }
 
     /// What was received from `publisher` (its participant id), per kind ("audio"/"video").
+    /// Packets of `kind` received from every publisher together.
+    pub fn packets_of(&self, kind: &str) -> u64 {
+        self.shared.lock().map_or(0, |s| {
+            s.received
+                .iter()
+                .filter(|((_, k), _)| k == kind)
+                .map(|(_, r)| r.packets)
+                .sum()
+        })
+    }
+
     pub fn received(&self, publisher: &str, kind: &str) -> Received {
         self.shared
             .lock()

@@ -1,4 +1,5 @@
-//! The outbox end to end on SQLite: CRM notes through stand-ins that rate-limit, fail and hang;
+//! The outbox end to end on SQLite (and the two-worker race on PostgreSQL too, when
+//! `PARLEY_TEST_POSTGRES_URL` is set): CRM notes through stand-ins that rate-limit, fail and hang;
 //! customer webhooks signed and keyed; two workers on one database delivering each message once.
 //! Timing assertions use the arrival times the stand-ins recorded, never sleeps.
 
@@ -17,8 +18,8 @@ use parley_signaling::outbox::webhooks::{
     customer_webhook_message,
 };
 use parley_signaling::outbox::{
-    AttemptOutcome, Deliveries, Delivery, DeliveryReport, Outbox, OutboxMessage, OutboxWorker,
-    RetryPolicy, SqliteOutboxStore, Status, TokioClock,
+    AttemptOutcome, DbOutboxStore, Deliveries, Delivery, DeliveryReport, Outbox, OutboxMessage,
+    OutboxWorker, RetryPolicy, Status, TokioClock,
 };
 use parley_signaling::store::Store;
 use parley_tests::crm_standins::*;
@@ -55,7 +56,7 @@ async fn sqlite_outbox(dir: &tempfile::TempDir, policy: RetryPolicy) -> Outbox {
     .await
     .expect("database");
     Outbox::new(
-        Arc::new(SqliteOutboxStore::new(store.pool().clone())),
+        Arc::new(DbOutboxStore::new(store.pool().clone())),
         policy,
         Arc::new(TokioClock::new()),
     )
@@ -340,6 +341,35 @@ async fn two_workers_on_one_sqlite_database_deliver_each_message_once() {
     // Two pools on one file: as two server processes would share it.
     let a = sqlite_outbox(&dir, fast_policy(5)).await;
     let b = sqlite_outbox(&dir, fast_policy(5)).await;
+    two_workers_deliver_each_message_once(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_postgres_schema_deliver_each_message_once() {
+    let Some(url) = parley_tests::postgres::url() else {
+        eprintln!("skipped: PARLEY_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = parley_tests::postgres::Schema::fresh(&url);
+    // Two pools on one schema: as two nodes would share it.
+    let a = postgres_outbox(&schema, fast_policy(5)).await;
+    let b = postgres_outbox(&schema, fast_policy(5)).await;
+    two_workers_deliver_each_message_once(a, b).await;
+}
+
+async fn postgres_outbox(schema: &parley_tests::postgres::Schema, policy: RetryPolicy) -> Outbox {
+    let store = Store::connect_in_schema(&schema.url, Some(&schema.name))
+        .await
+        .expect("database");
+    Outbox::new(
+        Arc::new(DbOutboxStore::new(store.pool().clone())),
+        policy,
+        Arc::new(TokioClock::new()),
+    )
+}
+
+/// Two workers, each with its own pool on one database, race for 100 messages.
+async fn two_workers_deliver_each_message_once(a: Outbox, b: Outbox) {
     let secret = "whsec_pair";
     let rx = WebhookReceiver::start(secret).await;
     let endpoints = Arc::new(InMemoryEndpoints::new());

@@ -36,8 +36,13 @@ export class Publisher extends EventTarget {
   }
 
   _build() {
-    // No STUN/TURN: the SFU is ICE-lite and puts its reachable host candidates in its answer.
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    // No STUN: the SFU is ICE-lite and puts its reachable host candidates in its answer. TURN
+    // only when the server hands out a relay, for networks that block its UDP port.
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      iceServers: this.signaling.iceServers ?? [],
+    });
     this.pc = pc;
     this.tx = {};
     // The data channel must exist before the first offer so the offer has an m=application section.

@@ -51,6 +51,7 @@ export class Signaling extends EventTarget {
     this.ws = null;
     this.participantId = null;
     this.resumeToken = null;
+    this.iceServers = [];
     this.state = 'idle'; // idle | connecting | open | reconnecting | closed
     this.leaving = false;
     this._lastFrameAt = 0;
@@ -175,6 +176,8 @@ export class Signaling extends EventTarget {
   _onJoined(joined) {
     this.participantId = joined.participant_id;
     this.resumeToken = joined.resume_token;
+    // TURN relays with this participant's expiring credentials, when the server has a relay.
+    this.iceServers = Array.isArray(joined.ice_servers) ? joined.ice_servers : [];
     this.state = 'open';
     this._lastFrameAt = Date.now();
     clearInterval(this._pingTimer);
@@ -225,7 +228,9 @@ export class Signaling extends EventTarget {
       // Exponential backoff with jitter so a restarted server is not hit by everyone at once.
       if (!moved) {
         await sleep(delay * (0.75 + Math.random() * 0.5));
-        delay = Math.min(delay * 2, 8000);
+        // Capped at 2 s: a lost node is declared dead after 3 s, and its participants should
+        // be back on the meeting's new node soon after, not at the next 8 s step.
+        delay = Math.min(delay * 2, 2000);
         // A lost node's address is no use: start again from the public address, which sends
         // us to the meeting's (possibly new) node.
         this.url = this.homeUrl;

@@ -80,13 +80,13 @@ pub async fn open(app: &AppState, user_agent: Option<&str>) -> Result<Opened, Ap
     };
     sqlx::query(
         "INSERT INTO operator_sessions (id, token_hash, created_at, last_seen_at, expires_at, \
-         user_agent) VALUES (?, ?, ?, ?, ?, ?)",
+         user_agent) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&opened.id)
     .bind(token_hash(operator_token(app)?, &opened.token)?)
-    .bind(now)
-    .bind(now)
-    .bind(opened.expires_at)
+    .bind(crate::store::time::text(now))
+    .bind(crate::store::time::text(now))
+    .bind(crate::store::time::text(opened.expires_at))
     .bind(user_agent.map(|s| s.chars().take(200).collect::<String>()))
     .execute(app.store.pool())
     .await
@@ -110,7 +110,7 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<String, ApiErro
     let hash = token_hash(operator_token(app)?, token)?;
     let row = sqlx::query(
         "SELECT id, token_hash, last_seen_at, expires_at, revoked_at FROM operator_sessions \
-         WHERE token_hash = ?",
+         WHERE token_hash = $1",
     )
     .bind(&hash)
     .fetch_optional(app.store.pool())
@@ -118,7 +118,8 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<String, ApiErro
     .map_err(|e| ApiError::Internal(e.into()))?
     .ok_or_else(invalid)?;
     let get = |col: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
-        row.try_get::<Option<DateTime<Utc>>, _>(col)
+        row.try_get::<crate::store::time::OptDbTime, _>(col)
+            .map(|t| t.0)
             .map_err(|e| ApiError::Internal(e.into()))
     };
     let stored: String = row
@@ -143,8 +144,8 @@ pub async fn authenticate(app: &AppState, token: &str) -> Result<String, ApiErro
         .try_get("id")
         .map_err(|e| ApiError::Internal(e.into()))?;
     if (now - last_seen).num_seconds() >= TOUCH_EVERY_SECS {
-        sqlx::query("UPDATE operator_sessions SET last_seen_at = ? WHERE id = ?")
-            .bind(now)
+        sqlx::query("UPDATE operator_sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(crate::store::time::text(now))
             .bind(&id)
             .execute(app.store.pool())
             .await
@@ -161,9 +162,9 @@ pub async fn revoke(app: &AppState, token: &str) -> Result<bool, ApiError> {
     }
     let hash = token_hash(operator_token(app)?, token)?;
     let r = sqlx::query(
-        "UPDATE operator_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        "UPDATE operator_sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
     )
-    .bind(app.users.now())
+    .bind(crate::store::time::text(app.users.now()))
     .bind(hash)
     .execute(app.store.pool())
     .await

@@ -152,6 +152,7 @@ pub struct CardSession {
     pub user_id: String,
     pub crm_user_id: String,
     pub deal_id: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -162,6 +163,7 @@ pub struct LinkRow {
     pub user_id: String,
     pub email: String,
     pub display_name: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -180,7 +182,7 @@ impl CardStore {
 
     pub async fn settings(&self, account: &str) -> sqlx::Result<Option<CardSettings>> {
         let sealed: Option<String> =
-            sqlx::query_scalar("SELECT secret FROM crm_card_settings WHERE account_id = ?")
+            sqlx::query_scalar("SELECT secret FROM crm_card_settings WHERE account_id = $1")
                 .bind(account)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -203,12 +205,12 @@ impl CardStore {
     ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO crm_card_settings (account_id, secret, created_at) \
-             VALUES (?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET \
+             VALUES ($1, $2, $3) ON CONFLICT (account_id) DO UPDATE SET \
              secret = excluded.secret, created_at = excluded.created_at",
         )
         .bind(account)
         .bind(self.cipher.seal(Field::CardSecret, account, secret))
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -223,13 +225,13 @@ impl CardStore {
     ) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO crm_user_links (account_id, crm_user_id, user_id, created_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (account_id, crm_user_id) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, crm_user_id) DO UPDATE SET \
              user_id = excluded.user_id, created_at = excluded.created_at",
         )
         .bind(account)
         .bind(crm_user)
         .bind(user)
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -237,12 +239,13 @@ impl CardStore {
 
     /// Removes a link and ends the card sessions opened through it.
     pub async fn unlink_user(&self, account: &str, crm_user: &str) -> sqlx::Result<bool> {
-        let r = sqlx::query("DELETE FROM crm_user_links WHERE account_id = ? AND crm_user_id = ?")
-            .bind(account)
-            .bind(crm_user)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("DELETE FROM crm_card_sessions WHERE account_id = ? AND crm_user_id = ?")
+        let r =
+            sqlx::query("DELETE FROM crm_user_links WHERE account_id = $1 AND crm_user_id = $2")
+                .bind(account)
+                .bind(crm_user)
+                .execute(&self.pool)
+                .await?;
+        sqlx::query("DELETE FROM crm_card_sessions WHERE account_id = $1 AND crm_user_id = $2")
             .bind(account)
             .bind(crm_user)
             .execute(&self.pool)
@@ -252,10 +255,12 @@ impl CardStore {
 
     /// When the account's card secret was set (last rotated), if it has one: never the secret.
     pub async fn secret_set_at(&self, account: &str) -> sqlx::Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar("SELECT created_at FROM crm_card_settings WHERE account_id = ?")
-            .bind(account)
-            .fetch_optional(&self.pool)
-            .await
+        let at: Option<crate::store::time::DbTime> =
+            sqlx::query_scalar("SELECT created_at FROM crm_card_settings WHERE account_id = $1")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(at.map(|t| t.0))
     }
 
     /// One page of the account's CRM-user links, by CRM user id, with the linked user's name
@@ -269,7 +274,7 @@ impl CardStore {
         let rows = sqlx::query_as::<_, LinkRow>(
             "SELECT l.crm_user_id, l.user_id, u.email, u.display_name, l.created_at \
              FROM crm_user_links l JOIN users u ON u.id = l.user_id \
-             WHERE l.account_id = ? ORDER BY l.crm_user_id LIMIT ? OFFSET ?",
+             WHERE l.account_id = $1 ORDER BY l.crm_user_id LIMIT $2 OFFSET $3",
         )
         .bind(account)
         .bind(i64::from(limit))
@@ -278,7 +283,7 @@ impl CardStore {
         .await?;
         let total: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM crm_user_links l JOIN users u ON u.id = l.user_id \
-             WHERE l.account_id = ?",
+             WHERE l.account_id = $1",
         )
         .bind(account)
         .fetch_one(&self.pool)
@@ -287,7 +292,7 @@ impl CardStore {
     }
 
     pub async fn linked_user(&self, account: &str, crm_user: &str) -> sqlx::Result<Option<String>> {
-        sqlx::query("SELECT user_id FROM crm_user_links WHERE account_id = ? AND crm_user_id = ?")
+        sqlx::query("SELECT user_id FROM crm_user_links WHERE account_id = $1 AND crm_user_id = $2")
             .bind(account)
             .bind(crm_user)
             .fetch_optional(&self.pool)
@@ -303,21 +308,21 @@ impl CardStore {
         now: DateTime<Utc>,
     ) -> sqlx::Result<()> {
         // Expired sessions are swept on every launch so the table stays small.
-        sqlx::query("DELETE FROM crm_card_sessions WHERE expires_at < ?")
-            .bind(now)
+        sqlx::query("DELETE FROM crm_card_sessions WHERE expires_at < $1")
+            .bind(crate::store::time::text(now))
             .execute(&self.pool)
             .await?;
         sqlx::query(
             "INSERT INTO crm_card_sessions (token_hash, account_id, user_id, crm_user_id, \
-             deal_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             deal_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token_hash)
         .bind(&s.account_id)
         .bind(&s.user_id)
         .bind(&s.crm_user_id)
         .bind(&s.deal_id)
-        .bind(now)
-        .bind(s.expires_at)
+        .bind(crate::store::time::text(now))
+        .bind(crate::store::time::text(s.expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -326,7 +331,7 @@ impl CardStore {
     pub async fn session(&self, token_hash: &str) -> sqlx::Result<Option<CardSession>> {
         sqlx::query_as(
             "SELECT account_id, user_id, crm_user_id, deal_id, expires_at \
-             FROM crm_card_sessions WHERE token_hash = ?",
+             FROM crm_card_sessions WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -334,7 +339,7 @@ impl CardStore {
     }
 
     pub async fn set_meeting_deal(&self, meeting: &str, deal: &str) -> sqlx::Result<()> {
-        sqlx::query("UPDATE meetings SET deal_id = ? WHERE id = ?")
+        sqlx::query("UPDATE meetings SET deal_id = $1 WHERE id = $2")
             .bind(deal)
             .bind(meeting)
             .execute(&self.pool)
@@ -351,7 +356,7 @@ impl CardStore {
     ) -> sqlx::Result<Vec<DealMeetingRow>> {
         sqlx::query_as(
             "SELECT id, title, scheduled_start, created_at, started_at, ended_at, invite_secret \
-             FROM meetings WHERE account_id = ? AND deal_id = ? ORDER BY seq DESC LIMIT ?",
+             FROM meetings WHERE account_id = $1 AND deal_id = $2 ORDER BY seq DESC LIMIT $3",
         )
         .bind(account)
         .bind(deal)
@@ -367,20 +372,21 @@ impl CardStore {
         deal: &str,
         meeting: &str,
     ) -> sqlx::Result<bool> {
-        let row =
-            sqlx::query("SELECT 1 FROM meetings WHERE id = ? AND account_id = ? AND deal_id = ?")
-                .bind(meeting)
-                .bind(account)
-                .bind(deal)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT 1 FROM meetings WHERE id = $1 AND account_id = $2 AND deal_id = $3",
+        )
+        .bind(meeting)
+        .bind(account)
+        .bind(deal)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
     /// Whether a summary is stored for the meeting. The summaries table belongs to the
     /// summaries work; if it is absent the answer is simply "no".
     pub async fn has_summary(&self, meeting: &str) -> bool {
-        sqlx::query("SELECT 1 FROM meeting_summaries WHERE meeting_id = ?")
+        sqlx::query("SELECT 1 FROM meeting_summaries WHERE meeting_id = $1")
             .bind(meeting)
             .fetch_optional(&self.pool)
             .await
@@ -394,9 +400,13 @@ impl CardStore {
 pub struct DealMeetingRow {
     pub id: String,
     pub title: String,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub scheduled_start: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub started_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub ended_at: Option<DateTime<Utc>>,
     pub invite_secret: String,
 }

@@ -48,7 +48,7 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Stored, sqlx::Error> {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
     let created_ms: i64 = r.try_get("created_at")?;
     let created_at = chrono::DateTime::from_timestamp_millis(created_ms)
         .unwrap_or_default()
@@ -86,7 +86,7 @@ pub async fn insert(pool: &DbPool, n: &NewRow<'_>) -> Result<Stored, sqlx::Error
     sqlx::query(
         "INSERT INTO card_payments (id, provider, provider_id, account_id, invoice_id, \
          idempotency_key, amount_kopecks, status, confirmation_url, created_at) \
-         VALUES (?, 'yookassa', ?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+         VALUES ($1, 'yookassa', $2, $3, $4, $5, $6, 'pending', $7, $8) ON CONFLICT DO NOTHING",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(n.provider_id)
@@ -99,8 +99,8 @@ pub async fn insert(pool: &DbPool, n: &NewRow<'_>) -> Result<Stored, sqlx::Error
     .execute(pool)
     .await?;
     let r = sqlx::query(&format!(
-        "{SELECT} WHERE (account_id = ? AND idempotency_key = ?) \
-         OR (provider = 'yookassa' AND provider_id = ?) ORDER BY created_at LIMIT 1"
+        "{SELECT} WHERE (account_id = $1 AND idempotency_key = $2) \
+         OR (provider = 'yookassa' AND provider_id = $3) ORDER BY created_at LIMIT 1"
     ))
     .bind(n.account_id)
     .bind(n.idempotency_key)
@@ -116,7 +116,7 @@ pub async fn by_key(
     key: &str,
 ) -> Result<Option<Stored>, sqlx::Error> {
     sqlx::query(&format!(
-        "{SELECT} WHERE account_id = ? AND idempotency_key = ?"
+        "{SELECT} WHERE account_id = $1 AND idempotency_key = $2"
     ))
     .bind(account_id)
     .bind(key)
@@ -132,7 +132,7 @@ pub async fn by_provider_id(
     provider_id: &str,
 ) -> Result<Option<Stored>, sqlx::Error> {
     sqlx::query(&format!(
-        "{SELECT} WHERE provider = 'yookassa' AND provider_id = ?"
+        "{SELECT} WHERE provider = 'yookassa' AND provider_id = $1"
     ))
     .bind(provider_id)
     .fetch_optional(pool)
@@ -145,7 +145,7 @@ pub async fn by_provider_id(
 /// The account's card payments, oldest first.
 pub async fn of_account(pool: &DbPool, account_id: &str) -> Result<Vec<CardPayment>, sqlx::Error> {
     sqlx::query(&format!(
-        "{SELECT} WHERE account_id = ? ORDER BY created_at, id"
+        "{SELECT} WHERE account_id = $1 ORDER BY created_at, id"
     ))
     .bind(account_id)
     .fetch_all(pool)
@@ -163,8 +163,8 @@ pub async fn stale_pending(
     limit: i64,
 ) -> Result<Vec<Stored>, sqlx::Error> {
     sqlx::query(&format!(
-        "{SELECT} WHERE account_id = ? AND status = 'pending' \
-         AND COALESCE(checked_at, created_at) <= ? ORDER BY created_at LIMIT ?"
+        "{SELECT} WHERE account_id = $1 AND status = 'pending' \
+         AND COALESCE(checked_at, created_at) <= $2 ORDER BY created_at LIMIT $3"
     ))
     .bind(account_id)
     .bind(before_ms)
@@ -178,7 +178,7 @@ pub async fn stale_pending(
 
 /// Notes that the acquirer was asked (the payment is still pending there).
 pub async fn touch(pool: &DbPool, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE card_payments SET checked_at = ? WHERE id = ?")
+    sqlx::query("UPDATE card_payments SET checked_at = $1 WHERE id = $2")
         .bind(now_ms())
         .bind(id)
         .execute(pool)
@@ -197,8 +197,8 @@ pub async fn settle(
 ) -> Result<bool, sqlx::Error> {
     let now = now_ms();
     let done = sqlx::query(
-        "UPDATE card_payments SET status = ?, payment_id = ?, failure = ?, checked_at = ?, \
-         settled_at = ? WHERE id = ? AND status = 'pending'",
+        "UPDATE card_payments SET status = $1, payment_id = $2, failure = $3, checked_at = $4, \
+         settled_at = $5 WHERE id = $6 AND status = 'pending'",
     )
     .bind(status)
     .bind(payment_id)

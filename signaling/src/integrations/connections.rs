@@ -23,6 +23,7 @@ use crate::crm::{CreatedId, CrmConnector, CrmError, Deal, FollowUpTask, SecretSt
 use crate::outbox::crm::ConnectorResolver;
 use crate::secrets::{Field, SecretsCipher};
 use crate::store::DbPool;
+use crate::store::time::{self, OptDbTime};
 
 /// amoCRM's task type for follow-ups ("Follow-up").
 const AMO_FOLLOW_UP_TASK: u32 = 1;
@@ -123,10 +124,14 @@ struct Row {
     settings: String,
     secrets: String,
     frame_origin: Option<String>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     last_success_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     last_error_at: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     created_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     updated_at: DateTime<Utc>,
 }
 
@@ -232,7 +237,7 @@ impl Connections {
     /// The live connection of an account.
     pub async fn for_account(&self, account_id: &str) -> sqlx::Result<Option<Connection>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM crm_connections WHERE account_id = ? AND deleted_at IS NULL"
+            "SELECT {COLUMNS} FROM crm_connections WHERE account_id = $1 AND deleted_at IS NULL"
         );
         sqlx::query_as::<_, Row>(&sql)
             .bind(account_id)
@@ -245,7 +250,7 @@ impl Connections {
     /// A live connection by its id.
     pub async fn by_id(&self, id: &str) -> sqlx::Result<Option<Connection>> {
         let sql =
-            format!("SELECT {COLUMNS} FROM crm_connections WHERE id = ? AND deleted_at IS NULL");
+            format!("SELECT {COLUMNS} FROM crm_connections WHERE id = $1 AND deleted_at IS NULL");
         sqlx::query_as::<_, Row>(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -270,7 +275,7 @@ impl Connections {
     /// cached instance (and amoCRM refresh lock) remains valid.
     pub async fn set_frame_origin(&self, account_id: &str, origin: &str) -> sqlx::Result<bool> {
         let r = sqlx::query(
-            "UPDATE crm_connections SET frame_origin = ? WHERE account_id = ? \
+            "UPDATE crm_connections SET frame_origin = $1 WHERE account_id = $2 \
              AND deleted_at IS NULL",
         )
         .bind(origin)
@@ -294,9 +299,12 @@ impl Connections {
             .frame_origin
             .clone()
             .or_else(|| derived_frame_origin(c.kind, &c.settings));
-        let mut tx = self.pool.begin().await?;
+        // Read, then insert or update: serialized, so that two saves of one account's connection
+        // (or a background write on SQLite meanwhile) cannot both take the insert path or fail
+        // upgrading a read to a write.
+        let mut tx = crate::store::begin_serialized(&self.pool).await?;
         let existing: Option<(String,)> = sqlx::query_as(
-            "SELECT id FROM crm_connections WHERE account_id = ? AND deleted_at IS NULL",
+            "SELECT id FROM crm_connections WHERE account_id = $1 AND deleted_at IS NULL",
         )
         .bind(account_id)
         .fetch_optional(&mut *tx)
@@ -318,19 +326,19 @@ impl Connections {
         match existing {
             Some(_) => {
                 sqlx::query(
-                    "UPDATE crm_connections SET kind = ?, settings = ?, secrets = ?, \
-                     amo_access_token = ?, amo_refresh_token = ?, amo_expires_at = ?, \
-                     frame_origin = ?, last_error = NULL, last_error_at = NULL, \
-                     last_success_at = NULL, updated_at = ? WHERE id = ?",
+                    "UPDATE crm_connections SET kind = $1, settings = $2, secrets = $3, \
+                     amo_access_token = $4, amo_refresh_token = $5, amo_expires_at = $6, \
+                     frame_origin = $7, last_error = NULL, last_error_at = NULL, \
+                     last_success_at = NULL, updated_at = $8 WHERE id = $9",
                 )
                 .bind(c.kind.as_str())
                 .bind(settings)
                 .bind(secrets)
                 .bind(access)
                 .bind(refresh)
-                .bind(expires)
+                .bind(time::opt_text(expires))
                 .bind(&frame_origin)
-                .bind(t)
+                .bind(time::text(t))
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
@@ -339,7 +347,7 @@ impl Connections {
                 sqlx::query(
                     "INSERT INTO crm_connections (id, account_id, kind, settings, secrets, \
                      amo_access_token, amo_refresh_token, amo_expires_at, frame_origin, \
-                     created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(&id)
                 .bind(account_id)
@@ -348,10 +356,10 @@ impl Connections {
                 .bind(secrets)
                 .bind(access)
                 .bind(refresh)
-                .bind(expires)
+                .bind(time::opt_text(expires))
                 .bind(&frame_origin)
-                .bind(t)
-                .bind(t)
+                .bind(time::text(t))
+                .bind(time::text(t))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -363,9 +371,9 @@ impl Connections {
     /// Removes the account's connection; false when there was none.
     pub async fn delete(&self, account_id: &str) -> sqlx::Result<bool> {
         let r = sqlx::query(
-            "UPDATE crm_connections SET deleted_at = ? WHERE account_id = ? AND deleted_at IS NULL",
+            "UPDATE crm_connections SET deleted_at = $1 WHERE account_id = $2 AND deleted_at IS NULL",
         )
-        .bind(now())
+        .bind(crate::store::time::text(now()))
         .bind(account_id)
         .execute(&self.pool)
         .await?;
@@ -374,16 +382,16 @@ impl Connections {
 
     async fn record(&self, id: &str, result: Result<(), &CrmError>) {
         let q = match result {
-            Ok(()) => sqlx::query("UPDATE crm_connections SET last_success_at = ? WHERE id = ?")
-                .bind(now())
+            Ok(()) => sqlx::query("UPDATE crm_connections SET last_success_at = $1 WHERE id = $2")
+                .bind(crate::store::time::text(now()))
                 .bind(id),
             Err(e) => {
                 let text: String = e.to_string().chars().take(MAX_ERROR_TEXT).collect();
                 sqlx::query(
-                    "UPDATE crm_connections SET last_error = ?, last_error_at = ? WHERE id = ?",
+                    "UPDATE crm_connections SET last_error = $1, last_error_at = $2 WHERE id = $3",
                 )
                 .bind(text)
-                .bind(now())
+                .bind(crate::store::time::text(now()))
                 .bind(id)
             }
         };
@@ -563,9 +571,9 @@ impl DbTokenStore {
 #[async_trait]
 impl TokenStore for DbTokenStore {
     async fn load(&self, connection_id: &str) -> Result<Option<AmoTokens>, CrmError> {
-        let row: Option<(Option<String>, Option<String>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        let row: Option<(Option<String>, Option<String>, OptDbTime)> = sqlx::query_as(
             "SELECT amo_access_token, amo_refresh_token, amo_expires_at FROM crm_connections \
-                 WHERE id = ? AND deleted_at IS NULL",
+                 WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(connection_id)
         .fetch_optional(&self.pool)
@@ -578,7 +586,7 @@ impl TokenStore for DbTokenStore {
                 .map_err(|e| CrmError::TokenStore(e.to_string()))
         };
         Ok(match row {
-            Some((Some(access), Some(refresh), expires_at)) => Some(AmoTokens {
+            Some((Some(access), Some(refresh), OptDbTime(expires_at))) => Some(AmoTokens {
                 access_token: open(Field::CrmAccessToken, &access)?,
                 refresh_token: open(Field::CrmRefreshToken, &refresh)?,
                 expires_at,
@@ -590,8 +598,8 @@ impl TokenStore for DbTokenStore {
     async fn save(&self, connection_id: &str, tokens: &AmoTokens) -> Result<(), CrmError> {
         // `updated_at` stays: the cached connector (and its refresh lock) remains valid.
         let r = sqlx::query(
-            "UPDATE crm_connections SET amo_access_token = ?, amo_refresh_token = ?, \
-             amo_expires_at = ? WHERE id = ?",
+            "UPDATE crm_connections SET amo_access_token = $1, amo_refresh_token = $2, \
+             amo_expires_at = $3 WHERE id = $4",
         )
         .bind(self.cipher.seal(
             Field::CrmAccessToken,
@@ -603,7 +611,7 @@ impl TokenStore for DbTokenStore {
             connection_id,
             tokens.refresh_token.expose(),
         ))
-        .bind(tokens.expires_at)
+        .bind(crate::store::time::opt_text(tokens.expires_at))
         .bind(connection_id)
         .execute(&self.pool)
         .await
@@ -736,8 +744,8 @@ mod tests {
             sqlx::query(
                 "INSERT INTO crm_connections (id, account_id, kind, settings, secrets, \
                  frame_origin, created_at, updated_at, deleted_at) \
-                 VALUES (?, ?, 'webhook', '{}', '{}', ?, '2026-01-01T00:00:00Z', \
-                 '2026-01-01T00:00:00Z', ?)",
+                 VALUES ($1, $2, 'webhook', '{}', '{}', $3, '2026-01-01T00:00:00Z', \
+                 '2026-01-01T00:00:00Z', $4)",
             )
             .bind(id)
             .bind(account)
@@ -750,7 +758,7 @@ mod tests {
         for account in ["acc-a", "acc-b", "acc-c"] {
             sqlx::query(
                 "INSERT INTO crm_card_settings (account_id, secret, crm_origin, created_at) \
-                 VALUES (?, 'k', ?, '2026-01-01T00:00:00Z')",
+                 VALUES ($1, 'k', $2, '2026-01-01T00:00:00Z')",
             )
             .bind(account)
             .bind(format!("https://{account}-card.example"))

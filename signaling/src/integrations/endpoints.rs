@@ -36,6 +36,7 @@ struct Row {
     account_id: String,
     url: String,
     events: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     created_at: DateTime<Utc>,
 }
 
@@ -72,7 +73,7 @@ pub async fn insert(
     let events_json = serde_json::to_string(events).map_err(|e| sqlx::Error::Encode(e.into()))?;
     let sql = format!(
         "INSERT INTO webhook_endpoints (id, account_id, url, secret, events, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, Row>(&sql)
         .bind(&id)
@@ -80,7 +81,7 @@ pub async fn insert(
         .bind(url)
         .bind(cipher.seal(Field::WebhookEndpointSecret, &id, &secret))
         .bind(events_json)
-        .bind(Utc::now())
+        .bind(crate::store::time::now_text())
         .fetch_one(pool)
         .await?;
     Ok((row.into(), SecretString::new(secret)))
@@ -88,7 +89,7 @@ pub async fn insert(
 
 pub async fn list(pool: &DbPool, account_id: &str) -> sqlx::Result<Vec<Endpoint>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM webhook_endpoints WHERE account_id = ? AND deleted_at IS NULL \
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE account_id = $1 AND deleted_at IS NULL \
          ORDER BY created_at, id"
     );
     Ok(sqlx::query_as::<_, Row>(&sql)
@@ -103,10 +104,10 @@ pub async fn list(pool: &DbPool, account_id: &str) -> sqlx::Result<Vec<Endpoint>
 /// Soft delete (see the migration); false when the account has no such endpoint.
 pub async fn delete(pool: &DbPool, account_id: &str, id: &str) -> sqlx::Result<bool> {
     let r = sqlx::query(
-        "UPDATE webhook_endpoints SET deleted_at = ? WHERE id = ? AND account_id = ? \
+        "UPDATE webhook_endpoints SET deleted_at = $1 WHERE id = $2 AND account_id = $3 \
          AND deleted_at IS NULL",
     )
-    .bind(Utc::now())
+    .bind(crate::store::time::now_text())
     .bind(id)
     .bind(account_id)
     .execute(pool)
@@ -131,7 +132,7 @@ impl DbEndpoints {
 impl WebhookEndpoints for DbEndpoints {
     async fn endpoint(&self, id: &str) -> Result<Option<WebhookEndpoint>, String> {
         let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT url, secret FROM webhook_endpoints WHERE id = ? AND deleted_at IS NULL",
+            "SELECT url, secret FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -207,7 +208,7 @@ impl Events {
         let meeting = meeting.as_str().to_owned();
         tokio::spawn(async move {
             let account: Result<Option<(Option<String>,)>, _> =
-                sqlx::query_as("SELECT account_id FROM meetings WHERE id = ?")
+                sqlx::query_as("SELECT account_id FROM meetings WHERE id = $1")
                     .bind(&meeting)
                     .fetch_optional(&this.pool)
                     .await;

@@ -3,11 +3,8 @@
 //! customer webhooks. A small periodic task moves the due ones into the outbox and marks them
 //! delivered there; the customer webhook outbox then owns retries.
 
-use std::time::Duration;
-
 use parley_licensing::service::Service as Licensing;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::Events;
 use crate::outbox::webhooks::EventType;
@@ -45,17 +42,11 @@ pub async fn move_due(licensing: &Licensing, events: &Events) -> anyhow::Result<
     Ok(moved)
 }
 
-/// Runs [`move_due`] every `every` until shutdown (and once at start).
-pub async fn run(licensing: Licensing, events: Events, every: Duration, stop: CancellationToken) {
-    loop {
-        match move_due(&licensing, &events).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(moved = n, "license reminders queued as webhooks"),
-            Err(e) => tracing::warn!(error = %e, "could not move license reminders"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
-        }
+/// One scheduled run of [`move_due`], logging what it queued.
+pub async fn run_once(licensing: Licensing, events: Events) -> anyhow::Result<()> {
+    let n = move_due(&licensing, &events).await?;
+    if n > 0 {
+        tracing::info!(moved = n, "license reminders queued as webhooks");
     }
+    Ok(())
 }

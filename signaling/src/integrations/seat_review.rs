@@ -9,11 +9,8 @@
 //! marking enqueues the same messages again, which the outbox collapses; a second run in the
 //! same month finds nothing new to emit.
 
-use std::time::Duration;
-
 use parley_licensing::store::{INACTIVE_DAYS, OutboxEvent};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::Email;
 use crate::outbox::email::{Purpose, email_message};
@@ -50,19 +47,13 @@ pub async fn run_once(app: &AppState) -> anyhow::Result<usize> {
     Ok(moved)
 }
 
-/// Runs [`run_once`] every `every` until shutdown (and once at start).
-pub async fn run(app: AppState, every: Duration, stop: CancellationToken) {
-    loop {
-        match run_once(&app).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(reviews = n, "inactive-seat reviews queued"),
-            Err(e) => tracing::warn!(error = %e, "could not send the inactive-seat reviews"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
-        }
+/// One scheduled run of [`run_once`], logging what it queued.
+pub async fn run_logged(app: AppState) -> anyhow::Result<()> {
+    let n = run_once(&app).await?;
+    if n > 0 {
+        tracing::info!(reviews = n, "inactive-seat reviews queued");
     }
+    Ok(())
 }
 
 /// One review: the webhook to the account's subscribed endpoints, an email to each admin.

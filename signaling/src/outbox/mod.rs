@@ -16,9 +16,9 @@
 //! - Every attempt is logged (number, time, outcome, HTTP status) for the admin console.
 
 pub mod crm;
+pub mod db;
 pub mod email;
 pub mod memory;
-pub mod sqlite;
 pub mod webhooks;
 pub mod worker;
 
@@ -30,8 +30,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use db::DbOutboxStore;
 pub use memory::MemoryOutboxStore;
-pub use sqlite::SqliteOutboxStore;
 pub use worker::{Deliveries, OutboxWorker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

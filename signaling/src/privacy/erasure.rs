@@ -99,10 +99,13 @@ pub async fn erase(
 /// The salted SHA-256 of an address: the audit log can show that the same person was erased
 /// twice without holding the address. The salt is per installation, made on first use.
 async fn person_hash(pool: &DbPool, key: &str) -> sqlx::Result<String> {
-    sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES ('erasure_salt', ?)")
-        .bind(random_token(32))
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('erasure_salt', $1) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(random_token(32))
+    .execute(pool)
+    .await?;
     let salt: String = sqlx::query("SELECT value FROM settings WHERE key = 'erasure_salt'")
         .fetch_one(pool)
         .await?
@@ -120,22 +123,23 @@ async fn anonymise(
     let mut report = ErasureReport::default();
     let mut touched = BTreeSet::new();
     let now = Utc::now();
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::store::begin_serialized(pool).await?;
 
     // Names the person went by, to find them in sessions and chat (which hold names only).
     let mut names: HashSet<String> = HashSet::new();
-    let users: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, display_name FROM users WHERE account_id = ? AND email_key = ?")
-            .bind(account)
-            .bind(key)
-            .fetch_all(&mut *tx)
-            .await?;
+    let users: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, display_name FROM users WHERE account_id = $1 AND email_key = $2",
+    )
+    .bind(account)
+    .bind(key)
+    .fetch_all(&mut *tx)
+    .await?;
     for (id, name) in &users {
         names.insert(name.to_lowercase());
         let placeholder = format!("erased-{id}@erased.invalid");
         sqlx::query(
-            "UPDATE users SET display_name = ?, email = ?, email_key = ?, password_hash = NULL, \
-             status = 'disabled' WHERE id = ?",
+            "UPDATE users SET display_name = $1, email = $2, email_key = $3, password_hash = NULL, \
+             status = 'disabled' WHERE id = $4",
         )
         .bind(ERASED_NAME)
         .bind(&placeholder)
@@ -144,14 +148,14 @@ async fn anonymise(
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE user_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE user_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE user_tokens SET used_at = ? WHERE user_id = ? AND used_at IS NULL")
-            .bind(now)
+        sqlx::query("UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+            .bind(crate::store::time::text(now))
             .bind(id)
             .execute(&mut *tx)
             .await?;
@@ -160,7 +164,7 @@ async fn anonymise(
 
     let contacts: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT c.seq, c.name, c.meeting_id FROM meeting_contacts c \
-         JOIN meetings m ON m.id = c.meeting_id WHERE m.account_id = ? AND c.email_key = ?",
+         JOIN meetings m ON m.id = c.meeting_id WHERE m.account_id = $1 AND c.email_key = $2",
     )
     .bind(account)
     .bind(key)
@@ -171,8 +175,8 @@ async fn anonymise(
         touched.insert(meeting);
         // The unique (meeting, email_key) needs a distinct placeholder per row.
         sqlx::query(
-            "UPDATE meeting_contacts SET name = ?, email = 'erased@erased.invalid', \
-             email_key = ? WHERE seq = ?",
+            "UPDATE meeting_contacts SET name = $1, email = 'erased@erased.invalid', \
+             email_key = $2 WHERE seq = $3",
         )
         .bind(ERASED_NAME)
         .bind(format!("erased-{seq}"))
@@ -186,14 +190,14 @@ async fn anonymise(
     // Names are compared in Rust: SQLite's lower() folds ASCII only, and names are often not.
     let sessions: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT s.seq, s.display_name, s.meeting_id FROM participant_sessions s \
-         JOIN meetings m ON m.id = s.meeting_id WHERE m.account_id = ?",
+         JOIN meetings m ON m.id = s.meeting_id WHERE m.account_id = $1",
     )
     .bind(account)
     .fetch_all(&mut *tx)
     .await?;
     for (seq, name, meeting) in sessions {
         if names.contains(&name.to_lowercase()) {
-            sqlx::query("UPDATE participant_sessions SET display_name = ? WHERE seq = ?")
+            sqlx::query("UPDATE participant_sessions SET display_name = $1 WHERE seq = $2")
                 .bind(ERASED_NAME)
                 .bind(seq)
                 .execute(&mut *tx)
@@ -204,7 +208,7 @@ async fn anonymise(
     }
     let chat: Vec<(i64, String, String, String)> = sqlx::query_as(
         "SELECT c.seq, c.display_name, c.text, c.meeting_id FROM chat_messages c \
-         JOIN meetings m ON m.id = c.meeting_id WHERE m.account_id = ?",
+         JOIN meetings m ON m.id = c.meeting_id WHERE m.account_id = $1",
     )
     .bind(account)
     .fetch_all(&mut *tx)
@@ -218,7 +222,7 @@ async fn anonymise(
             } else {
                 name.as_str()
             };
-            sqlx::query("UPDATE chat_messages SET display_name = ?, text = ? WHERE seq = ?")
+            sqlx::query("UPDATE chat_messages SET display_name = $1, text = $2 WHERE seq = $3")
                 .bind(new_name)
                 .bind(&scrubbed)
                 .bind(seq)
@@ -236,15 +240,15 @@ async fn anonymise(
 /// The person's address out of the account's email messages (and, for the operator, those of
 /// no account). Matched in Rust: the address is inside the JSON payload.
 async fn scrub_outbox(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     account: &str,
     key: &str,
     unowned: bool,
 ) -> sqlx::Result<u64> {
     use crate::outbox::email::{EMAIL, erased_payload, recipient_key};
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, payload FROM outbox_messages WHERE kind = ? \
-         AND (account_id = ? OR (? AND account_id IS NULL))",
+        "SELECT id, payload FROM outbox_messages WHERE kind = $1 \
+         AND (account_id = $2 OR ($3 AND account_id IS NULL))",
     )
     .bind(EMAIL)
     .bind(account)
@@ -262,11 +266,11 @@ async fn scrub_outbox(
         // An undelivered message can no longer go out: it fails, visibly, and drops its lease
         // (a worker mid-send then cannot settle it as anything else).
         sqlx::query(
-            "UPDATE outbox_messages SET payload = ?, \
+            "UPDATE outbox_messages SET payload = $1, \
              status = CASE status WHEN 'delivered' THEN 'delivered' ELSE 'failed' END, \
              last_error = CASE status WHEN 'delivered' THEN last_error \
                           ELSE 'the recipient was erased' END, \
-             lease_token = NULL, lease_until = NULL WHERE id = ?",
+             lease_token = NULL, lease_until = NULL WHERE id = $2",
         )
         .bind(erased_payload(&payload).to_string())
         .bind(&id)

@@ -150,9 +150,9 @@ pub async fn record(
         .map(str::to_owned);
     let r = sqlx::query(
         "INSERT INTO audit_log (at, actor_kind, actor_id, account_id, action, target_kind, \
-         target_id, from_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         target_id, from_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(Utc::now())
+    .bind(crate::store::time::now_text())
     .bind(actor.kind)
     .bind(actor.id)
     .bind(account)
@@ -170,6 +170,7 @@ pub async fn record(
 #[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub at: DateTime<Utc>,
     /// `user`, `api_key`, `operator`, `meeting_host`, `anonymous`.
     pub actor_kind: String,
@@ -277,19 +278,19 @@ pub async fn list(
         .map(crate::usage::day_start);
     let entries = sqlx::query_as::<_, AuditEntry>(
         "SELECT seq, at, actor_kind, actor_id, account_id, action, target_kind, target_id, \
-         from_ip FROM audit_log WHERE account_id = ?1 AND seq < ?2 \
-         AND (?4 IS NULL OR action = ?4) \
-         AND (?5 IS NULL OR substr(action, 1, length(?5)) = ?5) \
-         AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at < ?7) \
-         ORDER BY seq DESC LIMIT ?3",
+         from_ip FROM audit_log WHERE account_id = $1 AND seq < $2 \
+         AND ($4 IS NULL OR action = $4) \
+         AND ($5 IS NULL OR substr(action, 1, length($5)) = $5) \
+         AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) \
+         ORDER BY seq DESC LIMIT $3",
     )
     .bind(account.to_string())
     .bind(before)
     .bind(i64::from(limit))
     .bind(exact)
     .bind(group)
-    .bind(since)
-    .bind(until)
+    .bind(crate::store::time::opt_text(since))
+    .bind(crate::store::time::opt_text(until))
     .fetch_all(app.store.pool())
     .await?;
     let next_cursor = (entries.len() == limit as usize)

@@ -230,6 +230,7 @@ pub async fn start(
             started_at,
             expires_at: limits.expires_at,
             dir: &dir.to_string_lossy(),
+            node: &rec.node,
         },
     )
     .await;

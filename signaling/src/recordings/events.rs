@@ -200,7 +200,7 @@ async fn ready_webhook(app: &AppState, done: &Finishing) {
 /// on disk and marked failed (their files are kept and count against the quota until deleted).
 pub async fn recover(app: &AppState) {
     let rec = &app.recordings;
-    let rows = match db::unfinished(&rec.pool).await {
+    let rows = match db::unfinished(&rec.pool, &rec.node).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot look for unfinished recordings");

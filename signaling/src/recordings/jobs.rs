@@ -67,19 +67,13 @@ async fn check_quota(app: &AppState) {
     }
 }
 
-/// Every `every` (and once at start), deletes the recordings whose retention has passed.
-pub async fn retention(app: AppState, every: Duration, stop_all: CancellationToken) {
-    loop {
-        match delete_expired(&app).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "expired recordings deleted"),
-            Err(e) => tracing::warn!(error = %e, "cannot delete expired recordings"),
-        }
-        tokio::select! {
-            _ = stop_all.cancelled() => break,
-            _ = tokio::time::sleep(every) => {}
-        }
+/// One scheduled run of [`delete_expired`], logging what it deleted.
+pub async fn retention_once(app: AppState) -> anyhow::Result<()> {
+    let n = delete_expired(&app).await?;
+    if n > 0 {
+        tracing::info!(deleted = n, "expired recordings deleted");
     }
+    Ok(())
 }
 
 /// Deletes every recording expired by the recordings' "now"; returns how many.

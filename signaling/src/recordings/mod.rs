@@ -47,6 +47,8 @@ pub const UNLICENSED_DIR: &str = "_unlicensed";
 /// The recordings service: settings, and the recordings running or finishing per meeting.
 pub struct Recordings {
     pub(crate) pool: DbPool,
+    /// This node (see `Config::node_id`): recordings are written where the meeting's media is.
+    pub(crate) node: String,
     pub(crate) base: PathBuf,
     pub(crate) ffmpeg: Option<PathBuf>,
     pub(crate) link_ttl: Duration,
@@ -98,6 +100,7 @@ impl Recordings {
     pub fn new(config: &Config, pool: DbPool, hubs: Hubs, link_key: Vec<u8>) -> Recordings {
         Recordings {
             pool,
+            node: config.node_id().to_owned(),
             base: config.recordings_dir(),
             ffmpeg: config.ffmpeg_path(),
             link_ttl: config.recording_link_ttl,

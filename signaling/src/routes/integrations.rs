@@ -547,11 +547,11 @@ async fn account_message_ids(
 ) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM outbox_messages WHERE \
-         (account_id = ?1 \
-          OR destination IN (SELECT id FROM webhook_endpoints WHERE account_id = ?1) \
-          OR destination IN (SELECT id FROM crm_connections WHERE account_id = ?1)) \
-         AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR id = ?3) \
-         ORDER BY seq DESC LIMIT ?4 OFFSET ?5",
+         (account_id = $1 \
+          OR destination IN (SELECT id FROM webhook_endpoints WHERE account_id = $1) \
+          OR destination IN (SELECT id FROM crm_connections WHERE account_id = $1)) \
+         AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id = $3) \
+         ORDER BY seq DESC LIMIT $4 OFFSET $5",
     )
     .bind(account)
     .bind(status.map(Status::as_str))
@@ -606,7 +606,7 @@ async fn recipient(
     }
     let pool = app.store.pool();
     if let Some((url,)) =
-        sqlx::query_as::<_, (String,)>("SELECT url FROM webhook_endpoints WHERE id = ?")
+        sqlx::query_as::<_, (String,)>("SELECT url FROM webhook_endpoints WHERE id = $1")
             .bind(destination)
             .fetch_optional(pool)
             .await?
@@ -614,7 +614,7 @@ async fn recipient(
         return Ok(Some(masked_url(&url)));
     }
     let crm: Option<(String, String)> =
-        sqlx::query_as("SELECT kind, settings FROM crm_connections WHERE id = ?")
+        sqlx::query_as("SELECT kind, settings FROM crm_connections WHERE id = $1")
             .bind(destination)
             .fetch_optional(pool)
             .await?;
@@ -877,7 +877,7 @@ pub async fn inbound_meeting(
         sdk_allowed: e.sdk_allowed,
     };
     let created = create_with_license(&app, &title, None, Some(&license)).await?;
-    sqlx::query("UPDATE meetings SET deal_id = ? WHERE id = ?")
+    sqlx::query("UPDATE meetings SET deal_id = $1 WHERE id = $2")
         .bind(&req.deal_id)
         .bind(&created.id)
         .execute(app.store.pool())

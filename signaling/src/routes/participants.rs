@@ -23,7 +23,8 @@ pub struct ParticipantRecord {
     pub role: Role,
     pub joined_at: DateTime<Utc>,
     pub left_at: Option<DateTime<Utc>>,
-    /// `left`, `removed`, `timeout`, `ended`, `shutdown`, `server_restart`.
+    /// `left`, `removed`, `timeout`, `ended`, `shutdown`, `server_restart`, `node_lost` (its node
+    /// died and the meeting moved to another).
     pub leave_reason: Option<String>,
     /// Still in the meeting (possibly reconnecting).
     pub present: bool,

@@ -12,7 +12,9 @@ struct Row {
     account_id: String,
     name: String,
     allowed_origins: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     created_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -72,13 +74,13 @@ impl SdkKeyStore {
             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query(
             "INSERT INTO sdk_keys (id, account_id, name, allowed_origins, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(account)
         .bind(name)
         .bind(&json)
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .execute(&self.pool)
         .await?;
         Ok(SdkKey {
@@ -93,7 +95,7 @@ impl SdkKeyStore {
 
     /// A key by id, revoked or not.
     pub async fn get(&self, id: &str) -> sqlx::Result<Option<SdkKey>> {
-        sqlx::query_as::<_, Row>(&format!("SELECT {COLUMNS} FROM sdk_keys WHERE id = ?"))
+        sqlx::query_as::<_, Row>(&format!("SELECT {COLUMNS} FROM sdk_keys WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -104,7 +106,7 @@ impl SdkKeyStore {
     /// The account's live keys, oldest first.
     pub async fn list(&self, account: &str) -> sqlx::Result<Vec<SdkKey>> {
         sqlx::query_as::<_, Row>(&format!(
-            "SELECT {COLUMNS} FROM sdk_keys WHERE account_id = ? AND revoked_at IS NULL \
+            "SELECT {COLUMNS} FROM sdk_keys WHERE account_id = $1 AND revoked_at IS NULL \
              ORDER BY created_at, id"
         ))
         .bind(account)
@@ -117,7 +119,7 @@ impl SdkKeyStore {
 
     pub async fn count_live(&self, account: &str) -> sqlx::Result<i64> {
         sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sdk_keys WHERE account_id = ? AND revoked_at IS NULL",
+            "SELECT COUNT(*) FROM sdk_keys WHERE account_id = $1 AND revoked_at IS NULL",
         )
         .bind(account)
         .fetch_one(&self.pool)
@@ -127,10 +129,10 @@ impl SdkKeyStore {
     /// Revokes a live key of the account; false when there is none by that id.
     pub async fn revoke(&self, account: &str, id: &str, now: DateTime<Utc>) -> sqlx::Result<bool> {
         let done = sqlx::query(
-            "UPDATE sdk_keys SET revoked_at = ? \
-             WHERE id = ? AND account_id = ? AND revoked_at IS NULL",
+            "UPDATE sdk_keys SET revoked_at = $1 \
+             WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(id)
         .bind(account)
         .execute(&self.pool)

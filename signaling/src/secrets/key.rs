@@ -64,6 +64,10 @@ pub fn load(
             .map_err(|e| anyhow::anyhow!("PARLEY_SECRETS_KEY: {e}"))?;
         return Ok((key, KeySource::Configured));
     }
+    if crate::store::Backend::of_url(database_url) == Some(crate::store::Backend::Postgres) {
+        // Nodes sharing one PostgreSQL database share no disk: each must be given the key.
+        anyhow::bail!("PARLEY_SECRETS_KEY is required when the database is PostgreSQL");
+    }
     let Some(path) = key_file_for(database_url)? else {
         return Ok((SecretsKey::generate(), KeySource::Ephemeral));
     };

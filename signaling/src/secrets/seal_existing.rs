@@ -3,7 +3,7 @@
 //! right one. Running it again changes nothing, so it runs on every start.
 
 use super::cipher::{Field, SecretsCipher, is_sealed};
-use crate::store::DbPool;
+use crate::store::{Backend, DbPool};
 
 /// What the pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +21,14 @@ pub struct Sealed {
 /// The plain text must not survive in the file either: the pass runs with `secure_delete` (an
 /// overwritten value's old bytes are zeroed, not left in free space) and, when it sealed
 /// anything, checkpoints the write-ahead log into the database file and truncates it.
+///
+/// On PostgreSQL there is no such switch: an overwritten value's old row version stays in the
+/// table's pages until `VACUUM` reclaims it.
 pub async fn seal_existing(pool: &DbPool, cipher: &SecretsCipher) -> anyhow::Result<Sealed> {
     let mut conn = pool.acquire().await?;
+    if Backend::of_pool(pool) == Backend::Postgres {
+        return seal_on(&mut conn, cipher).await;
+    }
     sqlx::query("PRAGMA secure_delete = ON")
         .execute(&mut *conn)
         .await?;
@@ -42,7 +48,7 @@ pub async fn seal_existing(pool: &DbPool, cipher: &SecretsCipher) -> anyhow::Res
 }
 
 async fn seal_on(
-    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
     cipher: &SecretsCipher,
 ) -> anyhow::Result<Sealed> {
     use sqlx::Connection;
@@ -67,7 +73,7 @@ async fn seal_on(
                 continue;
             }
             sqlx::query(&format!(
-                "UPDATE {table} SET {column} = ? WHERE {key} = ? AND {column} = ?"
+                "UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3"
             ))
             .bind(cipher.seal(field, &row, &value))
             .bind(&row)

@@ -9,7 +9,7 @@ use crate::domain::random_token;
 use crate::store::DbPool;
 
 /// The signing key stored under `name` (one of [`Field::rows`] of [`Field::ServerSecret`]),
-/// created on first use. `INSERT OR IGNORE` then `SELECT`, so two processes starting at once
+/// created on first use. Insert-if-absent then `SELECT`, so two processes starting at once
 /// agree on one key.
 pub async fn server_secret(
     pool: &DbPool,
@@ -21,12 +21,12 @@ pub async fn server_secret(
             .rows()
             .is_some_and(|r| r.contains(&name))
     );
-    sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)")
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(name)
         .bind(cipher.seal(Field::ServerSecret, name, &random_token(64)))
         .execute(pool)
         .await?;
-    let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+    let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
         .bind(name)
         .fetch_one(pool)
         .await?;

@@ -109,15 +109,19 @@ pub async fn build(
 }
 
 async fn chat_lines(pool: &DbPool, meeting: &str) -> sqlx::Result<Vec<ChatLine>> {
-    let rows = sqlx::query_as::<_, (String, String, chrono::DateTime<Utc>)>(
-        "SELECT display_name, text, sent_at FROM chat_messages WHERE meeting_id = ? ORDER BY seq",
+    let rows = sqlx::query_as::<_, (String, String, crate::store::time::DbTime)>(
+        "SELECT display_name, text, sent_at FROM chat_messages WHERE meeting_id = $1 ORDER BY seq",
     )
     .bind(meeting)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(from, text, at)| ChatLine { at, from, text })
+        .map(|(from, text, at)| ChatLine {
+            at: at.0,
+            from,
+            text,
+        })
         .collect())
 }
 
@@ -200,7 +204,7 @@ async fn to_crm(
     let Some(account) = meeting.account_id.as_deref() else {
         return Ok(());
     };
-    let deal: Option<String> = sqlx::query_scalar("SELECT deal_id FROM meetings WHERE id = ?")
+    let deal: Option<String> = sqlx::query_scalar("SELECT deal_id FROM meetings WHERE id = $1")
         .bind(meeting.id.as_str())
         .fetch_optional(app.store.pool())
         .await?

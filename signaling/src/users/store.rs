@@ -19,7 +19,9 @@ pub struct UserRow {
     pub role: String,
     pub status: String,
     pub password_hash: Option<String>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub last_sign_in_at: Option<DateTime<Utc>>,
 }
 
@@ -51,9 +53,13 @@ pub struct SessionRow {
     pub id: String,
     pub token_hash: String,
     pub user_id: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub last_seen_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub expires_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub revoked_at: Option<DateTime<Utc>>,
     pub user_agent: Option<String>,
 }
@@ -63,7 +69,9 @@ pub struct TokenRow {
     pub token_hash: String,
     pub user_id: String,
     pub purpose: String,
+    #[sqlx(try_from = "crate::store::time::DbTime")]
     pub expires_at: DateTime<Utc>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     pub used_at: Option<DateTime<Utc>>,
 }
 
@@ -100,7 +108,7 @@ impl UserStore {
     pub async fn insert_invited(&self, u: NewUser<'_>) -> sqlx::Result<UserRow> {
         let sql = format!(
             "INSERT INTO users (id, account_id, email, email_key, display_name, role, status, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, 'invited', ?) RETURNING {USER_COLUMNS}"
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, 'invited', $7) RETURNING {USER_COLUMNS}"
         );
         sqlx::query_as::<_, UserRow>(&sql)
             .bind(u.id)
@@ -109,13 +117,13 @@ impl UserStore {
             .bind(u.email_key)
             .bind(u.display_name)
             .bind(u.role.as_str())
-            .bind(u.now)
+            .bind(crate::store::time::text(u.now))
             .fetch_one(&self.pool)
             .await
     }
 
     pub async fn by_id(&self, id: &str) -> sqlx::Result<Option<UserRow>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         sqlx::query_as::<_, UserRow>(&sql)
             .bind(id)
             .fetch_optional(&self.pool)
@@ -123,7 +131,7 @@ impl UserStore {
     }
 
     pub async fn by_email_key(&self, key: &str) -> sqlx::Result<Option<UserRow>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_key = ?");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email_key = $1");
         sqlx::query_as::<_, UserRow>(&sql)
             .bind(key)
             .fetch_optional(&self.pool)
@@ -132,7 +140,7 @@ impl UserStore {
 
     pub async fn of_account(&self, account_id: &str) -> sqlx::Result<Vec<UserRow>> {
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE account_id = ? ORDER BY created_at, id"
+            "SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 ORDER BY created_at, id"
         );
         sqlx::query_as::<_, UserRow>(&sql)
             .bind(account_id)
@@ -148,7 +156,7 @@ impl UserStore {
         status: UserStatus,
     ) -> sqlx::Result<UserRow> {
         let sql = format!(
-            "UPDATE users SET display_name = ?, role = ?, status = ? WHERE id = ? \
+            "UPDATE users SET display_name = $1, role = $2, status = $3 WHERE id = $4 \
              RETURNING {USER_COLUMNS}"
         );
         sqlx::query_as::<_, UserRow>(&sql)
@@ -163,9 +171,9 @@ impl UserStore {
     /// Sets the password; `activate` also turns an invited user active (invitation accepted).
     pub async fn set_password(&self, id: &str, hash: &str, activate: bool) -> sqlx::Result<()> {
         let sql = if activate {
-            "UPDATE users SET password_hash = ?, status = 'active' WHERE id = ? AND status = 'invited'"
+            "UPDATE users SET password_hash = $1, status = 'active' WHERE id = $2 AND status = 'invited'"
         } else {
-            "UPDATE users SET password_hash = ? WHERE id = ?"
+            "UPDATE users SET password_hash = $1 WHERE id = $2"
         };
         sqlx::query(sql)
             .bind(hash)
@@ -176,8 +184,8 @@ impl UserStore {
     }
 
     pub async fn touch_sign_in(&self, id: &str, now: DateTime<Utc>) -> sqlx::Result<()> {
-        sqlx::query("UPDATE users SET last_sign_in_at = ? WHERE id = ?")
-            .bind(now)
+        sqlx::query("UPDATE users SET last_sign_in_at = $1 WHERE id = $2")
+            .bind(crate::store::time::text(now))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -189,14 +197,14 @@ impl UserStore {
     pub async fn insert_session(&self, s: &SessionRow) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO user_sessions (id, token_hash, user_id, created_at, last_seen_at, \
-             expires_at, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             expires_at, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&s.id)
         .bind(&s.token_hash)
         .bind(&s.user_id)
-        .bind(s.created_at)
-        .bind(s.last_seen_at)
-        .bind(s.expires_at)
+        .bind(crate::store::time::text(s.created_at))
+        .bind(crate::store::time::text(s.last_seen_at))
+        .bind(crate::store::time::text(s.expires_at))
         .bind(&s.user_agent)
         .execute(&self.pool)
         .await?;
@@ -214,7 +222,7 @@ impl UserStore {
              s.last_seen_at, s.expires_at, s.revoked_at, s.user_agent, \
              u.account_id, u.email, u.email_key, u.display_name, u.role, u.status, \
              u.password_hash, u.created_at AS u_created_at, u.last_sign_in_at \
-             FROM user_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+             FROM user_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -224,10 +232,18 @@ impl UserStore {
             id: r.try_get("s_id")?,
             token_hash: r.try_get("token_hash")?,
             user_id: r.try_get("user_id")?,
-            created_at: r.try_get("s_created_at")?,
-            last_seen_at: r.try_get("last_seen_at")?,
-            expires_at: r.try_get("expires_at")?,
-            revoked_at: r.try_get("revoked_at")?,
+            created_at: r
+                .try_get::<crate::store::time::DbTime, _>("s_created_at")?
+                .into(),
+            last_seen_at: r
+                .try_get::<crate::store::time::DbTime, _>("last_seen_at")?
+                .into(),
+            expires_at: r
+                .try_get::<crate::store::time::DbTime, _>("expires_at")?
+                .into(),
+            revoked_at: r
+                .try_get::<crate::store::time::OptDbTime, _>("revoked_at")?
+                .into(),
             user_agent: r.try_get("user_agent")?,
         };
         let user = UserRow {
@@ -239,15 +255,19 @@ impl UserStore {
             role: r.try_get("role")?,
             status: r.try_get("status")?,
             password_hash: r.try_get("password_hash")?,
-            created_at: r.try_get("u_created_at")?,
-            last_sign_in_at: r.try_get("last_sign_in_at")?,
+            created_at: r
+                .try_get::<crate::store::time::DbTime, _>("u_created_at")?
+                .into(),
+            last_sign_in_at: r
+                .try_get::<crate::store::time::OptDbTime, _>("last_sign_in_at")?
+                .into(),
         };
         Ok(Some((session, user)))
     }
 
     pub async fn touch_session(&self, id: &str, now: DateTime<Utc>) -> sqlx::Result<()> {
-        sqlx::query("UPDATE user_sessions SET last_seen_at = ? WHERE id = ?")
-            .bind(now)
+        sqlx::query("UPDATE user_sessions SET last_seen_at = $1 WHERE id = $2")
+            .bind(crate::store::time::text(now))
             .bind(id)
             .execute(&self.pool)
             .await?;
@@ -258,7 +278,7 @@ impl UserStore {
     /// the idle timeout).
     pub async fn sessions_of(&self, user_id: &str) -> sqlx::Result<Vec<SessionRow>> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM user_sessions WHERE user_id = ? AND revoked_at IS NULL \
+            "SELECT {SESSION_COLUMNS} FROM user_sessions WHERE user_id = $1 AND revoked_at IS NULL \
              ORDER BY created_at DESC, id"
         );
         sqlx::query_as::<_, SessionRow>(&sql)
@@ -275,10 +295,10 @@ impl UserStore {
         now: DateTime<Utc>,
     ) -> sqlx::Result<bool> {
         let r = sqlx::query(
-            "UPDATE user_sessions SET revoked_at = ? WHERE id = ? AND user_id = ? \
+            "UPDATE user_sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 \
              AND revoked_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(id)
         .bind(user_id)
         .execute(&self.pool)
@@ -292,9 +312,9 @@ impl UserStore {
         now: DateTime<Utc>,
     ) -> sqlx::Result<u64> {
         let r = sqlx::query(
-            "UPDATE user_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "UPDATE user_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(user_id)
         .execute(&self.pool)
         .await?;
@@ -315,22 +335,22 @@ impl UserStore {
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE user_tokens SET used_at = ? WHERE user_id = ? AND purpose = ? AND used_at IS NULL",
+            "UPDATE user_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(user_id)
         .bind(purpose.as_str())
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "INSERT INTO user_tokens (token_hash, user_id, purpose, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(hash)
         .bind(user_id)
         .bind(purpose.as_str())
-        .bind(now)
-        .bind(expires_at)
+        .bind(crate::store::time::text(now))
+        .bind(crate::store::time::text(expires_at))
         .execute(&mut *tx)
         .await?;
         tx.commit().await
@@ -339,7 +359,7 @@ impl UserStore {
     pub async fn token(&self, hash: &str) -> sqlx::Result<Option<TokenRow>> {
         sqlx::query_as::<_, TokenRow>(
             "SELECT token_hash, user_id, purpose, expires_at, used_at FROM user_tokens \
-             WHERE token_hash = ?",
+             WHERE token_hash = $1",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -349,9 +369,9 @@ impl UserStore {
     /// Marks a token used; false if it already was (two concurrent redemptions: one wins).
     pub async fn use_token(&self, hash: &str, now: DateTime<Utc>) -> sqlx::Result<bool> {
         let r = sqlx::query(
-            "UPDATE user_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+            "UPDATE user_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
         )
-        .bind(now)
+        .bind(crate::store::time::text(now))
         .bind(hash)
         .execute(&self.pool)
         .await?;
@@ -362,7 +382,7 @@ impl UserStore {
 
     pub async fn throttle(&self, email_key: &str) -> sqlx::Result<Throttle> {
         let row = sqlx::query(
-            "SELECT failures, window_start, locked_until FROM sign_in_throttle WHERE email_key = ?",
+            "SELECT failures, window_start, locked_until FROM sign_in_throttle WHERE email_key = $1",
         )
         .bind(email_key)
         .fetch_optional(&self.pool)
@@ -373,28 +393,32 @@ impl UserStore {
         let failures: i64 = row.try_get("failures")?;
         Ok(Throttle {
             failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX),
-            window_start: row.try_get("window_start")?,
-            locked_until: row.try_get("locked_until")?,
+            window_start: row
+                .try_get::<crate::store::time::OptDbTime, _>("window_start")?
+                .into(),
+            locked_until: row
+                .try_get::<crate::store::time::OptDbTime, _>("locked_until")?
+                .into(),
         })
     }
 
     pub async fn put_throttle(&self, email_key: &str, t: &Throttle) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO sign_in_throttle (email_key, failures, window_start, locked_until) \
-             VALUES (?, ?, ?, ?) ON CONFLICT(email_key) DO UPDATE SET failures = excluded.failures, \
+             VALUES ($1, $2, $3, $4) ON CONFLICT(email_key) DO UPDATE SET failures = excluded.failures, \
              window_start = excluded.window_start, locked_until = excluded.locked_until",
         )
         .bind(email_key)
         .bind(i64::from(t.failures))
-        .bind(t.window_start)
-        .bind(t.locked_until)
+        .bind(crate::store::time::opt_text(t.window_start))
+        .bind(crate::store::time::opt_text(t.locked_until))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     pub async fn clear_throttle(&self, email_key: &str) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM sign_in_throttle WHERE email_key = ?")
+        sqlx::query("DELETE FROM sign_in_throttle WHERE email_key = $1")
             .bind(email_key)
             .execute(&self.pool)
             .await?;

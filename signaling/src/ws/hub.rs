@@ -156,6 +156,8 @@ pub struct HubContext {
     pub events: crate::integrations::Events,
     /// Told the id of every meeting a hub ends (the after-meeting summary listens).
     pub ended: Option<mpsc::UnboundedSender<MeetingId>>,
+    /// The TURN relay whose credentials `joined` hands out.
+    pub turn: Option<crate::configuration::TurnConfig>,
 }
 
 struct Member {
@@ -270,6 +272,19 @@ impl Hub {
         // database just before is seen here.
         match self.ctx.store.meeting(&self.id).await {
             Ok(Some(m)) => {
+                // A hub starts where the meeting is placed; sessions another node still shows
+                // open belong to a node that lost the meeting (their people rejoin here).
+                if let Err(e) = self.ctx.store.close_sessions_elsewhere(&self.id).await {
+                    tracing::warn!(meeting = %self.id, error = %e, "cannot close lost sessions");
+                }
+                let (pool, node) = (self.ctx.store.pool(), self.ctx.store.node());
+                match crate::recordings::db::fail_lost(pool, self.id.as_str(), node).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(meeting = %self.id, n, "recordings lost with a node"),
+                    Err(e) => {
+                        tracing::warn!(meeting = %self.id, error = %e, "cannot fail lost recordings")
+                    }
+                }
                 self.max_participants = m.participant_limit();
                 self.time_limit = m
                     .max_meeting_minutes
@@ -394,6 +409,17 @@ impl Hub {
             }
         }
         false
+    }
+
+    /// Fresh relay credentials for `pid` (each join and resume gets its own, with a new
+    /// expiry).
+    fn ice_servers(&self, pid: &ParticipantId) -> Vec<crate::turn::IceServer> {
+        self.ctx
+            .turn
+            .as_ref()
+            .map(|t| crate::turn::ice_server(t, pid.as_str(), Utc::now()))
+            .into_iter()
+            .collect()
     }
 
     fn meeting_view(&self) -> MeetingView {
@@ -539,6 +565,7 @@ impl Hub {
             meeting: self.meeting_view(),
             you: view.clone(),
             participants: self.others(&pid),
+            ice_servers: self.ice_servers(&pid),
         };
         let first = self.members.is_empty();
         let hook_data = serde_json::json!({
@@ -629,6 +656,7 @@ impl Hub {
             meeting: self.meeting_view(),
             you: view.clone(),
             participants: self.others(&pid),
+            ice_servers: self.ice_servers(&pid),
         };
         tracing::info!(meeting = %self.id, participant = %pid, "resumed");
         let _ = reply.send(Ok(JoinAccepted {

@@ -153,6 +153,9 @@ impl LeaveReason {
     }
 }
 
+// `Joined` is much larger than the rest; every message is built, encoded once and dropped, never
+// kept in bulk, so boxing it would only add an allocation per join.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -162,6 +165,10 @@ pub enum ServerMessage {
         meeting: MeetingView,
         you: ParticipantView,
         participants: Vec<ParticipantView>,
+        /// TURN relays for `RTCConfiguration.iceServers`, with credentials of this participant
+        /// that expire (absent when no relay is configured).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<crate::turn::IceServer>,
     },
     PublishAnswer {
         sdp: String,

@@ -59,6 +59,7 @@ struct LiveRow {
     account_id: Option<String>,
     host_user_id: Option<String>,
     max_participants: Option<i64>,
+    #[sqlx(try_from = "crate::store::time::OptDbTime")]
     started_at: Option<DateTime<Utc>>,
     participants: i64,
     recording: i64,
@@ -88,11 +89,12 @@ pub async fn list(
     let rows: Vec<LiveRow> = sqlx::query_as(
         "SELECT m.id, m.title, m.account_id, m.host_user_id, m.max_participants, m.started_at, \
          COUNT(s.seq) AS participants, \
-         EXISTS (SELECT 1 FROM recordings r WHERE r.meeting_id = m.id AND r.status = 'recording') \
-           AS recording \
+         CASE WHEN EXISTS (SELECT 1 FROM recordings r \
+                           WHERE r.meeting_id = m.id AND r.status = 'recording') \
+           THEN 1 ELSE 0 END AS recording \
          FROM meetings m JOIN participant_sessions s ON s.meeting_id = m.id AND s.left_at IS NULL \
          WHERE m.ended_at IS NULL GROUP BY m.seq \
-         ORDER BY COALESCE(m.started_at, m.created_at) DESC, m.seq DESC LIMIT ? OFFSET ?",
+         ORDER BY COALESCE(m.started_at, m.created_at) DESC, m.seq DESC LIMIT $1 OFFSET $2",
     )
     .bind(i64::from(limit))
     .bind(i64::try_from(offset).unwrap_or(i64::MAX))

@@ -1,11 +1,15 @@
-//! The outbox in SQLite (`migrations/sqlite/20260405000000_outbox.sql`), shared by every worker
-//! and process that opens the same file.
+//! The outbox in the server's database (`migrations/*/20260405000000_outbox.sql`), shared by
+//! every worker, process and node that uses the same database, SQLite or PostgreSQL.
 //!
-//! A claim is one `UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING …` statement. SQLite runs a
-//! write statement under the database's single write lock, taken before the statement reads,
-//! so the choice of message and the lease are one atomic step: two claimers never get the same
-//! message. Settling checks the lease token, so a worker whose lease ran out (and whose message
-//! another worker took over) cannot overwrite the newer attempt's result.
+//! A claim is one `UPDATE … WHERE id = (SELECT … LIMIT 1) AND <still claimable> RETURNING …`
+//! statement that sets a lease (`lease_token`, `lease_until`). On SQLite a write statement runs
+//! under the database's single write lock, taken before it reads, so choosing the message and
+//! leasing it are one atomic step. On PostgreSQL (READ COMMITTED) two pollers may pick the same
+//! id in the subquery, but the row lock makes the second wait for the first, and it then
+//! re-checks the outer conditions on the row as the first left it: the lease is taken, so the
+//! second updates nothing. Either way exactly one poller gets each message. Settling checks the
+//! lease token, so a worker whose lease ran out (and whose message another worker took over)
+//! cannot overwrite the newer attempt's result.
 
 use std::time::Duration;
 
@@ -13,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{
     AttemptOutcome, AttemptRecord, Claimed, NewMessage, OutboxError, OutboxMessage, OutboxStore,
@@ -26,14 +30,14 @@ const COLUMNS: &str = "id, kind, destination, payload, idempotency_key, status, 
                        account_id";
 
 #[derive(Clone)]
-pub struct SqliteOutboxStore {
+pub struct DbOutboxStore {
     pool: DbPool,
 }
 
-impl SqliteOutboxStore {
+impl DbOutboxStore {
     /// Uses a pool whose database has the signaling migrations applied (`Store::connect` does).
     pub fn new(pool: DbPool) -> Self {
-        SqliteOutboxStore { pool }
+        DbOutboxStore { pool }
     }
 }
 
@@ -50,7 +54,7 @@ fn lease_until(now: DateTime<Utc>, lease: Duration) -> i64 {
     ms(now).saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn row_to_message(r: &SqliteRow) -> Result<OutboxMessage, OutboxError> {
+fn row_to_message(r: &AnyRow) -> Result<OutboxMessage, OutboxError> {
     let status: String = r.try_get("status")?;
     let payload: String = r.try_get("payload")?;
     let attempts: i64 = r.try_get("attempts")?;
@@ -76,7 +80,7 @@ fn row_to_message(r: &SqliteRow) -> Result<OutboxMessage, OutboxError> {
 }
 
 #[async_trait]
-impl OutboxStore for SqliteOutboxStore {
+impl OutboxStore for DbOutboxStore {
     async fn enqueue(
         &self,
         message: NewMessage,
@@ -89,7 +93,7 @@ impl OutboxStore for SqliteOutboxStore {
         sqlx::query(
             "INSERT INTO outbox_messages (id, kind, destination, payload, idempotency_key, status, \
              attempts, max_attempts, next_attempt_at, created_at, account_id) \
-             VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $8, $9) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(new_id())
@@ -104,7 +108,7 @@ impl OutboxStore for SqliteOutboxStore {
         .execute(&self.pool)
         .await?;
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM outbox_messages WHERE idempotency_key = ?"
+            "SELECT {COLUMNS} FROM outbox_messages WHERE idempotency_key = $1"
         ))
         .bind(&key)
         .fetch_one(&self.pool)
@@ -118,17 +122,16 @@ impl OutboxStore for SqliteOutboxStore {
         lease: Duration,
     ) -> Result<Option<Claimed>, OutboxError> {
         let token = new_id();
-        // The outer conditions repeat the inner ones so the statement stays correct on engines
-        // (PostgreSQL under READ COMMITTED) where the subquery's row could change before the
-        // update; there it would add `FOR UPDATE SKIP LOCKED`.
+        // The outer conditions repeat the inner ones: on PostgreSQL they are what a poller that
+        // lost the race re-checks after the winner's commit (see the module doc).
         let row = sqlx::query(&format!(
             "UPDATE outbox_messages \
-             SET lease_token = ?1, lease_until = ?2, attempts = attempts + 1 \
+             SET lease_token = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id = (SELECT id FROM outbox_messages \
-                         WHERE status = 'pending' AND next_attempt_at <= ?3 \
-                           AND (lease_until IS NULL OR lease_until <= ?3) \
+                         WHERE status = 'pending' AND next_attempt_at <= $3 \
+                           AND (lease_until IS NULL OR lease_until <= $3) \
                          ORDER BY next_attempt_at, seq LIMIT 1) \
-               AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?3) \
+               AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $3) \
              RETURNING {COLUMNS}"
         ))
         .bind(&token)
@@ -164,9 +167,9 @@ impl OutboxStore for SqliteOutboxStore {
         // The first statement writes, so the transaction holds the write lock from its start.
         let updated = sqlx::query(
             "UPDATE outbox_messages \
-             SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, \
-                 delivered_at = COALESCE(?, delivered_at), lease_token = NULL, lease_until = NULL \
-             WHERE id = ? AND lease_token = ? AND status = 'pending'",
+             SET status = $1, next_attempt_at = COALESCE($2, next_attempt_at), last_error = $3, \
+                 delivered_at = COALESCE($4, delivered_at), lease_token = NULL, lease_until = NULL \
+             WHERE id = $5 AND lease_token = $6 AND status = 'pending'",
         )
         .bind(status.as_str())
         .bind(next_at)
@@ -183,7 +186,7 @@ impl OutboxStore for SqliteOutboxStore {
         }
         sqlx::query(
             "INSERT INTO outbox_attempts (message_id, attempt, at, outcome, http_status, detail) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&record.message_id)
         .bind(i64::from(record.attempt))
@@ -200,7 +203,7 @@ impl OutboxStore for SqliteOutboxStore {
     async fn replace_payload(&self, id: &str, payload: &Value) -> Result<(), OutboxError> {
         let payload = serde_json::to_string(payload)
             .map_err(|e| OutboxError::Storage(format!("payload does not encode: {e}")))?;
-        sqlx::query("UPDATE outbox_messages SET payload = ? WHERE id = ?")
+        sqlx::query("UPDATE outbox_messages SET payload = $1 WHERE id = $2")
             .bind(payload)
             .bind(id)
             .execute(&self.pool)
@@ -216,9 +219,9 @@ impl OutboxStore for SqliteOutboxStore {
     ) -> Result<OutboxMessage, OutboxError> {
         let row = sqlx::query(&format!(
             "UPDATE outbox_messages \
-             SET status = 'pending', next_attempt_at = ?, max_attempts = attempts + ?, \
+             SET status = 'pending', next_attempt_at = $1, max_attempts = attempts + $2, \
                  lease_token = NULL, lease_until = NULL \
-             WHERE id = ? AND status = 'failed' RETURNING {COLUMNS}"
+             WHERE id = $3 AND status = 'failed' RETURNING {COLUMNS}"
         ))
         .bind(ms(now))
         .bind(i64::from(extra_attempts.max(1)))
@@ -239,7 +242,7 @@ impl OutboxStore for SqliteOutboxStore {
 
     async fn get(&self, id: &str) -> Result<Option<OutboxMessage>, OutboxError> {
         let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM outbox_messages WHERE id = ?"
+            "SELECT {COLUMNS} FROM outbox_messages WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -250,7 +253,7 @@ impl OutboxStore for SqliteOutboxStore {
     async fn attempts(&self, id: &str) -> Result<Vec<AttemptRecord>, OutboxError> {
         let rows = sqlx::query(
             "SELECT message_id, attempt, at, outcome, http_status, detail \
-             FROM outbox_attempts WHERE message_id = ? ORDER BY seq",
+             FROM outbox_attempts WHERE message_id = $1 ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -276,7 +279,7 @@ impl OutboxStore for SqliteOutboxStore {
 
     async fn list(&self, status: Status, limit: u32) -> Result<Vec<OutboxMessage>, OutboxError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM outbox_messages WHERE status = ? ORDER BY seq LIMIT ?"
+            "SELECT {COLUMNS} FROM outbox_messages WHERE status = $1 ORDER BY seq LIMIT $2"
         ))
         .bind(status.as_str())
         .bind(i64::from(limit))
@@ -287,7 +290,8 @@ impl OutboxStore for SqliteOutboxStore {
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, OutboxError> {
         let v: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) \
+            "SELECT MIN(CASE WHEN lease_until > next_attempt_at THEN lease_until \
+                     ELSE next_attempt_at END) \
              FROM outbox_messages WHERE status = 'pending'",
         )
         .fetch_one(&self.pool)
