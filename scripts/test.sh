@@ -63,6 +63,17 @@ step "cargo build --release -p parley-signaling --features parley-sfu/mixdown" c
 LOG_DIR=$(mktemp -d)
 rust_tests() { cargo test --workspace --no-fail-fast --features parley-sfu/mixdown 2>&1 | tee "$LOG_DIR/cargo.log"; return "${PIPESTATUS[0]}"; }
 step "cargo test --workspace --features parley-sfu/mixdown" rust_tests
+# The black-box suites once more with every server on PostgreSQL (a schema per test server), so
+# each query of the signaling store is exercised on both databases.
+if [ -n "${PARLEY_TEST_POSTGRES_URL:-}" ]; then
+  postgres_tests() {
+    local names=()
+    for f in tests/tests/*.rs; do names+=(--test "$(basename "$f" .rs)"); done
+    PARLEY_TEST_SIGNALING_DB=postgres cargo test --workspace --no-fail-fast --features parley-sfu/mixdown "${names[@]}" 2>&1 | tee "$LOG_DIR/cargo-postgres.log"
+    return "${PIPESTATUS[0]}"
+  }
+  step "black-box suites on PostgreSQL" postgres_tests
+fi
 if [ -x target/release/parley ]; then
   export PARLEY_BIN=${PARLEY_BIN:-$ROOT/target/release/parley}
   browser_tests() { node --test --test-concurrency=1 tests/e2e/ 2>&1 | tee "$LOG_DIR/node.log"; return "${PIPESTATUS[0]}"; }

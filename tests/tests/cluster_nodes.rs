@@ -5,7 +5,9 @@
 //!   prefix): native WebRTC participants entering through different nodes meet on the meeting's
 //!   node and exchange media; that node is killed (SIGKILL, no goodbye) and the participants,
 //!   reconnecting by themselves as the SDK does, get media again from a surviving node within
-//!   10 seconds.
+//!   10 seconds; the recording the dead node was making is reported failed. Then the new node
+//!   is stopped with SIGTERM: it drains, both move to the last node with media again, and the
+//!   drained process exits.
 //! - Three in-process nodes: concurrent joins spread over all of them never put more people in a
 //!   meeting than its license allows.
 //! - Two in-process nodes racing for the scheduled jobs: each period runs on one node only.
@@ -181,6 +183,20 @@ impl NodeProcess {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as a service manager stops a node: it drains first.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success(), "SIGTERM to node {}", self.id);
+    }
+
+    /// Whether the process has exited, and how.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 }
 
@@ -415,8 +431,8 @@ async fn within(within: Duration, what: &str, mut check: impl FnMut() -> bool) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn media_comes_back_within_ten_seconds_when_the_meetings_node_dies() {
-    let test = "media_comes_back_within_ten_seconds_when_the_meetings_node_dies";
+async fn a_meeting_survives_losing_its_node_and_draining_the_next() {
+    let test = "a_meeting_survives_losing_its_node_and_draining_the_next";
     let Some(url) = services(test).await else {
         return;
     };
@@ -578,6 +594,43 @@ async fn media_comes_back_within_ten_seconds_when_the_meetings_node_dies() {
         .await
         .expect("start recording again");
     assert_eq!(r.status(), 201, "recording starts again on the new node");
+
+    // The new node is stopped the orderly way (SIGTERM): it drains, both move to the last
+    // node with media again, and the drained process exits on its own.
+    let second = entries
+        .iter()
+        .position(|e| Some(e.clone()) == host.node())
+        .expect("the new node is one of the nodes");
+    let joins_before = (host.joins(), guest.joins());
+    nodes[second].terminate();
+    let took = within(
+        MEDIA_BACK_WITHIN,
+        "media again on the last node after the meeting's node drained",
+        || {
+            let (h, g) = (host.node(), guest.node());
+            h.is_some()
+                && h != Some(entries[second].clone())
+                && h == g
+                && host.joins() > joins_before.0
+                && guest.joins() > joins_before.1
+                && host.video_packets() > 10
+                && guest.video_packets() > 10
+        },
+    )
+    .await;
+    eprintln!("media back {took:?} after the meeting's second node was drained (SIGTERM)");
+    let status = {
+        let node = &mut nodes[second];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = node.exited() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the drained node did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    assert!(status.success(), "the drained node exits cleanly: {status}");
     drop((host, guest));
 }
 

@@ -41,17 +41,18 @@ async fn create_meeting(f: &Fixture, host_token: &str, title: &str) -> String {
     str_of(&v, "id")
 }
 
-/// Writes a meeting's start and end as if it had run then (the server's own encoding of
-/// timestamps: sqlx binds chrono values alike on both sides).
+/// Writes a meeting's start and end as if it had run then, through the server's own pool and
+/// in its own encoding of instants (the same on SQLite and PostgreSQL).
 async fn set_times(
-    db: &sqlx::SqlitePool,
+    db: &parley_signaling::store::DbPool,
     meeting: &str,
     started: Option<DateTime<Utc>>,
     ended: Option<DateTime<Utc>>,
 ) {
-    let r = sqlx::query("UPDATE meetings SET started_at = ?, ended_at = ? WHERE id = ?")
-        .bind(started)
-        .bind(ended)
+    use parley_signaling::store::time::opt_text;
+    let r = sqlx::query("UPDATE meetings SET started_at = $1, ended_at = $2 WHERE id = $3")
+        .bind(opt_text(started))
+        .bind(opt_text(ended))
         .bind(meeting)
         .execute(db)
         .await
@@ -91,13 +92,15 @@ fn rows(v: &Value) -> Vec<(String, i64, i64, i64, i64)> {
 async fn usage_per_moscow_day_from_meetings_of_known_length() {
     let f = Fixture::spawn().await;
     let (a, b) = (&f.a, &f.b);
-    let db = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(f.app.database_path())
-            .busy_timeout(std::time::Duration::from_secs(10)),
-    )
-    .await
-    .expect("open the database");
+    let db = f
+        .app
+        .server
+        .as_ref()
+        .expect("running")
+        .state()
+        .store
+        .pool()
+        .clone();
 
     // A's meetings in May 2026 (Moscow times), hosted by the member and the admin (both seated).
     let m1 = create_meeting(&f, &a.member.token, "Morning demo").await;
