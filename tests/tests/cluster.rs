@@ -158,3 +158,39 @@ async fn a_single_node_has_nothing_to_drain_to() {
         (409, Some("not_clustered"))
     );
 }
+
+/// The pages that join meetings from inside another site (the SDK's embed page) let their
+/// WebSocket follow a redirect to another node: their CSP's `connect-src` names the nodes, as
+/// the meeting app's does; a single node keeps `connect-src 'self'`.
+#[tokio::test]
+async fn the_embed_page_may_connect_to_the_other_nodes() {
+    if !redis_reachable().await {
+        eprintln!("skipped: Redis not reachable at {}", redis_url());
+        return;
+    }
+    let prefix = format!("parley-test-{}", uuid::Uuid::new_v4().simple());
+    let clustered = node(&prefix, "node-a").await;
+    let single = TestApp::spawn().await;
+    let csp_of = |app: &TestApp, path: &str| {
+        let (http, url) = (app.http.clone(), app.url(path));
+        async move {
+            let r = http.get(url).send().await.expect("page");
+            r.headers()
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    for path in ["/embed/abcdefghijkl?token=x", "/m/abcdefghijkl"] {
+        let csp = csp_of(&clustered, path).await;
+        // Nodes addressed by IP (here 127.0.0.1) have no common domain: any ws(s) origin.
+        assert!(
+            csp.contains("connect-src 'self' ws: wss:;"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        let csp = csp_of(&single, path).await;
+        assert!(csp.contains("connect-src 'self';"), "{path}: {csp}");
+    }
+}

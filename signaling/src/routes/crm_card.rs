@@ -105,10 +105,10 @@ pub(crate) fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// The app's strict CSP with `frame-ancestors` set to the CRM's origin (never `*`: the origin
-/// passed [`normalise_origin`] when it was stored), or kept at `'none'`.
-fn card_csp(origin: Option<&str>) -> String {
-    let base = crate::routes::web::CSP;
+/// `base` (the app's strict CSP, widened to the cluster's nodes where the card connects) with
+/// `frame-ancestors` set to the CRM's origin (never `*`: the origin passed
+/// [`normalise_origin`] when it was stored), or kept at `'none'`.
+fn card_csp(base: &str, origin: Option<&str>) -> String {
     match origin {
         Some(o) => base.replace("frame-ancestors 'none'", &format!("frame-ancestors {o}")),
         None => base.to_owned(),
@@ -118,7 +118,7 @@ fn card_csp(origin: Option<&str>) -> String {
 fn html_response(
     status: StatusCode,
     body: String,
-    origin: Option<&str>,
+    (csp, origin): (&str, Option<&str>),
     cookie: Option<String>,
 ) -> Response {
     let mut resp = (status, body).into_response();
@@ -127,7 +127,7 @@ fn html_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&card_csp(origin)) {
+    if let Ok(v) = HeaderValue::from_str(&card_csp(csp, origin)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -159,7 +159,9 @@ impl IntoResponse for Refusal {
             code = self.code,
             message = escape(&self.message),
         );
-        html_response(self.status, body, self.origin.as_deref(), None)
+        // A refusal page connects nowhere: the strict policy.
+        let csp = crate::routes::web::CSP;
+        html_response(self.status, body, (csp, self.origin.as_deref()), None)
     }
 }
 
@@ -346,10 +348,12 @@ async fn launch_inner(app: &AppState, q: HashMap<String, String>) -> Result<Resp
     tracing::info!(account = %session.account_id, user = %user.id, "deal card opened");
     // The token is alphanumeric; escaped anyway since it lands in an attribute.
     let body = template.replace("__CARD_TOKEN__", &escape(&token));
+    // The card joins meetings, which may live on another node of a cluster.
+    let csp = crate::routes::web::csp(app.config.cluster.as_ref());
     Ok(html_response(
         StatusCode::OK,
         body,
-        origin.as_deref(),
+        (&csp, origin.as_deref()),
         Some(card_cookie(app, &token)),
     ))
 }

@@ -460,7 +460,8 @@ impl EmbedPage {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        if let Ok(v) = HeaderValue::from_str(&embed_csp(&self.origins)) {
+        let base = crate::routes::web::csp(app.config.cluster.as_ref());
+        if let Ok(v) = HeaderValue::from_str(&embed_csp(&base, &self.origins)) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -479,8 +480,9 @@ impl EmbedPage {
 
 /// The app's strict CSP with `frame-ancestors` listing exactly the key's origins (each passed
 /// [`AllowedOrigins::parse`]), or `'none'` when no key is known.
-fn embed_csp(origins: &[String]) -> String {
-    let base = crate::routes::web::CSP;
+/// `base` (the app's CSP, widened to the cluster's nodes: the embedded meeting follows its
+/// redirect) with the key's origins as frame ancestors.
+fn embed_csp(base: &str, origins: &[String]) -> String {
     if origins.is_empty() {
         base.to_owned()
     } else {
