@@ -535,6 +535,20 @@ impl Store {
         .try_get("n")
     }
 
+    /// Open sessions of `meeting` held by other nodes: none normally (the node a meeting moves
+    /// to closes them), some while a partition splits the meeting between two nodes.
+    pub async fn open_sessions_elsewhere(&self, meeting: &MeetingId) -> sqlx::Result<i64> {
+        sqlx::query(
+            "SELECT COUNT(*) AS n FROM participant_sessions \
+             WHERE meeting_id = $1 AND left_at IS NULL AND node <> $2",
+        )
+        .bind(meeting.as_str())
+        .bind(&*self.node)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")
+    }
+
     pub async fn insert_api_key(
         &self,
         key_id: &str,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures::SinkExt;
-use parley_tests::TestApp;
+use parley_tests::{TestApp, WsClient};
 use serde_json::json;
 
 #[tokio::test]
@@ -129,4 +129,79 @@ async fn join_must_come_first_and_in_time() {
         (1008, "join timeout")
     );
     app.shutdown().await;
+}
+
+/// The license's participant limit counts the meeting's sessions that another node still
+/// holds in the database (a meeting split by a partition from Redis), not only the people on
+/// this node: neither half can pass the limit alone. When those sessions end, the place is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_held_by_another_node_count_against_the_limit() {
+    use parley_tests::fixtures::Fixture;
+    use parley_tests::str_of;
+    use reqwest::Method;
+
+    let f = Fixture::spawn().await;
+    let m = f
+        .must(
+            201,
+            Method::POST,
+            "/api/v1/meetings",
+            Some(&f.a.member.token),
+            Some(json!({"title": "Split"})),
+        )
+        .await;
+    let (id, invite) = (str_of(&m, "id"), str_of(&m, "invite"));
+    let mut tokens = Vec::new();
+    for name in ["Here", "Late"] {
+        let v = f
+            .must(
+                200,
+                Method::POST,
+                &format!("/api/v1/meetings/{id}/join"),
+                None,
+                Some(json!({"display_name": name, "invite": invite})),
+            )
+            .await;
+        tokens.push(str_of(&v, "token"));
+    }
+    let (_here, _) = f.app.join(&tokens[0]).await;
+
+    // Nine more are in on another node (the tariff allows 10).
+    let pool = f
+        .app
+        .server
+        .as_ref()
+        .expect("running")
+        .state()
+        .store
+        .pool()
+        .clone();
+    let now = parley_signaling::store::time::now_text();
+    for i in 0..9 {
+        sqlx::query(
+            "INSERT INTO participant_sessions (meeting_id, participant_id, identity, \
+             display_name, role, joined_at, node) VALUES ($1, $2, $3, $4, 'guest', $5, 'node-b')",
+        )
+        .bind(&id)
+        .bind(format!("p_elsewhere{i}"))
+        .bind(format!("guest-elsewhere-{i}"))
+        .bind(format!("Elsewhere {i}"))
+        .bind(&now)
+        .execute(&pool)
+        .await
+        .expect("a session on node-b");
+    }
+    let mut late = WsClient::connect(&f.app.ws_url).await;
+    late.send(json!({"type": "join", "token": tokens[1]})).await;
+    let closed = late.expect_close().await;
+    assert_eq!(closed.code, 4005, "{closed:?}");
+
+    // Those nine leave: the late one gets in.
+    sqlx::query("UPDATE participant_sessions SET left_at = $1 WHERE node = 'node-b'")
+        .bind(parley_signaling::store::time::now_text())
+        .execute(&pool)
+        .await
+        .expect("they leave");
+    let (_late, joined) = f.app.join(&tokens[1]).await;
+    assert_eq!(joined["type"], "joined");
 }

@@ -411,6 +411,18 @@ impl Hub {
         false
     }
 
+    /// Participants of this meeting that other nodes hold (see `Store::open_sessions_elsewhere`);
+    /// 0 when the database cannot say, as the meeting's own node is the one admitting.
+    async fn held_elsewhere(&self) -> usize {
+        match self.ctx.store.open_sessions_elsewhere(&self.id).await {
+            Ok(n) => usize::try_from(n).unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(meeting = %self.id, error = %e, "cannot count sessions on other nodes");
+                0
+            }
+        }
+    }
+
     /// Fresh relay credentials for `pid` (each join and resume gets its own, with a new
     /// expiry).
     fn ice_servers(&self, pid: &ParticipantId) -> Vec<crate::turn::IceServer> {
@@ -497,9 +509,12 @@ impl Hub {
             let _ = reply.send(Err(CloseReason::new(4003, "meeting is locked")));
             return;
         }
-        // Members in their resume grace still hold their place: they are coming back.
+        // Members in their resume grace still hold their place: they are coming back. Every join
+        // of the meeting is admitted here, one at a time; sessions other nodes still hold in the
+        // database (a meeting split by a partition from Redis) count too, so that neither half
+        // passes the license's limit on its own.
         if let Some(max) = self.max_participants
-            && self.members.len() >= max
+            && self.members.len() + self.held_elsewhere().await >= max
         {
             let _ = reply.send(Err(CloseReason::new(
                 4005,
