@@ -16,8 +16,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::api::*;
-use crate::engine::Sfu;
+use crate::engine::{Sfu, Transmit};
 use crate::handle::{Command, SfuHandle};
+
+mod batch_send;
 
 /// The addresses to announce when none are configured: loopback plus the machine's own IPv4
 /// addresses.
@@ -164,8 +166,9 @@ async fn run(
     tracing::info!(?local_addrs, "media plane listening");
     let mut sfu = Sfu::new(local_addrs.clone(), metrics);
     let mut buf = vec![0u8; 2048];
+    let mut outgoing = Outgoing::new(socks.len());
     loop {
-        flush(&mut sfu, &socks, &local_addrs, &events);
+        flush(&mut sfu, &socks, &local_addrs, &events, &mut outgoing);
         let deadline = sfu
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
@@ -176,7 +179,7 @@ async fn run(
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
                 if !apply(&mut sfu, cmd) {
-                    flush(&mut sfu, &socks, &local_addrs, &events);
+                    flush(&mut sfu, &socks, &local_addrs, &events, &mut outgoing);
                     break;
                 }
             }
@@ -228,15 +231,46 @@ struct Events {
     recording: mpsc::UnboundedSender<RecordingEvent>,
 }
 
-fn flush(sfu: &mut Sfu, socks: &[UdpSocket], local_addrs: &[SocketAddr], events: &Events) {
+/// The datagrams of one flush, by the socket they leave from; kept between flushes so their
+/// lists are allocated once.
+struct Outgoing {
+    by_socket: Vec<Vec<Transmit>>,
+}
+
+impl Outgoing {
+    fn new(sockets: usize) -> Self {
+        Self {
+            by_socket: (0..sockets).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
+fn flush(
+    sfu: &mut Sfu,
+    socks: &[UdpSocket],
+    local_addrs: &[SocketAddr],
+    events: &Events,
+    outgoing: &mut Outgoing,
+) {
+    // Everything the core has queued goes out in as few system calls as possible: a publisher
+    // packet's fan-out is one burst from one socket (see `batch_send`).
     while let Some(t) = sfu.poll_transmit() {
         let index = local_addrs.iter().position(|a| *a == t.local).unwrap_or(0);
-        // A full socket buffer drops the datagram, as a congested network would; never block the
-        // media loop on one slow destination.
-        if let Err(e) = socks[index].try_send_to(&t.data, t.to) {
-            tracing::trace!("media send to {}: {e}", t.to);
-            SfuMetrics::add(&sfu.metrics().packets_dropped, 1);
+        if let Some(batch) = outgoing.by_socket.get_mut(index) {
+            batch.push(t);
         }
+    }
+    for (socket, batch) in socks.iter().zip(&mut outgoing.by_socket) {
+        if batch.is_empty() {
+            continue;
+        }
+        // A datagram that cannot leave (a full socket buffer) is dropped, as a congested network
+        // would; the media loop never blocks on one slow destination.
+        let sent = batch_send::send(socket, batch);
+        if sent.dropped > 0 {
+            SfuMetrics::add(&sfu.metrics().packets_dropped, sent.dropped as u64);
+        }
+        batch.clear();
     }
     while let Some(e) = sfu.poll_event() {
         let _ = events.sfu.send(e);

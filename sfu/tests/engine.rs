@@ -354,3 +354,36 @@ fn chat_up_to_the_size_limit_is_relayed_to_the_others_with_the_sender() {
         "the sender does not get its own message back"
     );
 }
+
+/// Joining waits for no timer of ours: once ICE connects, the SFU (the DTLS client of every
+/// connection) sends its first handshake flight at once rather than at the connection's next
+/// ICE tick, 200 ms later — which was most of a join on loopback — and the first keyframe after
+/// the subscriber connection is up reaches the subscriber, even though the room's periodic
+/// layer selection has not run yet. Simulated time, so the figures are exact rather than
+/// measurements.
+#[test]
+fn a_joiner_sees_the_first_keyframe_without_waiting_for_a_timer() {
+    let mut net = Net::new();
+    let started = net.now;
+    let alice = net.join("alice", true);
+    let publisher_up = net.now - started;
+    assert!(
+        publisher_up < Duration::from_millis(100),
+        "alice's publisher connection took {publisher_up:?} of simulated time"
+    );
+    let bob = net.join("bob", false);
+    net.send(alice, true, true, 1000);
+    let offered = net.now;
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
+    let subscriber_up = net.now - offered;
+    assert!(
+        subscriber_up < Duration::from_millis(100),
+        "bob's subscriber connection took {subscriber_up:?} of simulated time"
+    );
+    net.send(alice, true, true, 1000);
+    assert_eq!(
+        net.received_from(bob, "alice", "video").len(),
+        1,
+        "bob got the keyframe alice sent once his connection was up"
+    );
+}

@@ -24,7 +24,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
+use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
 use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -734,7 +734,24 @@ impl Sfu {
                     for dt in p.downtracks.values_mut() {
                         dt.wants_keyframe = true;
                     }
+                    self.start_downtracks(now, key);
                 }
+            }
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                RTCIceConnectionState::Connected,
+            ) => {
+                // We are the DTLS client of every connection. rtc starts the handshake when ICE
+                // selects a pair but leaves the first flight queued until the connection's next
+                // timeout (its ICE tick, up to 200 ms later); that wait was most of a join. The
+                // timeout runs now (its other timers check their own deadlines), so the
+                // ClientHello leaves at once. A subscriber connection is then up before the
+                // room's next tick: `start_downtracks` does that tick's work for it.
+                if let Some(p) = self.participants.get_mut(&key)
+                    && let Err(e) = p.peer_mut(role).pc.handle_timeout(now)
+                {
+                    tracing::debug!(?role, "handle_timeout after ICE connected: {e}");
+                }
+                self.drain_writes(key, role);
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init))
                 if role == PeerRole::Publisher =>
@@ -1394,6 +1411,51 @@ impl Sfu {
         }
     }
 
+    /// Chooses the layer of each of `sub`'s down-tracks and asks for their first keyframes now,
+    /// rather than at the room's next tick.
+    ///
+    /// A down-track forwards nothing until it has a layer, and the room tick (every
+    /// `ROOM_TICK`) is what chooses it. A subscriber connection used to take at least one ICE
+    /// tick (200 ms) to come up, so a room tick had always run by then; now that the handshake
+    /// starts at once (see `OnIceConnectionStateChangeEvent` above) the connection can be up
+    /// within milliseconds of the offer, and the first keyframe then found no layer chosen and
+    /// was dropped, leaving the subscriber without video until the publisher's next keyframe.
+    fn start_downtracks(&mut self, now: Instant, sub: PKey) {
+        let Some(s) = self.participants.get(&sub) else {
+            return;
+        };
+        type LayerView = (crate::forward::layer_selector::Layers, [Option<u32>; 3]);
+        let views: Vec<((PKey, TrackSource), String, LayerView)> = s
+            .downtracks
+            .keys()
+            .filter_map(|&(publ, source)| {
+                let (tid, t) = self
+                    .participants
+                    .get(&publ)?
+                    .published
+                    .iter()
+                    .find(|(_, t)| t.source == source)?;
+                Some(((publ, source), tid.clone(), (t.layers(now), t.layer_ssrcs)))
+            })
+            .collect();
+        let Some(s) = self.participants.get_mut(&sub) else {
+            return;
+        };
+        let share = video_share(s.bwe.estimate(), &s.downtracks);
+        let mut wanted = Vec::new();
+        for (dkey, tid, (layers, ssrcs)) in views {
+            if let Some(dt) = s.downtracks.get_mut(&dkey) {
+                dt.select_layer(&layers, &ssrcs, share, now);
+                if let Some(l) = dt.keyframe_wanted() {
+                    wanted.push((dkey.0, tid, l));
+                }
+            }
+        }
+        for (publ, tid, layer) in wanted {
+            self.request_keyframe(now, publ, &tid, layer);
+        }
+    }
+
     /// Asks a publisher for a keyframe on one layer; the requester coalesces requests within its
     /// interval and sends the pending one when the interval has passed (see `room_tick`).
     fn request_keyframe(&mut self, now: Instant, key: PKey, track_id: &str, layer: usize) {
@@ -1580,19 +1642,11 @@ impl Sfu {
                 let Some(s) = self.participants.get_mut(sub) else {
                     continue;
                 };
-                let estimate = s.bwe.estimate();
-                let videos = s
-                    .downtracks
-                    .values()
-                    .filter(|d| d.kind == MediaKind::Video && d.render != (0, 0))
-                    .count()
-                    .max(1) as u64;
+                let share = video_share(s.bwe.estimate(), &s.downtracks);
                 for ((publ, source), dt) in s.downtracks.iter_mut() {
                     let Some((layers, ssrcs)) = views.get(&(*publ, *source)) else {
                         continue;
                     };
-                    // One estimate covers all of the subscriber's videos; audio is outside it.
-                    let share = estimate.map(|e| e.saturating_sub(64_000 * videos.min(8)) / videos);
                     let before = dt.current_layer();
                     let after = dt.select_layer(layers, ssrcs, share, now);
                     if before.is_some() && after != before {
@@ -1638,6 +1692,20 @@ impl Sfu {
         }
         out
     }
+}
+
+/// What one of a subscriber's videos may use of its bandwidth estimate: one estimate covers all
+/// of its (unpaused) videos; audio is outside it.
+fn video_share(
+    estimate: Option<u64>,
+    downtracks: &FastMap<(PKey, TrackSource), DownTrack>,
+) -> Option<u64> {
+    let videos = downtracks
+        .values()
+        .filter(|d| d.kind == MediaKind::Video && d.render != (0, 0))
+        .count()
+        .max(1) as u64;
+    estimate.map(|e| e.saturating_sub(64_000 * videos.min(8)) / videos)
 }
 
 fn layer_from_rid(rid: &str) -> Option<usize> {
