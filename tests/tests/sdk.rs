@@ -498,6 +498,12 @@ async fn sdk_tokens_work_only_from_the_keys_origins_while_key_and_tariff_allow()
         );
     }
 
+    // Someone is in the meeting through the SDK when the key is revoked.
+    let (mut live, _) = match join_from(app, Some(LOCAL_SITE), &token).await {
+        Ok(joined) => joined,
+        Err(e) => panic!("SDK join refused: {e:?}"),
+    };
+
     // Revoked: refused at once, everywhere.
     f.must(
         204,
@@ -508,6 +514,20 @@ async fn sdk_tokens_work_only_from_the_keys_origins_while_key_and_tariff_allow()
     )
     .await;
     let (error, closed) = refused(app, Some(LOCAL_SITE), &token).await;
+    assert_eq!(error["code"], "sdk_key_revoked", "{error}");
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (1008, "invalid token: sdk key revoked")
+    );
+    // ...and the one already in is put out (within the hub's 5 s check), told why.
+    let mut error = Value::Null;
+    let closed = loop {
+        match live.next().await {
+            Ok(v) if v["type"] == "error" => error = v,
+            Ok(_) => {}
+            Err(closed) => break closed,
+        }
+    };
     assert_eq!(error["code"], "sdk_key_revoked", "{error}");
     assert_eq!(
         (closed.code, closed.reason.as_str()),

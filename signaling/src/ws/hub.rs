@@ -142,6 +142,11 @@ pub enum RecordingNotice {
     },
 }
 
+/// How often a meeting with participants from the JS SDK checks whether their SDK key was
+/// revoked. The check reads the database, so a revocation made on any node takes effect on
+/// every node within this.
+const SDK_KEY_CHECK: Duration = Duration::from_secs(5);
+
 /// What every hub needs from the application.
 #[derive(Clone)]
 pub struct HubContext {
@@ -180,6 +185,8 @@ struct Member {
     /// Talk time the media plane reported in increments since this member's media session
     /// began; leaving, the media plane tells the whole, and the rest is recorded then.
     talk_reported_ms: u64,
+    /// The SDK key the member's token was minted for: revoking it removes the member.
+    sdk_key: Option<String>,
 }
 
 impl Member {
@@ -299,14 +306,21 @@ impl Hub {
                 self.ended = true;
             }
         }
+        let mut sdk_check = tokio::time::interval(SDK_KEY_CHECK);
+        sdk_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.time_limit.as_ref().and_then(TimeLimit::next);
+            let embedded = self.members.values().any(|m| m.sdk_key.is_some());
             let stop = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.handle(cmd).await,
                     None => true,
                 },
                 () = sleep_until_opt(next) => self.on_time_limit().await,
+                _ = sdk_check.tick(), if embedded => {
+                    self.remove_revoked_sdk_members().await;
+                    false
+                }
             };
             if stop || self.members.is_empty() {
                 break;
@@ -324,6 +338,53 @@ impl Hub {
         rx.close();
         Metrics::dec(&self.ctx.metrics.meetings_active);
         tracing::debug!(meeting = %self.id, "hub stopped");
+    }
+
+    /// Removes the members whose SDK key was revoked (or deleted) since they joined: they get
+    /// the `error` a join with that key gets now, then the same close.
+    async fn remove_revoked_sdk_members(&mut self) {
+        let mut keys: Vec<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.sdk_key.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let store = crate::sdk::store::SdkKeyStore::new(self.ctx.store.pool().clone());
+        for key in keys {
+            let revoked = match store.get(&key).await {
+                Ok(Some(k)) => k.revoked_at.is_some(),
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(meeting = %self.id, error = %e, "cannot check an SDK key");
+                    continue;
+                }
+            };
+            if !revoked {
+                continue;
+            }
+            let gone: Vec<ParticipantId> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.sdk_key.as_deref() == Some(key.as_str()))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let frame = ServerMessage::Error {
+                code: "sdk_key_revoked",
+                message: "The SDK key this session was opened with has been revoked.".into(),
+            }
+            .encode();
+            for pid in gone {
+                tracing::info!(meeting = %self.id, participant = %pid, "SDK key revoked: removed");
+                self.send_to(&pid, &frame);
+                self.remove(
+                    &pid,
+                    LeaveReason::Removed,
+                    Some(CloseReason::new(1008, "invalid token: sdk key revoked")),
+                )
+                .await;
+            }
+        }
     }
 
     /// The tariff's maximum meeting length: a warning to everyone five minutes before, then the
@@ -540,6 +601,7 @@ impl Hub {
             generation: 0,
             join_received: Some(received_at),
             talk_reported_ms: 0,
+            sdk_key: claims.sdk.clone(),
         };
         if let Err(e) = self
             .ctx
