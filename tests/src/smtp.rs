@@ -74,15 +74,18 @@ impl SmtpSink {
     }
 
     /// The messages received for `to` (by their `To:` header), oldest first, with
-    /// quoted-printable soft breaks and `=3D` undone so links read whole.
+    /// quoted-printable soft breaks and `=3D` undone so links read whole. Only whole messages:
+    /// the server prints a message line by line, and one still being printed (its end marker
+    /// not yet out) would be missing its body.
     pub fn messages_to(&self, to: &str) -> Vec<String> {
+        const END: &str = "------------ END MESSAGE ------------";
         let header = format!("To: {to}");
         self.received()
             .replace("=\r\n", "")
             .replace("=\n", "")
             .replace("=3D", "=")
             .split("---------- MESSAGE FOLLOWS ----------")
-            .filter(|m| m.lines().any(|l| l.eq_ignore_ascii_case(&header)))
+            .filter(|m| m.contains(END) && m.lines().any(|l| l.eq_ignore_ascii_case(&header)))
             .map(str::to_owned)
             .collect()
     }

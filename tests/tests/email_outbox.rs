@@ -167,7 +167,7 @@ async fn a_temporary_refusal_is_retried_until_the_server_accepts() {
     assert!(!m.to_string().contains("judy@"), "{m}");
 
     // The link that finally went out works.
-    let token = invitation_token(&mail).expect("a link in the mail");
+    let token = invitation_token(&mail).unwrap_or_else(|| panic!("a link in the mail: {mail}"));
     let (s, v) = w
         .req(
             Method::POST,
