@@ -5,6 +5,7 @@ pub mod crm_standins;
 pub mod fixtures;
 pub mod media_client;
 pub mod postgres;
+pub mod redis;
 pub mod yookassa;
 
 use std::future::Future;
@@ -92,6 +93,18 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+
+    /// The running server's database pool (SQLite or PostgreSQL), for tests that set up or
+    /// look at rows the API does not reach.
+    pub fn pool(&self) -> parley_signaling::store::DbPool {
+        self.server
+            .as_ref()
+            .expect("the server is running")
+            .state()
+            .store
+            .pool()
+            .clone()
     }
 
     /// The SQLite file of this app's database, for tests that look at what is stored.

@@ -13,32 +13,13 @@ use parley_tests::{ADMIN_TOKEN, TestApp, WsClient, str_of};
 use reqwest::Method;
 use serde_json::json;
 
-fn redis_url() -> String {
-    std::env::var("PARLEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn redis_reachable() -> bool {
-    let addr = redis_url()
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
-}
-
 async fn node(prefix: &str, id: &str) -> TestApp {
     let prefix = prefix.to_owned();
     let id = id.to_owned();
     TestApp::spawn_with(move |c| {
         // An empty node URL: the node announces the address it bound (port 0 here).
-        let mut cluster = ClusterConfig::new(Secret::new(redis_url()), id, String::new());
+        let mut cluster =
+            ClusterConfig::new(Secret::new(parley_tests::redis::url()), id, String::new());
         cluster.key_prefix = prefix;
         c.cluster = Some(cluster);
     })
@@ -47,11 +28,14 @@ async fn node(prefix: &str, id: &str) -> TestApp {
 
 #[tokio::test]
 async fn a_join_on_the_wrong_node_is_sent_to_the_meetings_node() {
-    if !redis_reachable().await {
-        eprintln!("skipped: Redis not reachable at {}", redis_url());
+    if !parley_tests::redis::reachable().await {
+        eprintln!(
+            "skipped: Redis not reachable at {}",
+            parley_tests::redis::url()
+        );
         return;
     }
-    let prefix = format!("parley-test-{}", uuid::Uuid::new_v4().simple());
+    let prefix = parley_tests::redis::fresh_prefix();
     let mut a = node(&prefix, "node-a").await;
     let mut b = node(&prefix, "node-b").await;
     let cluster = a
@@ -164,11 +148,14 @@ async fn a_single_node_has_nothing_to_drain_to() {
 /// the meeting app's does; a single node keeps `connect-src 'self'`.
 #[tokio::test]
 async fn the_embed_page_may_connect_to_the_other_nodes() {
-    if !redis_reachable().await {
-        eprintln!("skipped: Redis not reachable at {}", redis_url());
+    if !parley_tests::redis::reachable().await {
+        eprintln!(
+            "skipped: Redis not reachable at {}",
+            parley_tests::redis::url()
+        );
         return;
     }
-    let prefix = format!("parley-test-{}", uuid::Uuid::new_v4().simple());
+    let prefix = parley_tests::redis::fresh_prefix();
     let clustered = node(&prefix, "node-a").await;
     let single = TestApp::spawn().await;
     let csp_of = |app: &TestApp, path: &str| {

@@ -33,47 +33,29 @@ use tokio_tungstenite::tungstenite::Message;
 /// How long participants of a lost node may go without media (the target).
 const MEDIA_BACK_WITHIN: Duration = Duration::from_secs(10);
 
-fn redis_url() -> String {
-    std::env::var("PARLEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-async fn redis_reachable() -> bool {
-    let url = redis_url();
-    let addr = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
-}
-
 /// The PostgreSQL URL when both services are there; else why the test does nothing.
 async fn services(test: &str) -> Option<String> {
     let Some(url) = postgres::url() else {
         eprintln!("{test}: skipped, PARLEY_TEST_POSTGRES_URL is not set");
         return None;
     };
-    if !redis_reachable().await {
-        eprintln!("{test}: skipped, Redis not reachable at {}", redis_url());
+    if !parley_tests::redis::reachable().await {
+        eprintln!(
+            "{test}: skipped, Redis not reachable at {}",
+            parley_tests::redis::url()
+        );
         return None;
     }
     Some(url)
 }
 
-fn prefix() -> String {
-    format!("parley-test-{}", uuid::Uuid::new_v4().simple())
-}
-
 fn cluster(prefix: &str, id: &str) -> ClusterConfig {
     // An empty node URL: an in-process node announces the address it bound.
-    let mut c = ClusterConfig::new(Secret::new(redis_url()), id.to_owned(), String::new());
+    let mut c = ClusterConfig::new(
+        Secret::new(parley_tests::redis::url()),
+        id.to_owned(),
+        String::new(),
+    );
     c.key_prefix = prefix.to_owned();
     c
 }
@@ -134,7 +116,7 @@ impl NodeProcess {
             .env("PARLEY_ANNOUNCED_IPS", "127.0.0.1")
             .env("PARLEY_RECORDINGS_DIR", dir.path().join("recordings"))
             .env("PARLEY_RECORD_UNLICENSED", "true")
-            .env("PARLEY_REDIS_URL", redis_url())
+            .env("PARLEY_REDIS_URL", parley_tests::redis::url())
             .env("PARLEY_REDIS_PREFIX", prefix)
             .env("PARLEY_NODE_ID", id)
             .env("PARLEY_NODE_URL", &base)
@@ -418,6 +400,24 @@ async fn next_quietly(ws: &mut WsClient) -> Result<Value, (u16, String)> {
     }
 }
 
+/// Both have joined again since `joins_before`, together on a node other than `left`, and each
+/// receives the other's video there.
+fn moved_with_media(
+    host: &Participant,
+    guest: &Participant,
+    left: &str,
+    joins_before: (u32, u32),
+) -> bool {
+    let (h, g) = (host.node(), guest.node());
+    h.is_some()
+        && h.as_deref() != Some(left)
+        && h == g
+        && host.joins() > joins_before.0
+        && guest.joins() > joins_before.1
+        && host.video_packets() > 10
+        && guest.video_packets() > 10
+}
+
 /// Polls `check` until it holds, or fails the test after `within`, saying `what`.
 async fn within(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -437,7 +437,7 @@ async fn a_meeting_survives_losing_its_node_and_draining_the_next() {
         return;
     };
     let schema = Schema::fresh(&url);
-    let prefix = prefix();
+    let prefix = parley_tests::redis::fresh_prefix();
     let mut nodes = Vec::new();
     for id in ["node-1", "node-2", "node-3"] {
         nodes.push(NodeProcess::start(id, &schema, &prefix).await);
@@ -518,16 +518,7 @@ async fn a_meeting_survives_losing_its_node_and_draining_the_next() {
     let took = within(
         MEDIA_BACK_WITHIN,
         "media again on a surviving node after the meeting's node died",
-        || {
-            let (h, g) = (host.node(), guest.node());
-            h.is_some()
-                && h != Some(owner.clone())
-                && h == g
-                && host.joins() > joins_before.0
-                && guest.joins() > joins_before.1
-                && host.video_packets() > 10
-                && guest.video_packets() > 10
-        },
+        || moved_with_media(&host, &guest, &owner, joins_before),
     )
     .await;
     let rejoined = |p: &Participant| p.joined_at().map(|t| t.duration_since(killed));
@@ -606,16 +597,7 @@ async fn a_meeting_survives_losing_its_node_and_draining_the_next() {
     let took = within(
         MEDIA_BACK_WITHIN,
         "media again on the last node after the meeting's node drained",
-        || {
-            let (h, g) = (host.node(), guest.node());
-            h.is_some()
-                && h != Some(entries[second].clone())
-                && h == g
-                && host.joins() > joins_before.0
-                && guest.joins() > joins_before.1
-                && host.video_packets() > 10
-                && guest.video_packets() > 10
-        },
+        || moved_with_media(&host, &guest, &entries[second], joins_before),
     )
     .await;
     eprintln!("media back {took:?} after the meeting's second node was drained (SIGTERM)");
@@ -654,7 +636,7 @@ async fn the_participant_limit_holds_across_nodes_under_concurrent_joins() {
         return;
     };
     let schema = Schema::fresh(&url);
-    let prefix = prefix();
+    let prefix = parley_tests::redis::fresh_prefix();
     let (u, n, c) = (
         schema.url.clone(),
         schema.name.clone(),
@@ -748,7 +730,7 @@ async fn each_scheduled_run_happens_on_one_node() {
         return;
     };
     let schema = Schema::fresh(&url);
-    let prefix = prefix();
+    let prefix = parley_tests::redis::fresh_prefix();
     let period = Duration::from_millis(200);
     let start = Instant::now();
     let mut nodes = Vec::new();

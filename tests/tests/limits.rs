@@ -167,15 +167,7 @@ async fn sessions_held_by_another_node_count_against_the_limit() {
     let (_here, _) = f.app.join(&tokens[0]).await;
 
     // Nine more are in on another node (the tariff allows 10).
-    let pool = f
-        .app
-        .server
-        .as_ref()
-        .expect("running")
-        .state()
-        .store
-        .pool()
-        .clone();
+    let pool = f.app.pool();
     let now = parley_signaling::store::time::now_text();
     for i in 0..9 {
         sqlx::query(

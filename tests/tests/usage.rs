@@ -92,15 +92,7 @@ fn rows(v: &Value) -> Vec<(String, i64, i64, i64, i64)> {
 async fn usage_per_moscow_day_from_meetings_of_known_length() {
     let f = Fixture::spawn().await;
     let (a, b) = (&f.a, &f.b);
-    let db = f
-        .app
-        .server
-        .as_ref()
-        .expect("running")
-        .state()
-        .store
-        .pool()
-        .clone();
+    let db = f.app.pool();
 
     // A's meetings in May 2026 (Moscow times), hosted by the member and the admin (both seated).
     let m1 = create_meeting(&f, &a.member.token, "Morning demo").await;
