@@ -6,8 +6,6 @@
 //! every meeting is created and held on node A. Skipped, with the reason printed, when Redis
 //! cannot be reached.
 
-use std::time::Duration;
-
 use parley_signaling::configuration::{ClusterConfig, Secret};
 use parley_tests::{ADMIN_TOKEN, TestApp, WsClient, str_of};
 use reqwest::Method;
