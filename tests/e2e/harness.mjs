@@ -66,8 +66,11 @@ export function freePort(type = 'tcp') {
   });
 }
 
-/** Starts `parley` with a fresh database; returns {url, stop(), logPath}. */
-export async function startServer() {
+/**
+ * Starts `parley` with a fresh database; returns {url, stop(), kill(), logPath}. `env` adds to
+ * or replaces the settings (a cluster node's database, Redis and node id); `name` names its log.
+ */
+export async function startServer({ env = {}, name = 'server' } = {}) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`server binary not found at ${BIN}: run cargo build --release -p parley-signaling or set PARLEY_BIN`);
   }
@@ -75,7 +78,7 @@ export async function startServer() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-e2e-'));
   const httpPort = await freePort();
   const url = `http://127.0.0.1:${httpPort}`;
-  const logPath = path.join(ARTIFACTS, 'server.log');
+  const logPath = path.join(ARTIFACTS, `${name}.log`);
   const log = fs.openSync(logPath, 'w');
   const child = spawn(BIN, [], {
     cwd: dir,
@@ -88,6 +91,7 @@ export async function startServer() {
       PARLEY_PUBLIC_URL: url,
       PARLEY_WEB_ROOT: path.join(ROOT, 'web'),
       RUST_LOG: process.env.RUST_LOG || 'info',
+      ...(typeof env === 'function' ? env(url) : env),
     },
     stdio: ['ignore', log, log],
   });
@@ -114,6 +118,13 @@ export async function startServer() {
   return {
     url,
     logPath,
+    /** Ends the process at once, as a crashed machine stops (no drain, no goodbye). */
+    async kill() {
+      if (!exited) {
+        child.kill('SIGKILL');
+        await waitFor(() => exited, { timeout: 10_000, what: 'server exit' });
+      }
+    },
     async stop() {
       if (!exited) {
         child.kill('SIGTERM');
