@@ -17,7 +17,7 @@
 //! ```text
 //! cargo run --release -p parley-loadtest -- media --scenario webinar|meeting|audio
 //!     (--n 100 | --ramp 25,50,100,200,300) [--secs 10] [--settle 8] [--janus | --janus-only]
-//!     [--server-cpus 0 --generator-cpus 1] [--render 640x360] [--concurrency 8]
+//!     [--server-cpus 0 --generator-cpus 1] [--render 640x360] [--concurrency 8] [--srtp cm|gcm]
 //!     [--parley-bin PATH | --target URL [--server-pid PID]] [--out target/loadtest]
 //! ```
 
@@ -33,7 +33,7 @@ fn usage() -> ! {
         "usage: parley-loadtest quote [--rate N] [--secs N] [--target URL --admin-token TOKEN]\n\
          \x20      parley-loadtest media --scenario webinar|meeting|audio (--n N | --ramp N,N,...)\n\
          \x20          [--secs N] [--settle N] [--janus | --janus-only] [--server-cpus LIST]\n\
-         \x20          [--generator-cpus LIST] [--render WxH] [--concurrency N]\n\
+         \x20          [--generator-cpus LIST] [--render WxH] [--concurrency N] [--srtp cm|gcm]\n\
          \x20          [--parley-bin PATH | --target URL [--server-pid PID]] [--out DIR]"
     );
     std::process::exit(2)
@@ -133,6 +133,13 @@ fn media_options(mut args: impl Iterator<Item = String>) -> Options {
             "--server-cpus" => o.server_cpus = Some(v),
             "--generator-cpus" => o.generator_cpus = Some(v),
             "--concurrency" => o.join_concurrency = v.parse().unwrap_or_else(|_| usage()),
+            "--srtp" => {
+                o.srtp = match v.as_str() {
+                    "cm" => media::Srtp::AesCm,
+                    "gcm" => media::Srtp::AesGcm,
+                    _ => usage(),
+                }
+            }
             "--render" => {
                 let (w, h) = v.split_once('x').unwrap_or_else(|| usage());
                 o.render = Some((

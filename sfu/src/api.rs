@@ -187,6 +187,10 @@ pub struct SfuMetrics {
     pub packets_dropped: AtomicU64,
     pub unknown_source_datagrams: AtomicU64,
     pub layer_switches: AtomicU64,
+    /// Subscriber connections whose forwarded media the SFU protects itself (AES-GCM), and
+    /// those left on rtc's SRTP path (any other profile): see `engine::srtp_out`.
+    pub own_srtp_connections: AtomicU64,
+    pub rtc_srtp_connections: AtomicU64,
 }
 
 impl SfuMetrics {

@@ -165,6 +165,7 @@ async fn run(
     let local_addrs: Vec<SocketAddr> = socks.iter().filter_map(|s| s.local_addr().ok()).collect();
     tracing::info!(?local_addrs, "media plane listening");
     let mut sfu = Sfu::new(local_addrs.clone(), metrics);
+    sfu.set_wall_clock(Instant::now(), std::time::SystemTime::now());
     let mut buf = vec![0u8; 2048];
     let mut outgoing = Outgoing::new(socks.len());
     loop {

@@ -387,3 +387,88 @@ fn a_joiner_sees_the_first_keyframe_without_waiting_for_a_timer() {
         "bob got the keyframe alice sent once his connection was up"
     );
 }
+
+/// The SFU writes the subscribers' sender reports itself (forwarded packets bypass rtc's
+/// sender-report interceptor): the receiving side must see reports for each stream it gets,
+/// counting the packets the SFU sent it, as a browser uses them for audio/video sync and stats.
+/// With either profile the SFU offers (AES-GCM, and AES-CM, which Chromium picks) the media
+/// leaves through the SFU's own SRTP; with that turned off, through rtc's, and the subscriber
+/// gets the same.
+#[test]
+fn subscribers_get_media_and_sender_reports_with_either_srtp_profile_and_path() {
+    use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile as P;
+    for own_srtp in [true, false] {
+        sender_reports_case(None, own_srtp);
+        sender_reports_case(Some(vec![P::Srtp_Aead_Aes_128_Gcm]), own_srtp);
+        sender_reports_case(Some(vec![P::Srtp_Aes128_Cm_Hmac_Sha1_80]), own_srtp);
+    }
+}
+
+fn sender_reports_case(
+    profiles: Option<Vec<rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile>>,
+    own_srtp: bool,
+) {
+    let mut net = Net::new();
+    net.sfu.set_own_srtp(own_srtp);
+    net.subscriber_srtp_profiles = profiles.clone();
+    let alice = net.join("alice", true);
+    let bob = net.join("bob", true);
+    net.send(alice, true, true, 1000);
+    net.send(alice, false, false, 80);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
+    for i in 0..300 {
+        net.send(alice, true, i % 50 == 0, 1000);
+        net.send(alice, false, false, 80);
+        net.advance(Duration::from_millis(10));
+    }
+    let video = net.received_from(bob, "alice", "video").len() as u64;
+    let audio = net.received_from(bob, "alice", "audio").len() as u64;
+    assert!(
+        video > 250 && audio > 250,
+        "{profiles:?}: bob got {video} video and {audio} audio packets"
+    );
+    assert_eq!(
+        net.sfu.forwards_with_own_srtp("room", "bob"),
+        Some(own_srtp),
+        "{profiles:?}"
+    );
+    let own = parley_sfu::SfuMetrics::get(&net.metrics.own_srtp_connections);
+    let rtc = parley_sfu::SfuMetrics::get(&net.metrics.rtc_srtp_connections);
+    assert_eq!(
+        (own > 0, rtc > 0),
+        (own_srtp, !own_srtp),
+        "{own} own, {rtc} rtc"
+    );
+    let c = &net.clients[bob];
+    let mut ssrcs: Vec<u32> = c
+        .received
+        .values()
+        .flat_map(|r| r.packets.first().map(|p| p.0))
+        .collect();
+    ssrcs.sort_unstable();
+    assert_eq!(ssrcs.len(), 2, "{profiles:?}: two streams");
+    for ssrc in ssrcs {
+        let reports: Vec<_> = c.sender_reports.iter().filter(|r| r.ssrc == ssrc).collect();
+        // 3 s of media at one report a second.
+        assert!(
+            reports.len() >= 2,
+            "{profiles:?}: {} sender reports for SSRC {ssrc} (all: {:?})",
+            reports.len(),
+            c.sender_reports
+        );
+        let last = reports.last().expect("a report");
+        // The last report came at most one interval before the end: it counts at least what
+        // was sent up to then, and never more than arrived in all (nothing is lost here).
+        assert!(
+            last.packet_count >= 150 && u64::from(last.packet_count) <= video.max(audio),
+            "{profiles:?}: a report counted {} packets (bob got {video} video, {audio} audio)",
+            last.packet_count
+        );
+        // Consecutive reports advance the wall clock and the RTP clock together.
+        let (a, b) = (reports[reports.len() - 2], last);
+        assert!(
+            b.ntp_time > a.ntp_time && b.rtp_time != a.rtp_time,
+            "{a:?} → {b:?}"
+        );
+    }
+}

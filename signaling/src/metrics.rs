@@ -191,6 +191,18 @@ impl Metrics {
             get(&sfu.bytes_out),
         );
         one(
+            "parley_sfu_own_srtp_connections_total",
+            "counter",
+            "Subscriber connections whose forwarded media the SFU encrypted itself (AES-GCM).",
+            get(&sfu.own_srtp_connections),
+        );
+        one(
+            "parley_sfu_rtc_srtp_connections_total",
+            "counter",
+            "Subscriber connections whose forwarded media went through the WebRTC stack's SRTP (other profiles).",
+            get(&sfu.rtc_srtp_connections),
+        );
+        one(
             "parley_sfu_nacks_received_total",
             "counter",
             "NACKs received from subscribers.",

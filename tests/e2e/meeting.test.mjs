@@ -143,6 +143,15 @@ test('three participants meet in headless Chromium', { timeout: 300_000 }, async
     for (const p of people) await screenshot(p, '1-grid');
   });
 
+  await t.test("Chromium's subscriber connections use the SFU's own SRTP (AES-GCM)", async () => {
+    // What the browser decoded above was encrypted by the SFU itself, not by the WebRTC stack's
+    // write pipeline: every subscriber connection negotiated AES-GCM and none fell back.
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const metric = (name) => Number((text.match(new RegExp(`^${name} (\\d+)$`, 'm')) || [])[1]);
+    assert.equal(metric('parley_sfu_rtc_srtp_connections_total'), 0, text);
+    assert.ok(metric('parley_sfu_own_srtp_connections_total') >= people.length, text);
+  });
+
   await t.test('whoever speaks is highlighted as the active speaker', async () => {
     await dumpOnFailure(t, async () => {
       // Chromium's fake microphone beeps; with the other two muted, only the host is heard.

@@ -243,7 +243,7 @@ pub async fn join(
             )
             .await?;
         feed = r["plugindata"]["data"]["id"].as_u64();
-        let p = Peer::sending(what, local_ip, stop.clone()).await?;
+        let p = Peer::sending(what, role.srtp, local_ip, stop.clone()).await?;
         let (sdp, _) = p.create_offer()?;
         let r = s
             .message(
@@ -282,7 +282,7 @@ pub async fn join(
         let offer = r["jsep"]["sdp"]
             .as_str()
             .with_context(|| format!("no offer from janus: {r}"))?;
-        let p = Peer::receiving(local_ip, stop.clone()).await?;
+        let p = Peer::receiving(role.srtp, local_ip, stop.clone()).await?;
         let answer = p.answer(offer.to_owned())?;
         s.message(
             h,

@@ -30,6 +30,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+pub use peer::Srtp;
 use peer::{Peer, Publish, ReceiveSnapshot, SendCounters};
 use report::{Report, Window};
 use server::Server;
@@ -78,7 +79,8 @@ impl Scenario {
     }
 
     /// What participant `i` does when the scenario has size `n`.
-    fn role(self, i: usize, n: usize, render: Option<(u32, u32)>) -> Role {
+    fn role(self, i: usize, n: usize, opts: &Options) -> Role {
+        let (render, srtp) = (opts.render, opts.srtp);
         const CAMERA: Publish = Publish {
             audio: true,
             video_layers: 3,
@@ -88,11 +90,13 @@ impl Scenario {
                 publish: Some(CAMERA),
                 subscribe: false,
                 render: None,
+                srtp,
             },
             Scenario::Webinar => Role {
                 publish: None,
                 subscribe: true,
                 render: Some(render.unwrap_or(RENDER_MIX[(i - 1) % RENDER_MIX.len()])),
+                srtp,
             },
             Scenario::Meeting => {
                 // A gallery of the others on a 1280×720 stage.
@@ -102,6 +106,7 @@ impl Scenario {
                     publish: Some(CAMERA),
                     subscribe: true,
                     render: Some(render.unwrap_or((1280 / cols, 720 / cols))),
+                    srtp,
                 }
             }
             Scenario::AudioRoom => Role {
@@ -111,6 +116,7 @@ impl Scenario {
                 }),
                 subscribe: true,
                 render: None,
+                srtp,
             },
         }
     }
@@ -127,6 +133,8 @@ pub struct Role {
     pub subscribe: bool,
     /// Render size of every remote video (drives the layer it asks for).
     pub render: Option<(u32, u32)>,
+    /// The SRTP profile its connections offer.
+    pub srtp: Srtp,
 }
 
 /// A participant in the meeting.
@@ -173,6 +181,8 @@ pub struct Options {
     pub generator_cpus: Option<String>,
     pub join_concurrency: usize,
     pub render: Option<(u32, u32)>,
+    /// What the simulated participants' connections offer for SRTP.
+    pub srtp: Srtp,
     pub loss_limit_pct: f64,
     pub p99_limit_ms: f64,
     pub out_dir: Option<PathBuf>,
@@ -197,6 +207,7 @@ impl Options {
             generator_cpus: None,
             join_concurrency: 8,
             render: None,
+            srtp: Srtp::default(),
             loss_limit_pct: 1.0,
             p99_limit_ms: 50.0,
             out_dir: None,
@@ -387,7 +398,7 @@ async fn join_range(
     };
     let janus_meeting = system == System::Janus && scenario == Scenario::Meeting;
     for i in from..split {
-        let mut role = scenario.role(i, n, opts.render);
+        let mut role = scenario.role(i, n, opts);
         if janus_meeting {
             // Publish first; the subscriptions follow once every feed exists (below).
             role.subscribe = false;
@@ -409,7 +420,7 @@ async fn join_range(
     }
     let feeds = room.feeds();
     let rest = futures::stream::iter(split..to)
-        .map(|i| one(i, scenario.role(i, n, opts.render), feeds.clone()))
+        .map(|i| one(i, scenario.role(i, n, opts), feeds.clone()))
         .buffer_unordered(opts.join_concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
@@ -437,7 +448,7 @@ async fn join_range(
                     .collect();
                 let role = Role {
                     publish: None,
-                    ..scenario.role(i, n, opts.render)
+                    ..scenario.role(i, n, opts)
                 };
                 let stop = stop.clone();
                 let url = server.url.clone();

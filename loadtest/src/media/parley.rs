@@ -109,13 +109,13 @@ pub async fn join(
         .unwrap_or_default()
         .to_owned();
     let subscriber = if role.subscribe {
-        Some(Peer::receiving(LOOPBACK, stop.clone()).await?)
+        Some(Peer::receiving(role.srtp, LOOPBACK, stop.clone()).await?)
     } else {
         None
     };
     let publisher = match role.publish {
         Some(what) => {
-            let p = Peer::sending(what, LOOPBACK, stop.clone()).await?;
+            let p = Peer::sending(what, role.srtp, LOOPBACK, stop.clone()).await?;
             let (sdp, mids) = p.create_offer()?;
             let tracks: Vec<Value> = mids
                 .into_iter()

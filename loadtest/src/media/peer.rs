@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use bytes::{Bytes, BytesMut};
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::{
     NackResponderBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -212,7 +214,31 @@ fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
     }
 }
 
-fn build_pc(now: Instant, local: SocketAddr, sending: bool) -> anyhow::Result<RTCPeerConnection> {
+/// The SRTP profile a simulated participant's connections offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Srtp {
+    /// AES-128-CM with HMAC-SHA1-80 only: what Chromium negotiates with an SFU.
+    #[default]
+    AesCm,
+    /// AES-128-GCM only.
+    AesGcm,
+}
+
+impl Srtp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Srtp::AesCm => "AES-CM-128-HMAC-SHA1-80",
+            Srtp::AesGcm => "AES-128-GCM",
+        }
+    }
+}
+
+fn build_pc(
+    now: Instant,
+    local: SocketAddr,
+    sending: bool,
+    srtp: Srtp,
+) -> anyhow::Result<RTCPeerConnection> {
     let mut me = MediaEngine::default();
     me.register_default_codecs()?;
     me.register_feedback(feedback("nack", ""), RtpCodecKind::Video);
@@ -235,8 +261,16 @@ fn build_pc(now: Instant, local: SocketAddr, sending: bool) -> anyhow::Result<RT
     if sending {
         registry = registry.with(Slot::NackResponder, NackResponderBuilder::new().build());
     }
+    let profile = match srtp {
+        Srtp::AesCm => SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        Srtp::AesGcm => SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+    };
+    let settings = SettingEngineBuilder::new()
+        .with_srtp_protection_profiles(vec![profile])
+        .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
         .with_media_engine(me)
         .with_interceptor_registry(registry)
         .build(now)?;
@@ -286,13 +320,14 @@ impl Peer {
     /// A peer that publishes `what` (its offer is made with [`Peer::create_offer`]).
     pub async fn sending(
         what: Publish,
+        srtp: Srtp,
         bind: IpAddr,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Peer>> {
         let socket = UdpSocket::bind((bind, 0)).await?;
         let local = socket.local_addr()?;
         let now = Instant::now();
-        let mut pc = build_pc(now, local, true)?;
+        let mut pc = build_pc(now, local, true, srtp)?;
         let mut video = None;
         let mut audio = None;
         if what.video_layers > 0 {
@@ -359,10 +394,14 @@ impl Peer {
     }
 
     /// A peer that receives (it answers the server's offer with [`Peer::answer`]).
-    pub async fn receiving(bind: IpAddr, stop: CancellationToken) -> anyhow::Result<Arc<Peer>> {
+    pub async fn receiving(
+        srtp: Srtp,
+        bind: IpAddr,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Arc<Peer>> {
         let socket = UdpSocket::bind((bind, 0)).await?;
         let local = socket.local_addr()?;
-        let pc = build_pc(Instant::now(), local, false)?;
+        let pc = build_pc(Instant::now(), local, false, srtp)?;
         let receiver = Receiver {
             tracks: HashMap::new(),
             streams: Vec::new(),

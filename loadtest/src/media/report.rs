@@ -68,6 +68,8 @@ pub struct Report {
     pub settle_secs: f64,
     pub server_cpus: Option<String>,
     pub generator_cpus: Option<String>,
+    /// The SRTP profile the simulated participants offered.
+    pub srtp: String,
     pub cores: usize,
     pub loss_limit_pct: f64,
     pub p99_limit_ms: f64,
@@ -118,6 +120,7 @@ impl Report {
             settle_secs: o.settle.as_secs_f64(),
             server_cpus: o.server_cpus.clone(),
             generator_cpus: o.generator_cpus.clone(),
+            srtp: o.srtp.name().to_owned(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             loss_limit_pct: o.loss_limit_pct,
             p99_limit_ms: o.p99_limit_ms,
@@ -141,12 +144,14 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "Window {:.0} s after {:.0} s settling; server CPUs {}, generator CPUs {}, {} cores.\n",
+            "Window {:.0} s after {:.0} s settling; server CPUs {}, generator CPUs {}, {} cores; \
+             participants offer SRTP {} only.\n",
             self.window_secs,
             self.settle_secs,
             self.server_cpus.as_deref().unwrap_or("not pinned"),
             self.generator_cpus.as_deref().unwrap_or("not pinned"),
-            self.cores
+            self.cores,
+            self.srtp
         );
         s.push_str(
             "| server | n | participants | fwd pkt/s | server CPU | CPU µs/pkt | RSS KiB/participant \

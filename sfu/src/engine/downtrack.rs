@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -98,6 +99,18 @@ pub struct DownTrack {
     cache: PacketCache,
     /// A keyframe must be requested for the target layer (first subscription, reconnect).
     pub wants_keyframe: bool,
+    clock_rate: u32,
+    /// What went out, for the sender reports (RFC 3550 §6.4.1).
+    sent: SentCounters,
+}
+
+/// RTP packets and payload octets sent on a down-track, and its newest RTP timestamp with the
+/// instant it was sent, from which a sender report extrapolates the RTP time of "now".
+#[derive(Default, Clone, Copy)]
+struct SentCounters {
+    packets: u32,
+    octets: u32,
+    last: Option<(u32, Instant)>,
 }
 
 impl DownTrack {
@@ -138,7 +151,31 @@ impl DownTrack {
             vp8: Vp8Munger::new(),
             cache: PacketCache::new(capacity, RetransmitLimits::default()),
             wants_keyframe: true,
+            clock_rate,
+            sent: SentCounters::default(),
         }
+    }
+
+    /// The sender report of this down-track at `now` (`ntp_time`: `now` on the NTP clock), once
+    /// it has sent anything. The RTP time is the newest packet's, advanced by the time since it
+    /// went out at the codec's clock rate: what the receiver needs to line audio up with video.
+    pub fn sender_report(&self, now: Instant, ntp_time: u64) -> Option<SenderReport> {
+        let (timestamp, at) = self.sent.last?;
+        let elapsed = now.saturating_duration_since(at);
+        let ticks = (elapsed.as_nanos() * u128::from(self.clock_rate) / 1_000_000_000) as u32;
+        Some(SenderReport {
+            ssrc: self.ssrc,
+            ntp_time,
+            rtp_time: timestamp.wrapping_add(ticks),
+            packet_count: self.sent.packets,
+            octet_count: self.sent.octets,
+            ..Default::default()
+        })
+    }
+
+    fn count_sent(&mut self, payload_len: usize) {
+        self.sent.packets = self.sent.packets.wrapping_add(1);
+        self.sent.octets = self.sent.octets.wrapping_add(payload_len as u32);
     }
 
     pub fn set_render_size(&mut self, width: u32, height: u32) {
@@ -220,6 +257,8 @@ impl DownTrack {
             },
             now,
         );
+        self.count_sent(payload.len());
+        self.sent.last = Some((out.timestamp, now));
         Some(Packet {
             header: Header {
                 version: 2,
@@ -238,7 +277,8 @@ impl DownTrack {
     /// Packets to retransmit for a NACK, exactly as they were first sent.
     pub fn nack(&mut self, seqs: impl IntoIterator<Item = u16>, now: Instant) -> Vec<Packet> {
         let codec = self.codec;
-        self.cache
+        let resend: Vec<Packet> = self
+            .cache
             .nack_lookup(seqs, now)
             .map(|c| {
                 let mut payload = c.payload.clone();
@@ -265,11 +305,83 @@ impl DownTrack {
                     payload,
                 }
             })
-            .collect()
+            .collect();
+        for p in &resend {
+            self.count_sent(p.payload.len());
+        }
+        resend
     }
 }
 
 /// Whether the descriptor already carries these ids (no rewrite, and no copy, needed).
 fn ids_match(desc: &vp8::Vp8Descriptor, ids: vp8::Vp8Ids) -> bool {
     desc.picture_id.map(|(p, _)| p) == ids.picture_id && desc.tl0_pic_idx == ids.tl0_pic_idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn audio_packet(seq: u16, timestamp: u32) -> Packet {
+        Packet {
+            header: Header {
+                version: 2,
+                payload_type: 111,
+                sequence_number: seq,
+                timestamp,
+                ssrc: 42,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(&[0x78; 60]),
+        }
+    }
+
+    /// A report made between packets carries the RTP time of its own instant (the newest
+    /// packet's advanced at the clock rate), so the receiver maps RTP time to wall time right.
+    #[test]
+    fn a_sender_report_counts_what_was_sent_and_extrapolates_rtp_time() {
+        let mut dt = DownTrack::new(
+            1,
+            TrackSource::Microphone,
+            MediaKind::Audio,
+            RTCRtpSenderId::default(),
+            "t".to_owned(),
+            7,
+            111,
+            48_000,
+            Codec::Opus,
+        );
+        let t0 = Instant::now();
+        assert!(
+            dt.sender_report(t0, 1).is_none(),
+            "nothing sent, nothing reported"
+        );
+        let layers: Layers = [None, None, None];
+        dt.select_layer(&layers, &[Some(42), None, None], None, t0);
+        let mut rewritten = Vec::new();
+        let (mut last_ts, mut last_seq) = (0, 0);
+        for i in 0..50u16 {
+            let p = audio_packet(100 + i, 1_000 + u32::from(i) * 960);
+            let mut fan = FanOut::new(&p, Codec::Opus, false, &mut rewritten);
+            let out = dt
+                .forward(&mut fan, t0 + Duration::from_millis(20 * u64::from(i)))
+                .expect("audio is forwarded");
+            last_ts = out.header.timestamp;
+            last_seq = out.header.sequence_number;
+        }
+        let last_sent = t0 + Duration::from_millis(20 * 49);
+        let sr = dt
+            .sender_report(last_sent + Duration::from_millis(500), 99)
+            .expect("a report");
+        assert_eq!(sr.ssrc, 7);
+        assert_eq!(sr.ntp_time, 99);
+        assert_eq!(sr.packet_count, 50);
+        assert_eq!(sr.octet_count, 50 * 60);
+        assert_eq!(sr.rtp_time, last_ts.wrapping_add(24_000));
+        // Retransmissions are packets sent too.
+        let resent = dt.nack([last_seq], last_sent);
+        assert_eq!(resent.len(), 1);
+        assert_eq!(dt.sender_report(last_sent, 0).unwrap().packet_count, 51);
+    }
 }

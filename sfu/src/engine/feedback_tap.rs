@@ -19,10 +19,28 @@ use rtc::shared::error::Error;
 /// Position in the chain: after every built-in interceptor (the highest is 13 000).
 pub const SLOT: usize = 20_000;
 
-#[derive(Default)]
 pub struct FeedbackTap {
+    deliver: fn(&dyn rtc::rtcp::Packet) -> bool,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
+}
+
+impl Default for FeedbackTap {
+    /// The SFU's tap: the feedback the forwarding core acts on.
+    fn default() -> Self {
+        Self::delivering(is_forwarding_feedback)
+    }
+}
+
+impl FeedbackTap {
+    /// A tap delivering the RTCP packets `deliver` picks (a test peer's, say: sender reports).
+    pub fn delivering(deliver: fn(&dyn rtc::rtcp::Packet) -> bool) -> Self {
+        Self {
+            deliver,
+            reads: VecDeque::new(),
+            writes: VecDeque::new(),
+        }
+    }
 }
 
 /// Whether an RTCP packet is feedback the forwarding core acts on.
@@ -43,7 +61,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FeedbackTap {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| is_forwarding_feedback(p.as_ref()))
+            && packets.iter().any(|p| (self.deliver)(p.as_ref()))
         {
             msg.message.add(Attribute::DeliverToApplication);
         }

@@ -9,9 +9,11 @@
 pub mod demux;
 pub mod downtrack;
 pub mod feedback_tap;
+pub mod ntp;
 pub mod participant;
 pub mod peer;
 pub mod speakers;
+pub mod srtp_out;
 pub mod timers;
 
 use std::collections::{HashMap, VecDeque};
@@ -108,6 +110,12 @@ pub struct Sfu {
     recording_rx: std::sync::mpsc::Receiver<RecordingEvent>,
     /// Writer threads of stopped recordings, joined by `join_recordings` (at shutdown).
     recording_writers: Vec<std::thread::JoinHandle<()>>,
+    /// The wall clock of sender reports, as the driver gave it (`set_wall_clock`); until then
+    /// anchored at the Unix epoch on first use, which keeps reports consistent among themselves
+    /// (all a receiver relates: streams to each other, reports to its own receipts).
+    clock: Option<ntp::NtpClock>,
+    /// Forwarded media is protected by the SFU itself where it can (see `srtp_out`).
+    own_srtp: bool,
 }
 
 fn random_string(len: usize) -> String {
@@ -148,6 +156,8 @@ impl Sfu {
             recording_tx,
             recording_rx,
             recording_writers: Vec::new(),
+            clock: None,
+            own_srtp: true,
         }
     }
 
@@ -196,13 +206,18 @@ impl Sfu {
         let make_peer = |role| -> Result<Peer, SfuError> {
             let ufrag = random_string(16);
             let pwd = random_string(32);
-            let pc = peer::build(now, role, &ufrag, &pwd, &self.local_addrs).map_err(err)?;
+            let (pc, key_tap) =
+                peer::build(now, role, &ufrag, &pwd, &self.local_addrs).map_err(err)?;
             Ok(Peer {
                 pc,
                 ufrag,
                 deadline: None,
                 connected: false,
                 remote_addrs: Vec::new(),
+                key_tap,
+                srtp_out: None,
+                media_path: None,
+                next_sender_report: None,
             })
         };
         let publisher = make_peer(PeerRole::Publisher)?;
@@ -642,6 +657,7 @@ impl Sfu {
         self.due = due;
         if self.next_room_tick.is_some_and(|t| t <= now) {
             self.room_tick(now);
+            self.send_sender_reports(now);
             self.next_room_tick = if self.rooms.is_empty() {
                 None
             } else {
@@ -660,6 +676,11 @@ impl Sfu {
         let peer = p.peer_mut(role);
         while let Some(out) = peer.pc.poll_write() {
             SfuMetrics::add(&self.metrics.bytes_out, out.message.len() as u64);
+            peer.note_path(
+                out.transport.local_addr,
+                out.transport.peer_addr,
+                &out.message,
+            );
             self.transmits.push_back(Transmit {
                 local: out.transport.local_addr,
                 to: out.transport.peer_addr,
@@ -730,6 +751,13 @@ impl Sfu {
                     });
                 }
                 if connected && role == PeerRole::Subscriber {
+                    Self::start_own_srtp(
+                        now,
+                        &mut p.subscriber,
+                        &p.id,
+                        self.own_srtp,
+                        &self.metrics,
+                    );
                     // Everything subscribed so far needs a first keyframe now that it can flow.
                     for dt in p.downtracks.values_mut() {
                         dt.wants_keyframe = true;
@@ -1309,6 +1337,10 @@ impl Sfu {
             let Some(out) = out else {
                 continue;
             };
+            if let Some(srtp) = &mut s.subscriber.srtp_out {
+                Self::send_own(srtp, &out, &self.metrics, &mut self.transmits);
+                continue;
+            }
             // rtc routes a written packet by its SSRC and does not read the track id, so none is
             // copied per packet (an empty `String` does not allocate).
             let msg = TaggedRTCMessage {
@@ -1322,14 +1354,7 @@ impl Sfu {
                     SfuMetrics::add(&self.metrics.packets_dropped, 1);
                 }
             }
-            Self::drain_forwarded(
-                &mut s.subscriber,
-                sub,
-                now,
-                &self.metrics,
-                &mut self.transmits,
-                &mut self.timers,
-            );
+            Self::drain_forwarded(&mut s.subscriber, &self.metrics, &mut self.transmits);
         }
         // `fan` ends here: its shared payloads are released with the scratch list's contents.
         rewritten.clear();
@@ -1344,49 +1369,142 @@ impl Sfu {
         }
     }
 
-    /// The datagram of one packet just written to a subscriber connection (the fan-out path).
+    /// Protects a forwarded packet with the subscriber connection's own SRTP context and queues
+    /// it for the selected pair (see `srtp_out`: rtc's write pipeline is not walked).
+    fn send_own(
+        srtp: &mut srtp_out::OutboundSrtp,
+        packet: &Packet,
+        metrics: &SfuMetrics,
+        transmits: &mut VecDeque<Transmit>,
+    ) -> bool {
+        match srtp.protect(packet) {
+            Ok(data) => {
+                SfuMetrics::add(&metrics.packets_out, 1);
+                SfuMetrics::add(&metrics.bytes_out, data.len() as u64);
+                transmits.push_back(Transmit {
+                    local: srtp.local,
+                    to: srtp.to,
+                    data,
+                });
+                true
+            }
+            Err(e) => {
+                tracing::trace!("forward: {e}");
+                SfuMetrics::add(&metrics.packets_dropped, 1);
+                false
+            }
+        }
+    }
+
+    /// The datagram of one packet just written to a subscriber connection through rtc (the
+    /// fan-out path of a connection that did not negotiate AES-GCM, see `srtp_out`).
     ///
     /// Every `poll_write` runs the whole rtc write pipeline, so the usual drain-until-`None`
     /// costs a second, empty pass per forwarded packet (5 % of the fan-out's instructions). A
     /// written RTP packet leaves as exactly one datagram through our subscriber interceptors
-    /// (reports and the feedback tap: no pacer, FEC or RTX), and anything else a connection
-    /// queues (reports, RTCP) is drained in full by `drain_peer` after its timers and
-    /// datagrams, so one call is enough; should a datagram ever be left, the next drain of the
-    /// connection sends it.
-    ///
-    /// Asking the connection for its deadline walks every handler of the pipeline (another 4 %
-    /// of the fan-out), and after an RTP write the answer can differ in one way only: the sender
-    /// report interceptor arms its timer, once, with the first packet, at `now` plus its interval
-    /// (no other handler of a subscriber connection sets a timer on a write). A deadline already
-    /// no later than that cannot move, so the question is asked only when there is none or it is
-    /// further away: in practice on a connection's first packets, never once its reports run.
-    fn drain_forwarded(
-        peer: &mut Peer,
-        key: PKey,
-        now: Instant,
-        metrics: &SfuMetrics,
-        transmits: &mut VecDeque<Transmit>,
-        timers: &mut TimerQueue<(PKey, PeerRole)>,
-    ) {
+    /// (the feedback tap only: no pacer, FEC or RTX), and anything else a connection queues
+    /// (reports, RTCP) is drained in full by `drain_peer` after its timers and datagrams, so one
+    /// call is enough; should a datagram ever be left, the next drain of the connection sends it.
+    /// No handler of a subscriber connection arms a timer on an RTP write, so its deadline is
+    /// not asked for either (that walks the pipeline once more).
+    fn drain_forwarded(peer: &mut Peer, metrics: &SfuMetrics, transmits: &mut VecDeque<Transmit>) {
         if let Some(out) = peer.pc.poll_write() {
             SfuMetrics::add(&metrics.bytes_out, out.message.len() as u64);
+            peer.note_path(
+                out.transport.local_addr,
+                out.transport.peer_addr,
+                &out.message,
+            );
             transmits.push_back(Transmit {
                 local: out.transport.local_addr,
                 to: out.transport.peer_addr,
                 data: out.message,
             });
         }
-        // A first packet arms the connection's sender-report timer.
-        if peer
-            .deadline
-            .is_some_and(|d| d <= now + peer::SENDER_REPORT_INTERVAL)
-        {
+    }
+
+    /// Once a subscriber connection is up (DTLS done, so its SRTP keys derived), forwarded media
+    /// switches to the SFU's own SRTP, for the profiles `srtp_out` supports (both the SFU
+    /// offers), unless turned off with `set_own_srtp`.
+    fn start_own_srtp(
+        now: Instant,
+        peer: &mut Peer,
+        participant: &str,
+        enabled: bool,
+        metrics: &SfuMetrics,
+    ) {
+        if peer.srtp_out.is_some() {
             return;
         }
-        let deadline = peer.pc.poll_timeout();
-        if deadline != peer.deadline {
-            peer.deadline = deadline;
-            timers.set((key, PeerRole::Subscriber), deadline);
+        let (Some(tap), Some((local, to))) = (&peer.key_tap, peer.media_path) else {
+            return;
+        };
+        // The negotiated profile, once per connection (the statistics are built for this).
+        let profile = peer
+            .pc
+            .get_stats(now, rtc::statistics::StatsSelector::None)
+            .transport()
+            .and_then(|t| srtp_out::profile_named(&t.srtp_cipher));
+        match profile
+            .filter(|_| enabled)
+            .and_then(|p| tap.outbound_keys(p))
+        {
+            Some(keys) => match srtp_out::OutboundSrtp::new(&keys, tap.plain_crypto(), local, to) {
+                Ok(out) => {
+                    peer.srtp_out = Some(out);
+                    SfuMetrics::add(&metrics.own_srtp_connections, 1);
+                }
+                Err(e) => {
+                    tracing::warn!(participant, "own SRTP context: {e}");
+                    SfuMetrics::add(&metrics.rtc_srtp_connections, 1);
+                }
+            },
+            None => {
+                tracing::debug!(participant, "subscriber media stays on rtc's SRTP path");
+                SfuMetrics::add(&metrics.rtc_srtp_connections, 1);
+            }
+        }
+    }
+
+    /// Sender reports for every connected subscriber whose interval is up, one compound RTCP
+    /// packet of at most `SENDER_REPORTS_PER_PACKET` reports at a time (kept under the MTU).
+    fn send_sender_reports(&mut self, now: Instant) {
+        const SENDER_REPORTS_PER_PACKET: usize = 16;
+        let ntp_time = self
+            .clock
+            .get_or_insert_with(|| ntp::NtpClock::new(now, std::time::UNIX_EPOCH))
+            .ntp(now);
+        let mut due = Vec::new();
+        for (&key, p) in &mut self.participants {
+            let peer = &mut p.subscriber;
+            if !peer.connected || peer.next_sender_report.is_some_and(|t| t > now) {
+                continue;
+            }
+            peer.next_sender_report = Some(now + peer::SENDER_REPORT_INTERVAL);
+            let reports: Vec<Box<dyn rtc::rtcp::Packet>> = p
+                .downtracks
+                .values()
+                .filter_map(|d| d.sender_report(now, ntp_time))
+                .map(|r| Box::new(r) as Box<dyn rtc::rtcp::Packet>)
+                .collect();
+            if reports.is_empty() {
+                continue;
+            }
+            let mut reports = reports.into_iter().peekable();
+            while reports.peek().is_some() {
+                let chunk: Vec<_> = reports.by_ref().take(SENDER_REPORTS_PER_PACKET).collect();
+                let msg = TaggedRTCMessage {
+                    now,
+                    message: RTCMessage::RtcpPacket(String::new(), chunk),
+                };
+                if let Err(e) = peer.pc.handle_write(msg) {
+                    tracing::trace!("sender report: {e}");
+                }
+            }
+            due.push(key);
+        }
+        for key in due {
+            self.drain_writes(key, PeerRole::Subscriber);
         }
     }
 
@@ -1398,6 +1516,11 @@ impl Sfu {
         let peer = p.peer_mut(role);
         while let Some(out) = peer.pc.poll_write() {
             SfuMetrics::add(&self.metrics.bytes_out, out.message.len() as u64);
+            peer.note_path(
+                out.transport.local_addr,
+                out.transport.peer_addr,
+                &out.message,
+            );
             self.transmits.push_back(Transmit {
                 local: out.transport.local_addr,
                 to: out.transport.peer_addr,
@@ -1541,6 +1664,12 @@ impl Sfu {
                 let seqs = nack.nacks.iter().flat_map(|n| n.packet_list());
                 let resend = dt.nack(seqs, now);
                 for pkt in resend {
+                    if let Some(srtp) = &mut s.subscriber.srtp_out {
+                        if Self::send_own(srtp, &pkt, &self.metrics, &mut self.transmits) {
+                            SfuMetrics::add(&self.metrics.retransmissions, 1);
+                        }
+                        continue;
+                    }
                     // As in the fan-out: rtc routes by SSRC, the track id is not read.
                     let msg = TaggedRTCMessage {
                         now,
@@ -1677,6 +1806,27 @@ impl Sfu {
     }
 
     /// A one-line summary of who is connected and subscribed, for test failure messages.
+    /// Ties the instants the core is driven with to the wall clock (`wall` is the time at `now`),
+    /// for the NTP time of sender reports. The core reads no clock itself.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: std::time::SystemTime) {
+        self.clock = Some(ntp::NtpClock::new(now, wall));
+    }
+
+    /// Whether subscriber connections that come up from now on forward through the SFU's own
+    /// SRTP (the default) or through rtc's write pipeline: for benchmarks comparing the two and
+    /// for tests of the second, which no supported profile otherwise reaches.
+    pub fn set_own_srtp(&mut self, enabled: bool) {
+        self.own_srtp = enabled;
+    }
+
+    /// Whether a participant's forwarded media is protected by the SFU's own SRTP (`srtp_out`)
+    /// rather than rtc's write pipeline; `None` for an unknown participant.
+    pub fn forwards_with_own_srtp(&self, room: &str, participant: &str) -> Option<bool> {
+        let key = self.key(room, participant).ok()?;
+        let p = self.participants.get(&key)?;
+        Some(p.subscriber.srtp_out.is_some())
+    }
+
     pub fn debug_state(&self) -> String {
         let mut out = String::new();
         for p in self.participants.values() {

@@ -26,6 +26,31 @@ pub struct Peer {
     pub connected: bool,
     /// Remote addresses learned from ICE, for routing and cleanup.
     pub remote_addrs: Vec<SocketAddr>,
+    /// Subscriber connections: the provider wrapper their outbound SRTP key is read from.
+    pub key_tap: Option<std::sync::Arc<crate::engine::srtp_out::KeyTap>>,
+    /// Subscriber connections, once up with AES-GCM: what forwarded packets are protected and
+    /// addressed with (`None`: they go through rtc).
+    pub srtp_out: Option<crate::engine::srtp_out::OutboundSrtp>,
+    /// Our socket and the remote address of the last DTLS/SRTP datagram rtc sent: the selected
+    /// ICE pair.
+    pub media_path: Option<(SocketAddr, SocketAddr)>,
+    /// When the next sender reports are due (subscriber connections).
+    pub next_sender_report: Option<Instant>,
+}
+
+impl Peer {
+    /// Notes where a datagram rtc sends on this connection goes: DTLS and SRTCP follow the
+    /// selected pair, so the SFU's own SRTP follows it too (after an ICE restart, say).
+    pub fn note_path(&mut self, local: SocketAddr, to: SocketAddr, datagram: &[u8]) {
+        if !crate::engine::srtp_out::follows_selected_pair(datagram) {
+            return;
+        }
+        self.media_path = Some((local, to));
+        if let Some(out) = &mut self.srtp_out {
+            out.local = local;
+            out.to = to;
+        }
+    }
 }
 
 /// The codec a published track uses.

@@ -3,11 +3,11 @@
 //! H.264, and the RTCP machinery the forwarding core relies on.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
-    NackGeneratorBuilder, ReceiverReportBuilder, Registry, SenderReportBuilder, Slot,
-    TwccReceiverBuilder,
+    NackGeneratorBuilder, ReceiverReportBuilder, Registry, Slot, TwccReceiverBuilder,
 };
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::{
@@ -21,6 +21,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use crate::api::PeerRole;
+use crate::engine::srtp_out::KeyTap;
 
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
@@ -117,51 +118,50 @@ fn media_engine(role: PeerRole) -> Result<MediaEngine, rtc::shared::error::Error
     Ok(me)
 }
 
-/// How often a subscriber connection sends a sender report per stream (rtc's default, named
-/// because the fan-out relies on it: see `Sfu::drain_forwarded`).
+/// How often a subscriber connection sends a sender report per stream (the SFU writes them
+/// itself, see `Sfu::send_sender_reports`).
 pub const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The interceptor chain: NACK generation and receiver reports towards publishers, sender reports
-/// towards subscribers. There is deliberately no NACK responder: subscribers' NACKs are answered by
-/// the forwarding core from its own per-down-track cache, which holds packets as rewritten for
-/// that subscriber.
+/// The interceptor chain: NACK generation and receiver reports towards publishers; towards
+/// subscribers only the tap that hands their feedback to the forwarding core. There is
+/// deliberately no NACK responder: subscribers' NACKs are answered by the forwarding core from
+/// its own per-down-track cache, which holds packets as rewritten for that subscriber.
 ///
 /// Each connection carries media one way only (a publisher connection only receives, a subscriber
-/// connection only sends), so each gets only the report interceptor of its direction: a sender
-/// report interceptor on a connection without senders, or a receiver report one on a connection
-/// without receivers, never emits anything, yet every packet would pass through it (on the
-/// fan-out, one interceptor hop per subscriber per packet).
+/// connection only sends). A subscriber connection has no sender-report interceptor: forwarded
+/// packets do not pass through rtc (`engine::srtp_out`), so it would never see them, and the SFU
+/// writes the sender reports from its down-tracks' own counters.
 fn interceptors(role: PeerRole) -> Registry {
     match role {
         PeerRole::Publisher => Registry::new()
             .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build())
             .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
             .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build()),
-        PeerRole::Subscriber => Registry::new()
-            .with(
-                Slot::SenderReport,
-                SenderReportBuilder::new()
-                    .with_interval(SENDER_REPORT_INTERVAL)
-                    .build(),
-            )
-            .with(
-                Slot::Custom(crate::engine::feedback_tap::SLOT),
-                crate::engine::feedback_tap::FeedbackTap::default(),
-            ),
+        PeerRole::Subscriber => Registry::new().with(
+            Slot::Custom(crate::engine::feedback_tap::SLOT),
+            crate::engine::feedback_tap::FeedbackTap::default(),
+        ),
     }
 }
 
 /// Creates a server-side peer connection with the given ICE credentials and host candidates.
+/// A subscriber connection comes with the key tap its forwarded media is protected with.
 pub fn build(
     now: Instant,
     role: PeerRole,
     ufrag: &str,
     pwd: &str,
     host_candidates: &[SocketAddr],
-) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
+) -> Result<(RTCPeerConnection, Option<Arc<KeyTap>>), rtc::shared::error::Error> {
     use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
     use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
-    let settings = SettingEngineBuilder::new()
+    let key_tap = match role {
+        PeerRole::Subscriber => {
+            Some(KeyTap::new().map_err(|e| rtc::shared::error::Error::Other(e.to_string()))?)
+        }
+        PeerRole::Publisher => None,
+    };
+    let mut settings = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         .with_srtp_protection_profiles(vec![
@@ -174,8 +174,11 @@ pub fn build(
         // with the sender's name added, so 16 KiB is ample and saves 48 KiB per participant.
         .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(DATA_CHANNEL_MAX_MESSAGE))
         // The receive window bounds what a client can make us buffer (1 MiB by default).
-        .with_sctp_max_receive_buffer_size(DATA_CHANNEL_RECEIVE_WINDOW)
-        .build();
+        .with_sctp_max_receive_buffer_size(DATA_CHANNEL_RECEIVE_WINDOW);
+    if let Some(tap) = &key_tap {
+        settings = settings.with_crypto_provider(tap.clone());
+    }
+    let settings = settings.build();
     let me = media_engine(role)?;
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -197,5 +200,5 @@ pub fn build(
         .new_candidate_host()?;
         pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json()?)?;
     }
-    Ok(pc)
+    Ok((pc, key_tap))
 }

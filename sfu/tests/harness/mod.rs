@@ -13,17 +13,20 @@ use parley_sfu::engine::Sfu;
 use parley_sfu::{
     ParticipantOptions, PeerRole, SfuEvent, SfuMetrics, TrackDescriptor, TrackSource,
 };
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
 use rtc::rtp_transceiver::RTCRtpSenderId;
@@ -71,6 +74,8 @@ pub struct Client {
     pub data_open: bool,
     /// Text messages received on the publisher connection's data channel.
     pub data_received: Vec<String>,
+    /// Sender reports received on the subscriber connection.
+    pub sender_reports: Vec<SenderReport>,
 }
 
 /// Decides, per datagram from the SFU to a client, whether the network loses it.
@@ -90,9 +95,15 @@ pub struct Net {
     pub sfu_busy: Duration,
     /// How many times the SFU's timers were fired (`handle_timeout` calls).
     pub sfu_wakeups: u64,
+    /// SRTP profiles the clients' subscriber connections offer (`None`: rtc's defaults).
+    pub subscriber_srtp_profiles: Option<Vec<SrtpProtectionProfile>>,
 }
 
-fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
+fn client_pc(
+    now: Instant,
+    addr: SocketAddr,
+    srtp_profiles: Option<&[SrtpProtectionProfile]>,
+) -> RTCPeerConnection {
     let mut me = MediaEngine::default();
     me.register_default_codecs().expect("codecs");
     // As browsers do: microphone packets may carry their level (RFC 6464).
@@ -104,9 +115,22 @@ fn client_pc(now: Instant, addr: SocketAddr) -> RTCPeerConnection {
         None,
     )
     .expect("audio level extension");
-    let registry = register_default_interceptors(Registry::new(), &mut me).expect("interceptors");
+    // Sender reports end inside rtc's chain; the tap hands them to the test as well.
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .expect("interceptors")
+        .with(
+            rtc::interceptor::Slot::Custom(parley_sfu::engine::feedback_tap::SLOT),
+            parley_sfu::engine::feedback_tap::FeedbackTap::delivering(|p| {
+                p.as_any().is::<SenderReport>()
+            }),
+        );
+    let mut settings = SettingEngineBuilder::new();
+    if let Some(profiles) = srtp_profiles {
+        settings = settings.with_srtp_protection_profiles(profiles.to_vec());
+    }
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings.build())
         .with_media_engine(me)
         .with_interceptor_registry(registry)
         .build(now)
@@ -165,6 +189,7 @@ impl Net {
             drop_to_client: None,
             sfu_busy: Duration::ZERO,
             sfu_wakeups: 0,
+            subscriber_srtp_profiles: None,
         }
     }
 
@@ -186,7 +211,7 @@ impl Net {
             can_screen_share: true,
         };
         self.sfu.join(self.now, "room", id, options).expect("join");
-        let mut publisher = client_pc(self.now, pub_addr);
+        let mut publisher = client_pc(self.now, pub_addr, None);
         let (mut video, mut audio) = (None, None);
         let mut tracks = Vec::new();
         if publish {
@@ -235,7 +260,7 @@ impl Net {
         self.clients.push(Client {
             id: id.into(),
             publisher,
-            subscriber: client_pc(self.now, sub_addr),
+            subscriber: client_pc(self.now, sub_addr, self.subscriber_srtp_profiles.as_deref()),
             pub_addr,
             sub_addr,
             video,
@@ -253,6 +278,7 @@ impl Net {
             data_channel: Some(data_channel),
             data_open: false,
             data_received: Vec::new(),
+            sender_reports: Vec::new(),
         });
         let idx = self.clients.len() - 1;
         self.run_until(Duration::from_secs(10), |net| net.clients[idx].connected.0);
@@ -507,6 +533,10 @@ impl Net {
                         ));
                     }
                     RTCMessage::RtcpPacket(_, pkts) if !sub => c.publisher_rtcp.extend(pkts),
+                    RTCMessage::RtcpPacket(_, pkts) => c.sender_reports.extend(
+                        pkts.iter()
+                            .filter_map(|p| p.as_any().downcast_ref::<SenderReport>().cloned()),
+                    ),
                     RTCMessage::DataChannelMessage(_, m) if !sub && m.is_string => {
                         c.data_received
                             .push(String::from_utf8_lossy(&m.data).into_owned());
