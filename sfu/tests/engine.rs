@@ -17,20 +17,27 @@ fn plis(net: &Net, client: usize) -> usize {
         .count()
 }
 
-#[test]
-fn media_reaches_the_other_participant_as_one_continuous_stream() {
-    let mut net = Net::new();
+/// Alice and Bob join; once Bob's subscriber connection is up, Alice sends `frames` rounds of a
+/// video packet (a keyframe every 50) and an audio packet, 10 ms apart.
+fn alice_streams_to_bob(net: &mut Net, frames: usize) -> (usize, usize) {
     let alice = net.join("alice", true);
     let bob = net.join("bob", true);
     // Bob's subscriber connection is offered once alice's first packets announce her tracks.
     net.send(alice, true, true, 1000);
     net.send(alice, false, false, 80);
     assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
-    for i in 0..200 {
+    for i in 0..frames {
         net.send(alice, true, i % 50 == 0, 1000);
         net.send(alice, false, false, 80);
         net.advance(Duration::from_millis(10));
     }
+    (alice, bob)
+}
+
+#[test]
+fn media_reaches_the_other_participant_as_one_continuous_stream() {
+    let mut net = Net::new();
+    let (alice, bob) = alice_streams_to_bob(&mut net, 200);
     let video = net.received_from(bob, "alice", "video");
     let audio = net.received_from(bob, "alice", "audio");
     assert!(video.len() > 150, "bob got {} video packets", video.len());
@@ -411,16 +418,7 @@ fn sender_reports_case(
     let mut net = Net::new();
     net.sfu.set_own_srtp(own_srtp);
     net.subscriber_srtp_profiles = profiles.clone();
-    let alice = net.join("alice", true);
-    let bob = net.join("bob", true);
-    net.send(alice, true, true, 1000);
-    net.send(alice, false, false, 80);
-    assert!(net.run_until(Duration::from_secs(10), |n| n.subscriber_up(bob)));
-    for i in 0..300 {
-        net.send(alice, true, i % 50 == 0, 1000);
-        net.send(alice, false, false, 80);
-        net.advance(Duration::from_millis(10));
-    }
+    let (_, bob) = alice_streams_to_bob(&mut net, 300);
     let video = net.received_from(bob, "alice", "video").len() as u64;
     let audio = net.received_from(bob, "alice", "audio").len() as u64;
     assert!(
