@@ -28,8 +28,8 @@ pub struct Peer {
     pub remote_addrs: Vec<SocketAddr>,
     /// Subscriber connections: the provider wrapper their outbound SRTP key is read from.
     pub key_tap: Option<std::sync::Arc<crate::engine::srtp_out::KeyTap>>,
-    /// Subscriber connections, once up with AES-GCM: what forwarded packets are protected and
-    /// addressed with (`None`: they go through rtc).
+    /// Subscriber connections, once up with a profile `srtp_out` supports (AES-GCM, AES-CM): what
+    /// forwarded packets are protected and addressed with (`None`: they go through rtc).
     pub srtp_out: Option<crate::engine::srtp_out::OutboundSrtp>,
     /// Our socket and the remote address of the last DTLS/SRTP datagram rtc sent: the selected
     /// ICE pair.
