@@ -183,14 +183,31 @@ async fn a_participant_reaches_the_meeting_only_through_the_turn_relay() {
     let bob_id = bob["participant_id"].as_str().expect("id").to_owned();
 
     // Media both ways: Alice's through the relay to Bob, Bob's through the relay to Alice.
-    wait_for("video both ways with Alice relayed", || {
+    let deadline = tokio::time::Instant::now() + parley_tests::DEADLINE;
+    loop {
         let (a, b) = (
             bob_media.received(&alice_id, "video").packets,
             alice_media.received(&bob_id, "video").packets,
         );
-        async move { (a > 30 && b > 30).then_some(()) }
-    })
-    .await;
+        if a > 30 && b > 30 {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // Which way failed and how far each side got, for a failure seen once in CI.
+            let metrics = app.metrics().await;
+            let sfu: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("parley_sfu_") && !l.starts_with('#'))
+                .collect();
+            panic!(
+                "no video both ways with Alice relayed: Bob got {a} packets from Alice, Alice {b} \
+                 from Bob; connected peer connections: Alice {}, Bob {}; SFU: {sfu:?}",
+                alice_media.connected_count(),
+                bob_media.connected_count()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // coturn authenticated Alice's allocation with the username Parley made.
     wait_for("coturn's log of Alice's allocation", || {
         let found = coturn.log().contains(&alice_id);
