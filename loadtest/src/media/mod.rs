@@ -9,7 +9,8 @@
 //!
 //! Each size is measured over a window after the joins settled: forwarded packets per second
 //! (counted by the subscribers; for Parley also by its /metrics), server CPU time per forwarded
-//! packet (/proc/<pid>/stat), server RSS per participant (VmRSS over the idle baseline), join
+//! packet (/proc/<pid>/stat), server memory per participant (VmRSS, and its anonymous part
+//! RssAnon, each over the idle baseline), join
 //! time (WebSocket open → first media packet, for subscribe-only participants), loss, one-way
 //! delay (the publisher's send stamp in each payload), jitter, NACKs and PLIs. A ramp measures
 //! growing sizes until loss exceeds 1 % or p99 delay 50 ms.
@@ -518,7 +519,7 @@ async fn run_system(
     let _guard = stop.clone().drop_guard();
     // The idle server's memory, after start-up settled.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let baseline_rss = server.pid.and_then(server::rss_kib);
+    let baseline_rss = server.pid.and_then(server::resident_kib);
     let largest = opts.sizes.iter().copied().max().unwrap_or(1);
     let room = match system {
         System::Parley => Room::Parley(
@@ -560,7 +561,7 @@ async fn run_system(
         let s0 = sample(server, http, &people).await;
         tokio::time::sleep(opts.window).await;
         let s1 = sample(server, http, &people).await;
-        let rss = server.pid.and_then(server::rss_kib);
+        let rss = server.pid.and_then(server::resident_kib);
         let w = window(
             opts,
             system,
@@ -606,8 +607,8 @@ fn window(
     people: &[Joined],
     s0: &Sample,
     s1: &Sample,
-    baseline_rss: Option<u64>,
-    rss: Option<u64>,
+    baseline_rss: Option<server::Resident>,
+    rss: Option<server::Resident>,
     mut join_times: Vec<Duration>,
     failures: usize,
     load_before: Option<f64>,
@@ -653,9 +654,9 @@ fn window(
     };
     let p99 = delay.percentile_ms(99.0);
     let participants = people.len();
-    let rss_per = match (baseline_rss, rss) {
+    let per_participant = |part: fn(&server::Resident) -> u64| match (&baseline_rss, &rss) {
         (Some(b), Some(r)) if participants > 0 => {
-            Some(r.saturating_sub(b) as f64 / participants as f64)
+            Some(part(r).saturating_sub(part(b)) as f64 / participants as f64)
         }
         _ => None,
     };
@@ -681,9 +682,10 @@ fn window(
         server_cpu_pct: cpu.map(|c| c * 100.0 / secs),
         cpu_us_per_packet: cpu.filter(|_| forwarded > 0.0).map(|c| c * 1e6 / forwarded),
         server_shares_process: server.shares_process,
-        rss_baseline_mib: baseline_rss.map(|k| k as f64 / 1024.0),
-        rss_mib: rss.map(|k| k as f64 / 1024.0),
-        rss_kib_per_participant: rss_per,
+        rss_baseline_mib: baseline_rss.map(|k| k.total as f64 / 1024.0),
+        rss_mib: rss.map(|k| k.total as f64 / 1024.0),
+        rss_kib_per_participant: per_participant(|r| r.total),
+        anon_kib_per_participant: per_participant(|r| r.anon),
         join_p50_ms: pct(&join_times, 50.0),
         join_p95_ms: pct(&join_times, 95.0),
         joins_timed: join_times.len(),

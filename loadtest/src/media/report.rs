@@ -36,6 +36,9 @@ pub struct Window {
     pub rss_baseline_mib: Option<f64>,
     pub rss_mib: Option<f64>,
     pub rss_kib_per_participant: Option<f64>,
+    /// The anonymous part of the above (heap and stacks; see `server::Resident`).
+    #[serde(default)]
+    pub anon_kib_per_participant: Option<f64>,
     pub join_p50_ms: Option<f64>,
     pub join_p95_ms: Option<f64>,
     pub joins_timed: usize,
@@ -88,8 +91,8 @@ fn f(v: Option<f64>, digits: usize) -> String {
 /// One line per window for the progress output.
 pub fn one_line(w: &Window) -> String {
     format!(
-        "{} {} n={}: {:.0} pkt/s fwd, cpu {}% ({} µs/pkt), rss {} KiB/participant, join p50/p95 \
-         {}/{} ms, loss {:.3} %, delay p50/p95/p99 {}/{}/{} ms, nacks {}, plis {}, generator \
+        "{} {} n={}: {:.0} pkt/s fwd, cpu {}% ({} µs/pkt), rss {} (anon {}) KiB/participant, join \
+         p50/p95 {}/{} ms, loss {:.3} %, delay p50/p95/p99 {}/{}/{} ms, nacks {}, plis {}, generator \
          cpu {}%",
         w.system,
         w.scenario,
@@ -98,6 +101,7 @@ pub fn one_line(w: &Window) -> String {
         f(w.server_cpu_pct, 0),
         f(w.cpu_us_per_packet, 2),
         f(w.rss_kib_per_participant, 0),
+        f(w.anon_kib_per_participant, 0),
         f(w.join_p50_ms, 0),
         f(w.join_p95_ms, 0),
         w.loss_pct,
@@ -155,14 +159,16 @@ impl Report {
         );
         s.push_str(
             "| server | n | participants | fwd pkt/s | server CPU | CPU µs/pkt | RSS KiB/participant \
-             | join p50 / p95 ms | loss % | delay p50 / p95 / p99 ms | jitter ms | NACKs | PLIs \
+             | anon KiB/participant | join p50 / p95 ms | loss % | delay p50 / p95 / p99 ms | jitter ms | NACKs | PLIs \
              | generator CPU | load |\n",
         );
-        s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
         for w in &self.windows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {}% | {} | {} | {} / {} | {:.3} | {} / {} / {} | {:.2} \
+                "| {} | {} | {} | {:.0} | {}% | {} | {} | {} | {} / {} | {:.3} | {} / {} / {} | {:.2} \
                  | {} | {} | {}% | {}→{} |",
                 w.system,
                 w.n,
@@ -171,6 +177,7 @@ impl Report {
                 f(w.server_cpu_pct, 0),
                 f(w.cpu_us_per_packet, 2),
                 f(w.rss_kib_per_participant, 0),
+                f(w.anon_kib_per_participant, 0),
                 f(w.join_p50_ms, 0),
                 f(w.join_p95_ms, 0),
                 w.loss_pct,
@@ -189,8 +196,9 @@ impl Report {
         if !ratios.is_empty() {
             s.push_str(
                 "\nParley / Janus (below 1: Parley uses less, or is faster):\n\n\
-                 | n | fwd pkt/s | CPU µs/pkt | RSS/participant | join p95 | loss | delay p99 |\n\
-                 |---:|---:|---:|---:|---:|---:|---:|\n",
+                 | n | fwd pkt/s | CPU µs/pkt | RSS/participant | anon/participant | join p95 | loss \
+                 | delay p99 |\n\
+                 |---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             s.push_str(&ratios);
         }
@@ -216,11 +224,12 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 p.n,
                 r(Some(p.forwarded_pps), Some(j.forwarded_pps)),
                 r(p.cpu_us_per_packet, j.cpu_us_per_packet),
                 r(p.rss_kib_per_participant, j.rss_kib_per_participant),
+                r(p.anon_kib_per_participant, j.anon_kib_per_participant),
                 r(p.join_p95_ms, j.join_p95_ms),
                 r(Some(p.loss_pct), Some(j.loss_pct)),
                 r(p.delay_p99_ms, j.delay_p99_ms),

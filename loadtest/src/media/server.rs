@@ -299,14 +299,32 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
-/// Resident set size of `pid` in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
+/// Resident memory of a process, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Resident {
+    /// All of it (`VmRSS`).
+    pub total: u64,
+    /// The anonymous part (`RssAnon`): heap and stacks, what grows with the participants. The
+    /// rest is mostly the executable's own pages, read in once as code paths first run (a few MB
+    /// for Parley's 190 MB binary the first time media flows), so it counts against the idle
+    /// baseline but not per participant.
+    pub anon: u64,
+}
+
+/// Resident memory of `pid` (`/proc/<pid>/status`).
+pub fn resident_kib(pid: u32) -> Option<Resident> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some(Resident {
+        total: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+    })
 }
 
 /// The 1-minute load average.

@@ -13,9 +13,7 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use crate::api::{MediaKind, TrackSource};
 use crate::engine::participant::{Codec, PKey};
 use crate::forward::layer_selector::{LayerSelector, Layers};
-use crate::forward::packet_cache::{
-    AUDIO_CAPACITY, CachedPacket, PacketCache, RetransmitLimits, VIDEO_CAPACITY,
-};
+use crate::forward::packet_cache::{CachedPacket, PacketCache, RetransmitLimits, VIDEO_CAPACITY};
 use crate::forward::rtp_munger::{Decision, RtpIn, RtpMunger};
 use crate::forward::vp8::{self, Vp8Munger};
 
@@ -96,7 +94,10 @@ pub struct DownTrack {
     target_layer: Option<usize>,
     munger: RtpMunger,
     vp8: Vp8Munger,
-    cache: PacketCache,
+    /// What was sent, to answer NACKs. Video only: Opus is negotiated without NACK feedback
+    /// (`peer::media_engine`), so no subscriber asks for audio again, and a cache would only keep
+    /// the last half second of every publisher's audio alive in each of its subscribers.
+    cache: Option<PacketCache>,
     /// A keyframe must be requested for the target layer (first subscription, reconnect).
     pub wants_keyframe: bool,
     clock_rate: u32,
@@ -126,10 +127,6 @@ impl DownTrack {
         clock_rate: u32,
         codec: Codec,
     ) -> Self {
-        let capacity = match kind {
-            MediaKind::Video => VIDEO_CAPACITY,
-            MediaKind::Audio => AUDIO_CAPACITY,
-        };
         Self {
             publisher,
             source,
@@ -149,7 +146,8 @@ impl DownTrack {
             target_layer: None,
             munger: RtpMunger::new(ssrc, clock_rate),
             vp8: Vp8Munger::new(),
-            cache: PacketCache::new(capacity, RetransmitLimits::default()),
+            cache: (kind == MediaKind::Video)
+                .then(|| PacketCache::new(VIDEO_CAPACITY, RetransmitLimits::default())),
             wants_keyframe: true,
             clock_rate,
             sent: SentCounters::default(),
@@ -245,18 +243,20 @@ impl DownTrack {
             }
             vp8_ids = Some(ids);
         }
-        self.cache.insert(
-            CachedPacket {
-                ssrc: out.ssrc,
-                seq: out.seq,
-                timestamp: out.timestamp,
-                marker: packet.header.marker,
-                payload_type: self.payload_type,
-                payload: packet.payload.clone(),
-                vp8: vp8_ids,
-            },
-            now,
-        );
+        if let Some(cache) = &mut self.cache {
+            cache.insert(
+                CachedPacket {
+                    ssrc: out.ssrc,
+                    seq: out.seq,
+                    timestamp: out.timestamp,
+                    marker: packet.header.marker,
+                    payload_type: self.payload_type,
+                    payload: packet.payload.clone(),
+                    vp8: vp8_ids,
+                },
+                now,
+            );
+        }
         self.count_sent(payload.len());
         self.sent.last = Some((out.timestamp, now));
         Some(Packet {
@@ -277,8 +277,10 @@ impl DownTrack {
     /// Packets to retransmit for a NACK, exactly as they were first sent.
     pub fn nack(&mut self, seqs: impl IntoIterator<Item = u16>, now: Instant) -> Vec<Packet> {
         let codec = self.codec;
-        let resend: Vec<Packet> = self
-            .cache
+        let Some(cache) = &mut self.cache else {
+            return Vec::new();
+        };
+        let resend: Vec<Packet> = cache
             .nack_lookup(seqs, now)
             .map(|c| {
                 let mut payload = c.payload.clone();
@@ -321,6 +323,7 @@ fn ids_match(desc: &vp8::Vp8Descriptor, ids: vp8::Vp8Ids) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::layer_selector::LayerInfo;
     use std::time::Duration;
 
     fn audio_packet(seq: u16, timestamp: u32) -> Packet {
@@ -379,9 +382,59 @@ mod tests {
         assert_eq!(sr.packet_count, 50);
         assert_eq!(sr.octet_count, 50 * 60);
         assert_eq!(sr.rtp_time, last_ts.wrapping_add(24_000));
-        // Retransmissions are packets sent too.
-        let resent = dt.nack([last_seq], last_sent);
+        // Audio is not retransmitted (no NACK negotiated for Opus), so nothing is kept for it.
+        assert!(dt.nack([last_seq], last_sent).is_empty());
+        assert_eq!(dt.sender_report(last_sent, 0).unwrap().packet_count, 50);
+    }
+
+    /// A NACKed video packet goes out again as first sent, and counts as sent.
+    #[test]
+    fn video_is_retransmitted_as_sent_and_counted() {
+        let mut dt = DownTrack::new(
+            1,
+            TrackSource::Camera,
+            MediaKind::Video,
+            RTCRtpSenderId::default(),
+            "t".to_owned(),
+            7,
+            102,
+            90_000,
+            Codec::H264,
+        );
+        let t0 = Instant::now();
+        let layer = LayerInfo {
+            active: true,
+            bitrate_bps: 150_000,
+            width: 320,
+            height: 180,
+        };
+        dt.select_layer(
+            &[Some(layer), None, None],
+            &[Some(42), None, None],
+            None,
+            t0,
+        );
+        let mut rewritten = Vec::new();
+        let mut sent = Vec::new();
+        for i in 0..10u16 {
+            let mut p = audio_packet(500 + i, 3_000 * u32::from(i));
+            p.header.payload_type = 102;
+            let mut fan = FanOut::new(&p, Codec::H264, i == 0, &mut rewritten);
+            sent.push(
+                dt.forward(&mut fan, t0)
+                    .expect("video from its keyframe on"),
+            );
+        }
+        let nacked = &sent[4];
+        let resent = dt.nack([nacked.header.sequence_number], t0);
         assert_eq!(resent.len(), 1);
-        assert_eq!(dt.sender_report(last_sent, 0).unwrap().packet_count, 51);
+        assert_eq!(
+            resent[0].header.sequence_number,
+            nacked.header.sequence_number
+        );
+        assert_eq!(resent[0].header.timestamp, nacked.header.timestamp);
+        assert_eq!(resent[0].header.ssrc, 7);
+        assert_eq!(resent[0].payload, nacked.payload);
+        assert_eq!(dt.sender_report(t0, 0).unwrap().packet_count, 11);
     }
 }

@@ -1011,7 +1011,7 @@ impl Sfu {
             clock_rate,
             codec,
         );
-        s.downtracks.insert((publisher, source), dt);
+        s.downtracks.insert((publisher, source), Box::new(dt));
         s.downtrack_by_track
             .insert(out_track_id, (publisher, source));
     }
@@ -1848,7 +1848,7 @@ impl Sfu {
 /// of its (unpaused) videos; audio is outside it.
 fn video_share(
     estimate: Option<u64>,
-    downtracks: &FastMap<(PKey, TrackSource), DownTrack>,
+    downtracks: &FastMap<(PKey, TrackSource), Box<DownTrack>>,
 ) -> Option<u64> {
     let videos = downtracks
         .values()

@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 /// Default capacity for video: about 0.5 s of a 1080p stream at ~1000 packets/s, comfortably
 /// more than the subscriber's NACK reaction time.
 pub const VIDEO_CAPACITY: usize = 512;
-/// Default capacity for audio (50 packets/s).
-pub const AUDIO_CAPACITY: usize = 64;
 /// How long a sent packet should stay answerable: a NACK comes a round trip plus the receiver's
 /// reordering wait after the loss, and may be repeated twice 100 ms apart.
 pub const RETAIN: Duration = Duration::from_millis(500);

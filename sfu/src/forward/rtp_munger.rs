@@ -11,7 +11,7 @@
 //!   buffers and lip sync see a continuous clock.
 //! - Packets dropped from the current layer (padding-only probes, for instance) must not leave
 //!   holes in the output, or the subscriber would NACK packets that never existed. Each drop of the
-//!   newest packet bumps the sequence offset; the history of offsets is kept in a small fixed ring
+//!   newest packet bumps the sequence offset; the history of offsets is kept in a small bounded ring
 //!   so a late (reordered) packet still maps to the number it would have had.
 //! - Late packets of the previous layer (from before a switch) keep their old mapping, which fills
 //!   holes instead of leaving them for NACKs that the cache could not answer.
@@ -22,6 +22,7 @@
 //! For audio, create one munger with the single source as target and mark every packet as a
 //! keyframe: audio needs no switch point.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// One incoming RTP packet, reduced to the fields the munger needs.
@@ -98,13 +99,15 @@ struct Segment {
     offset: i64,
 }
 
-/// Fixed-size ring of offset segments, oldest evicted first. No allocation after creation.
+/// The offset history, oldest evicted first once it holds [`SEGMENTS`]. It grows only as drop
+/// runs happen: most streams never drop a packet (audio never does) and keep the one segment
+/// they start with, so a down-track does not carry room for 32 it will not use (two sources of
+/// a fixed ring were 1.5 KiB of every down-track, 45 KiB per participant of a 16-person meeting).
+/// Once full, pushing reuses the freed slot and allocates nothing.
 #[derive(Debug, Clone)]
 struct Segments {
-    ring: [Segment; SEGMENTS],
-    /// Index of the newest entry.
-    head: usize,
-    len: usize,
+    /// Oldest first.
+    ring: VecDeque<Segment>,
 }
 
 enum Lookup {
@@ -115,28 +118,25 @@ enum Lookup {
 
 impl Segments {
     fn new(first: Segment) -> Self {
-        let mut ring = [Segment::default(); SEGMENTS];
-        ring[0] = first;
-        Segments {
-            ring,
-            head: 0,
-            len: 1,
-        }
+        let mut ring = VecDeque::with_capacity(1);
+        ring.push_back(first);
+        Segments { ring }
     }
 
-    fn newest_mut(&mut self) -> &mut Segment {
-        &mut self.ring[self.head % SEGMENTS]
+    /// The newest segment (there always is one: created with one, a push evicts only when full).
+    fn newest_mut(&mut self) -> Option<&mut Segment> {
+        self.ring.back_mut()
     }
 
     fn push(&mut self, s: Segment) {
-        self.head = (self.head + 1) % SEGMENTS;
-        self.ring[self.head] = s;
-        self.len = (self.len + 1).min(SEGMENTS);
+        if self.ring.len() == SEGMENTS {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(s);
     }
 
     fn lookup(&self, ext: i64) -> Lookup {
-        for i in 0..self.len {
-            let s = &self.ring[(self.head + SEGMENTS - i) % SEGMENTS];
+        for s in self.ring.iter().rev() {
             if ext >= s.start {
                 return Lookup::Offset(s.offset);
             }
@@ -346,10 +346,13 @@ impl RtpMunger {
             if pkt.padding_only {
                 // Take this number out of the output. Consecutive drops extend one segment.
                 src.offset += 1;
-                let newest = src.segments.newest_mut();
-                if newest.start == ext && prev_highest + 1 == ext && newest.first_dropped < ext {
+                let offset = src.offset;
+                let newest = src.segments.newest_mut().filter(|newest| {
+                    newest.start == ext && prev_highest + 1 == ext && newest.first_dropped < ext
+                });
+                if let Some(newest) = newest {
                     newest.start = ext + 1;
-                    newest.offset = src.offset;
+                    newest.offset = offset;
                 } else {
                     src.segments.push(Segment {
                         first_dropped: ext,
