@@ -91,9 +91,9 @@ fn f(v: Option<f64>, digits: usize) -> String {
 /// One line per window for the progress output.
 pub fn one_line(w: &Window) -> String {
     format!(
-        "{} {} n={}: {:.0} pkt/s fwd, cpu {}% ({} µs/pkt), rss {} (anon {}) KiB/participant, join \
-         p50/p95 {}/{} ms, loss {:.3} %, delay p50/p95/p99 {}/{}/{} ms, nacks {}, plis {}, generator \
-         cpu {}%",
+        "{} {} n={}: {:.0} pkt/s fwd, cpu {}% ({} µs/pkt), rss {} (anon {}) KiB/participant, \
+         join p50/p95 {}/{} ms, loss {:.3} %, delay p50/p95/p99 {}/{}/{} ms, nacks {}, plis {}, \
+         generator cpu {}%",
         w.system,
         w.scenario,
         w.n,
@@ -158,9 +158,9 @@ impl Report {
             self.srtp
         );
         s.push_str(
-            "| server | n | participants | fwd pkt/s | server CPU | CPU µs/pkt | RSS KiB/participant \
-             | anon KiB/participant | join p50 / p95 ms | loss % | delay p50 / p95 / p99 ms | jitter ms | NACKs | PLIs \
-             | generator CPU | load |\n",
+            "| server | n | participants | fwd pkt/s | server CPU | CPU µs/pkt \
+             | RSS KiB/participant | anon KiB/participant | join p50 / p95 ms | loss % \
+             | delay p50 / p95 / p99 ms | jitter ms | NACKs | PLIs | generator CPU | load |\n",
         );
         s.push_str(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -168,8 +168,8 @@ impl Report {
         for w in &self.windows {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {}% | {} | {} | {} | {} / {} | {:.3} | {} / {} / {} | {:.2} \
-                 | {} | {} | {}% | {}→{} |",
+                "| {} | {} | {} | {:.0} | {}% | {} | {} | {} | {} / {} | {:.3} | {} / {} / {} \
+                 | {:.2} | {} | {} | {}% | {}→{} |",
                 w.system,
                 w.n,
                 w.participants,
@@ -196,8 +196,8 @@ impl Report {
         if !ratios.is_empty() {
             s.push_str(
                 "\nParley / Janus (below 1: Parley uses less, or is faster):\n\n\
-                 | n | fwd pkt/s | CPU µs/pkt | RSS/participant | anon/participant | join p95 | loss \
-                 | delay p99 |\n\
+                 | n | fwd pkt/s | CPU µs/pkt | RSS/participant | anon/participant | join p95 \
+                 | loss | delay p99 |\n\
                  |---:|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             s.push_str(&ratios);

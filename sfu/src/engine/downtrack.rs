@@ -326,11 +326,11 @@ mod tests {
     use crate::forward::layer_selector::LayerInfo;
     use std::time::Duration;
 
-    fn audio_packet(seq: u16, timestamp: u32) -> Packet {
+    fn rtp_packet(payload_type: u8, seq: u16, timestamp: u32) -> Packet {
         Packet {
             header: Header {
                 version: 2,
-                payload_type: 111,
+                payload_type,
                 sequence_number: seq,
                 timestamp,
                 ssrc: 42,
@@ -365,7 +365,7 @@ mod tests {
         let mut rewritten = Vec::new();
         let (mut last_ts, mut last_seq) = (0, 0);
         for i in 0..50u16 {
-            let p = audio_packet(100 + i, 1_000 + u32::from(i) * 960);
+            let p = rtp_packet(111, 100 + i, 1_000 + u32::from(i) * 960);
             let mut fan = FanOut::new(&p, Codec::Opus, false, &mut rewritten);
             let out = dt
                 .forward(&mut fan, t0 + Duration::from_millis(20 * u64::from(i)))
@@ -417,8 +417,7 @@ mod tests {
         let mut rewritten = Vec::new();
         let mut sent = Vec::new();
         for i in 0..10u16 {
-            let mut p = audio_packet(500 + i, 3_000 * u32::from(i));
-            p.header.payload_type = 102;
+            let p = rtp_packet(102, 500 + i, 3_000 * u32::from(i));
             let mut fan = FanOut::new(&p, Codec::H264, i == 0, &mut rewritten);
             sent.push(
                 dt.forward(&mut fan, t0)

@@ -143,9 +143,9 @@ pub struct Participant {
     pub declared: HashMap<String, TrackSource>,
     /// Published tracks by the rtc track id of the publisher connection.
     pub published: FastMap<String, PublishedTrack>,
-    /// What this participant receives, keyed by (publisher, source). Boxed: a down-track is
-    /// about 2 KiB (the munger's fixed offset history), and a table sized for 30 of them keeps
-    /// 64 slots, so inline values would hold twice the memory the tracks need.
+    /// What this participant receives, keyed by (publisher, source). Boxed: a table grows at
+    /// 7/8 full, so one holding 30 down-tracks (a 16-person meeting) has 64 slots, and inline
+    /// values (over 400 bytes each) would keep twice the memory the down-tracks need.
     pub downtracks: FastMap<(PKey, TrackSource), Box<DownTrack>>,
     /// rtc track id of a down-track's sender → its key, for routing subscriber RTCP.
     pub downtrack_by_track: FastMap<String, (PKey, TrackSource)>,
