@@ -1166,3 +1166,82 @@ async fn a_composite_that_cannot_be_made_fails_the_recording_but_keeps_its_files
     assert_eq!(s, 200, "{links}");
     rep.close().await;
 }
+
+/// Erasing a person (agreement 12.5) takes their name out of the recordings they started and of
+/// their own tracks' files, in the API and in the stored rows, and leaves the media and everyone
+/// else's names alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_takes_the_person_s_name_out_of_the_recordings() {
+    let w = World::spawn().await;
+    let acc = w.account("R-9", "rec-12").await;
+    // Anna is a rep of the account: her name there is her address's local part, "anna.rep".
+    w.user(&acc, "anna.rep@r9.example", "member").await;
+    let meeting = w.meeting(&acc).await;
+    let host = w.app.host_token(&meeting, "Anna.Rep").await;
+    let guest = w.app.guest_token(&meeting, "Client").await;
+    let anna = Participant::enter(&w.app, &host, true).await;
+    let client = Participant::enter(&w.app, &guest, true).await;
+    anna.send(json!({"type": "recording", "action": "start"}));
+    let rid = str_of(
+        &anna.expect("recording", recording_active).await,
+        "recording_id",
+    );
+    w.stored_over(&acc, 100_000).await;
+    anna.send(json!({"type": "recording", "action": "stop"}));
+    anna.expect("recording", stopped_because("stopped")).await;
+    let rec = w.ready(&rid, &acc.key).await;
+    assert_eq!(rec["started_by"], "Anna.Rep");
+    let (audio, video) = files_of(&rec, &anna.id);
+    for f in [audio, video] {
+        assert_eq!(f.expect("her track")["display_name"], "Anna.Rep", "{rec}");
+    }
+    let (anna_id, client_id) = (anna.id.clone(), client.id.clone());
+    anna.close().await;
+    client.close().await;
+
+    let (s, report) = w
+        .req(
+            Method::POST,
+            &format!("/api/v1/accounts/{}/erasure", acc.id),
+            Some(ADMIN_TOKEN),
+            Some(json!({"email": "anna.rep@r9.example"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{report}");
+    assert_eq!(report["recordings"], 1, "{report}");
+    assert_eq!(
+        report["recording_files"], 2,
+        "her audio and video: {report}"
+    );
+
+    let (s, after) = w.recording(&rid, &acc.key).await;
+    assert_eq!(s, 200, "{after}");
+    assert_eq!(after["started_by"], "erased user");
+    assert!(
+        !after.to_string().to_lowercase().contains("anna"),
+        "{after}"
+    );
+    let (audio, video) = files_of(&after, &anna_id);
+    for f in [audio, video] {
+        assert_eq!(f.expect("her track is kept")["display_name"], "erased user");
+    }
+    let (audio, video) = files_of(&after, &client_id);
+    for f in [audio, video] {
+        assert_eq!(f.expect("the client's track")["display_name"], "Client");
+    }
+    assert_eq!(after["bytes"], rec["bytes"], "the media stays");
+    // The stored rows too: the API reads a file's name through the meeting's session while it
+    // exists, the row is what is left once it does not.
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT started_by FROM recordings UNION ALL \
+         SELECT display_name FROM recording_files WHERE display_name IS NOT NULL",
+    )
+    .fetch_all(&w.app.pool())
+    .await
+    .expect("stored names");
+    assert!(stored.iter().any(|n| n == "Client"), "{stored:?}");
+    assert!(
+        !stored.iter().any(|n| n.to_lowercase().contains("anna")),
+        "{stored:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Erasure of a person's data on request (agreement 12.5): the person, named by email, is
 //! anonymised in the account's users, in the invited contacts, participant sessions and chat of
-//! the account's meetings, in their stored summaries, and in the account's email messages in
-//! the outbox. Financial records (orders, invoices,
+//! the account's meetings, in who started their recordings and whose tracks the recording files
+//! are, in their stored summaries, and in the account's email messages in the outbox. Financial records (orders, invoices,
 //! payments, documents: the licensing tables) are kept untouched, as the law on accounting
 //! requires. The audit entry names the person only by a salted hash of the address.
 
@@ -44,6 +44,10 @@ pub struct ErasureReport {
     /// Email messages in the outbox (pending, failed or delivered) whose recipient was the
     /// person: address and body removed, the undelivered ones failed.
     pub outbox_emails: u64,
+    /// Recordings the person started, and recording files of the person's own tracks (the
+    /// media stays: a recording is the account's record of the meeting, like its chat).
+    pub recordings: u64,
+    pub recording_files: u64,
 }
 
 /// Erase a person's data in the account (account admin session or the operator). Invoices and
@@ -232,9 +236,64 @@ async fn anonymise(
             report.chat_messages += 1;
         }
     }
+    let (recordings, recording_files) = anonymise_recordings(&mut tx, account, &names).await?;
+    report.recordings = recordings;
+    report.recording_files = recording_files;
     report.outbox_emails = scrub_outbox(&mut tx, account, key, unowned).await?;
     tx.commit().await?;
     Ok((report, touched))
+}
+
+/// The person's names out of the account's recordings: who started one (`started_by`), and
+/// whose track a file is (`display_name`, kept for when the meeting's sessions are gone). Names
+/// are matched as for sessions and chat.
+async fn anonymise_recordings(
+    tx: &mut sqlx::AnyConnection,
+    account: &str,
+    names: &HashSet<String>,
+) -> sqlx::Result<(u64, u64)> {
+    let started: Vec<(String, String)> = sqlx::query_as(
+        "SELECT r.id, r.started_by FROM recordings r \
+         JOIN meetings m ON m.id = r.meeting_id WHERE m.account_id = $1",
+    )
+    .bind(account)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut recordings = 0;
+    for (id, by) in started {
+        if names.contains(&by.to_lowercase()) {
+            sqlx::query("UPDATE recordings SET started_by = $1 WHERE id = $2")
+                .bind(ERASED_NAME)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            recordings += 1;
+        }
+    }
+    let files: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT f.recording_id, f.name, f.display_name FROM recording_files f \
+         JOIN recordings r ON r.id = f.recording_id JOIN meetings m ON m.id = r.meeting_id \
+         WHERE m.account_id = $1 AND f.display_name IS NOT NULL",
+    )
+    .bind(account)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut renamed = 0;
+    for (recording, file, name) in files {
+        if names.contains(&name.to_lowercase()) {
+            sqlx::query(
+                "UPDATE recording_files SET display_name = $1 \
+                 WHERE recording_id = $2 AND name = $3",
+            )
+            .bind(ERASED_NAME)
+            .bind(&recording)
+            .bind(&file)
+            .execute(&mut *tx)
+            .await?;
+            renamed += 1;
+        }
+    }
+    Ok((recordings, renamed))
 }
 
 /// The person's address out of the account's email messages (and, for the operator, those of
