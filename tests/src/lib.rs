@@ -46,6 +46,9 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
         udp_addr: "127.0.0.1:0".parse().expect("addr"),
         announced_ips: vec!["127.0.0.1".parse().expect("ip")],
         database_url: format!("sqlite://{}", dir.path().join("parley.db").display()),
+        // Named here, not left to the default beside the SQLite file: on PostgreSQL that default
+        // is `recordings/` in the working directory, which filled the checkout with test media.
+        recordings_dir: Some(dir.path().join("recordings")),
         jwt_secret: Some(Secret::new(JWT_SECRET)),
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         ..Config::default()
